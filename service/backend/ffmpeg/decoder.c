@@ -5,7 +5,8 @@
  * Input buffers carry the bitstream in chunks of any size: codecs with a byte-stream syntax (H.264,
  * HEVC, MPEG-2, MPEG-4 part 2) go through av_parser to find the access units; VP8 and VP9 have no
  * start codes, so each input buffer is taken as one frame, as V4L2 stateful decoders take them.
- * The parser carries each input's timestamp to the frame that starts in it.
+ * A packet's timestamp is the one of the input its first byte came from: we track where inputs start
+ * ourselves, as the parser's own table holds only four inputs, too few for small chunks.
  *
  * Output: the first frame's size, and every later change, bumps the format generation and raises
  * format_changed. Output buffers queued before the guest learned of that generation are held until
@@ -48,6 +49,14 @@ static const struct {
 
 static const uint32_t dec_raw_formats[] = { VIDEO_FORMAT_NV12, VIDEO_FORMAT_YUV420, VIDEO_FORMAT_YVU420 };
 
+#define DEC_MAX_MARKS 4096u
+
+/* Where an input started in the byte stream given to the parser. */
+typedef struct TsMark {
+        uint64_t offset;
+        uint64_t timestamp;
+} TsMark;
+
 typedef struct DecoderBackend {
         Backend base;
         sd_event *event;
@@ -83,6 +92,9 @@ typedef struct Decoder {
         uint8_t *chunk; /* its copy, with AV_INPUT_BUFFER_PADDING_SIZE zero bytes after */
         size_t chunk_size, chunk_alloc, chunk_off;
         bool cur_failed;
+        TsMark *marks;
+        size_t n_marks, alloc_marks;
+        uint64_t stream_offset; /* bytes given to the parser */
 
         FfList outputs; /* of the current format generation */
         FfList stale;   /* queued before the guest knew of the current generation */
@@ -125,6 +137,8 @@ static int decoder_open_codec(Decoder *d) {
 static void decoder_reset_parser(Decoder *d) {
         if (!d->use_parser)
                 return;
+        d->n_marks = 0;
+        d->stream_offset = 0;
         av_parser_close(d->parser);
         d->parser = av_parser_init(d->codec_id);
         if (!d->parser) {
@@ -185,20 +199,62 @@ static int decoder_start_input(Decoder *d) {
         d->chunk_size = iov_to_buf(p->iov, p->n_iov, 0, d->chunk, p->data_size);
         memset(d->chunk + d->chunk_size, 0, AV_INPUT_BUFFER_PADDING_SIZE);
         d->chunk_off = 0;
+        if (!d->use_parser || d->chunk_size == 0)
+                return 0;
+
+        if (d->n_marks == DEC_MAX_MARKS) {
+                /* A frame spread over thousands of inputs: forget the oldest half. */
+                memmove(d->marks, d->marks + DEC_MAX_MARKS / 2, sizeof(TsMark) * (DEC_MAX_MARKS / 2));
+                d->n_marks = DEC_MAX_MARKS / 2;
+        }
+        if (d->n_marks == d->alloc_marks) {
+                size_t n = MAX(d->alloc_marks * 2, (size_t) 16);
+                TsMark *m = reallocarray(d->marks, n, sizeof(TsMark));
+
+                if (!m)
+                        return -ENOMEM;
+                d->marks = m;
+                d->alloc_marks = n;
+        }
+        d->marks[d->n_marks++] = (TsMark) { d->stream_offset, w->buf->timestamp };
         return 0;
+}
+
+/* The timestamp of the input holding byte `start` of the stream; earlier marks are not needed again. */
+static uint64_t decoder_timestamp_at(Decoder *d, uint64_t start) {
+        size_t i = 0;
+
+        if (d->n_marks == 0)
+                return 0;
+        while (i + 1 < d->n_marks && d->marks[i + 1].offset <= start)
+                i++;
+        if (i > 0) {
+                memmove(d->marks, d->marks + i, sizeof(TsMark) * (d->n_marks - i));
+                d->n_marks -= i;
+        }
+        return d->marks[0].timestamp;
+}
+
+static void decoder_set_packet(Decoder *d, uint8_t *data, int size) {
+        /* The parser counts the bytes it was given as we do; frame_offset is where this packet started
+         * (which may lie before the bytes of the last call, when a start code straddled two inputs). */
+        uint64_t start = d->parser->frame_offset > 0 ? (uint64_t) d->parser->frame_offset : 0;
+
+        d->pkt->data = data;
+        d->pkt->size = size;
+        d->pkt->pts = (int64_t) decoder_timestamp_at(d, start);
+        d->pkt_pending = true;
 }
 
 /* Turns the current chunk, or a part of it, into the pending packet. */
 static void decoder_parse(Decoder *d) {
         uint8_t *data = d->chunk + d->chunk_off;
         int size = (int) MIN(d->chunk_size - d->chunk_off, (size_t) INT32_MAX);
-        int64_t ts = (int64_t) d->cur->buf->timestamp;
-
         av_packet_unref(d->pkt);
         if (!d->use_parser) {
                 d->pkt->data = data;
                 d->pkt->size = size;
-                d->pkt->pts = ts;
+                d->pkt->pts = (int64_t) d->cur->buf->timestamp;
                 d->chunk_off = d->chunk_size;
                 d->pkt_pending = true;
                 return;
@@ -206,20 +262,17 @@ static void decoder_parse(Decoder *d) {
 
         uint8_t *out = NULL;
         int out_size = 0;
-        int used = av_parser_parse2(d->parser, d->ctx, &out, &out_size, data, size, ts, AV_NOPTS_VALUE, 0);
+        int used = av_parser_parse2(d->parser, d->ctx, &out, &out_size, data, size, AV_NOPTS_VALUE,
+                                    AV_NOPTS_VALUE, 0);
         if (used < 0) {
                 /* The parsers do not fail on data; treat it as corrupt input and skip the chunk. */
                 d->cur_failed = true;
                 used = size;
         }
         d->chunk_off += (size_t) used;
-        if (out_size > 0) {
-                d->pkt->data = out;
-                d->pkt->size = out_size;
-                d->pkt->pts = d->parser->pts;
-                d->pkt->flags = d->parser->key_frame == 1 ? AV_PKT_FLAG_KEY : 0;
-                d->pkt_pending = true;
-        }
+        d->stream_offset += (uint64_t) used;
+        if (out_size > 0)
+                decoder_set_packet(d, out, out_size);
 }
 
 static bool decoder_flush_parser(Decoder *d) {
@@ -233,10 +286,7 @@ static bool decoder_flush_parser(Decoder *d) {
                                 0);
         if (out_size <= 0)
                 return false;
-        d->pkt->data = out;
-        d->pkt->size = out_size;
-        d->pkt->pts = d->parser->pts;
-        d->pkt_pending = true;
+        decoder_set_packet(d, out, out_size);
         return true;
 }
 
@@ -494,6 +544,7 @@ static void decoder_destroy(FfStream *s) {
         free(d->cur);
         free(d->drain_cmd);
         free(d->chunk);
+        free(d->marks);
         ff_scratch_free(&d->scratch);
         av_parser_close(d->parser);
         avcodec_free_context(&d->ctx);

@@ -102,7 +102,7 @@ int ff_layout_adjust(VideoParams *p, const VideoParams *proposed) {
                 if (stride > 4 * FF_MAX_DIMENSION)
                         return -EINVAL;
                 size = MAX(proposed->planes[i].plane_size, stride * rows);
-                if (size > 64u * FF_MAX_DIMENSION * FF_MAX_DIMENSION)
+                if (size > (1u << 28)) /* 256 MiB: four bytes a pixel at the largest size */
                         return -EINVAL;
                 p->planes[i].stride = stride;
                 p->planes[i].plane_size = size;
