@@ -282,6 +282,7 @@ static void encoder_send_flush(Encoder *e) {
 static void encoder_encode_input(Encoder *e) {
         FfWork *w = ff_list_pop(&e->inputs);
         uint64_t ts = w->buf->timestamp;
+        bool force_keyframe = w->force_keyframe;
         int r;
 
         if (e->drain == ENC_DRAIN_INPUT && e->drain_inputs > 0)
@@ -306,7 +307,7 @@ static void encoder_encode_input(Encoder *e) {
                 return;
         }
         r = ff_buffer_to_frame(w->buf, &w->params, e->frame, &e->scratch);
-        /* The guest buffer is not touched after this point. */
+        /* Neither the guest buffer nor w (now the loop's) is touched after this point. */
         ff_stream_buffer_done(&e->s, w, r < 0 ? VIDEO_BUFFER_F_ERR : 0, ts);
         if (r < 0) {
                 log_debug_errno(r, "ffmpeg-encoder: cannot read input frame: %m");
@@ -315,8 +316,8 @@ static void encoder_encode_input(Encoder *e) {
         e->frame->pts = e->next_pts;
         e->ts_ring[(uint64_t) e->next_pts % ENC_TS_RING] = ts;
         e->next_pts++;
-        e->frame->pict_type = w->force_keyframe ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
-        e->frame->key_frame = w->force_keyframe;
+        e->frame->pict_type = force_keyframe ? AV_PICTURE_TYPE_I : AV_PICTURE_TYPE_NONE;
+        e->frame->key_frame = force_keyframe;
         r = avcodec_send_frame(e->ctx, e->frame);
         if (r < 0) {
                 log_debug("ffmpeg-encoder: frame rejected: %s", av_err2str(r));
