@@ -59,6 +59,7 @@ typedef struct T {
 static void dev_handle_elem(void *userdata, VhostElem *e) {
         T *t = userdata;
         char req[8] = {};
+        unsigned q;
 
         t->n_elems++;
         if (t->hold) {
@@ -69,8 +70,9 @@ static void dev_handle_elem(void *userdata, VhostElem *e) {
         iov_to_buf(e->rd, e->n_rd, 0, req, sizeof(req) - 1);
         assert_string_equal(req, "REQUEST");
         buf_to_iov(e->wr, e->n_wr, 0, "RESPONSE", 8);
-        vhost_dev_push(t->d, e, 8);
-        vhost_dev_notify(t->d, e->queue);
+        q = e->queue;
+        vhost_dev_push(t->d, e, 8); /* frees e */
+        vhost_dev_notify(t->d, q);
 }
 
 static int dev_get_config(void *userdata, uint32_t offset, void *buf, uint32_t size) {
