@@ -433,8 +433,15 @@ static void test_handshake_replies(void **state) {
         fe_send(t, VHOST_USER_GET_CONFIG, NEED_REPLY, req, sizeof(req), NULL, 0);
         assert_int_equal(fe_recv(t, VHOST_USER_GET_CONFIG, buf, sizeof(buf)), 12 + CONFIG_SIZE);
         fe_expect_nothing(t);
-        /* Out of bounds: the spec's empty failure reply. */
+        /* Past our config space (QEMU's config_size larger than ours): zero-filled. */
         c = (struct vhost_user_config_hdr){ htole32(40), htole32(8), 0 };
+        memcpy(req, &c, sizeof(c));
+        fe_send(t, VHOST_USER_GET_CONFIG, VHOST_USER_VERSION, req, 12 + 8, NULL, 0);
+        assert_int_equal(fe_recv(t, VHOST_USER_GET_CONFIG, buf, sizeof(buf)), 12 + 8);
+        assert_memory_equal(buf + 12, t->config + 40, 4);
+        assert_memory_equal(buf + 16, "\0\0\0\0", 4);
+        /* Past the 256-byte config space: the spec's empty failure reply. */
+        c = (struct vhost_user_config_hdr){ htole32(252), htole32(8), 0 };
         memcpy(req, &c, sizeof(c));
         fe_send(t, VHOST_USER_GET_CONFIG, VHOST_USER_VERSION, req, 12 + 8, NULL, 0);
         assert_int_equal(fe_recv(t, VHOST_USER_GET_CONFIG, buf, sizeof(buf)), 0);
