@@ -95,4 +95,5 @@ int frontend_wait_fd(VuFrontend *fe, int fd, short events, uint64_t deadline);
 
 int queue_alloc_ring(VuFrontend *fe, unsigned i);
 void queue_free_ring(VuFrontend *fe, unsigned i);
+int queue_reset_ring(VuFrontend *fe, unsigned i);
 void queue_done(VuFrontend *fe, unsigned i);

@@ -87,9 +87,7 @@ static void free_owned(VuFrontend *fe, uint64_t req_gpa, uint64_t resp_gpa) {
                 (void) vu_frontend_mem_free(fe, resp_gpa);
 }
 
-void queue_free_ring(VuFrontend *fe, unsigned i) {
-        Queue *q = &fe->queues[i];
-
+static void ring_release(VuFrontend *fe, Queue *q) {
         if (q->slots)
                 for (unsigned k = 0; k < q->num; k++) {
                         Slot *s = &q->slots[k];
@@ -122,6 +120,30 @@ void queue_free_ring(VuFrontend *fe, unsigned i) {
         q->desc = NULL;
         q->avail = q->used = NULL;
         q->n_free = q->in_flight = 0;
+}
+
+void queue_free_ring(VuFrontend *fe, unsigned i) {
+        ring_release(fe, &fe->queues[i]);
+}
+
+int queue_reset_ring(VuFrontend *fe, unsigned i) {
+        Queue old = fe->queues[i], *q = &fe->queues[i];
+        int r;
+
+        /* Allocate the new ring before releasing the old one, so that it lands elsewhere, as a driver
+         * re-probing would: the backend must not mistake a reset for a resume (§2.4). */
+        q->done = NULL;
+        q->n_done = q->cap_done = 0;
+        q->slots = NULL;
+        q->next_free = NULL;
+        q->desc_gpa = q->avail_gpa = q->used_gpa = 0;
+        r = queue_alloc_ring(fe, i);
+        if (r < 0) {
+                *q = old;
+                return r;
+        }
+        ring_release(fe, &old);
+        return 0;
 }
 
 void queue_done(VuFrontend *fe, unsigned i) {

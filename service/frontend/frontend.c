@@ -816,8 +816,7 @@ int vu_frontend_reset_rings(VuFrontend *fe) {
                         return r;
         }
         for (unsigned i = 0; i < fe->opts.num_queues; i++) {
-                queue_free_ring(fe, i);
-                r = queue_alloc_ring(fe, i);
+                r = queue_reset_ring(fe, i);
                 if (r < 0)
                         return r;
         }
