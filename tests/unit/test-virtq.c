@@ -85,13 +85,16 @@ static bool fired(int fd) {
         return read(fd, &v, sizeof(v)) == sizeof(v) && v > 0;
 }
 
-static void expect_break(Fixture *f) {
+/* The ring breaks for this reason (so that each test fails when its own check is removed). */
+static void expect_break(Fixture *f, const char *why) {
         VhostElem *e = (VhostElem *) 1;
         const char *reason = NULL;
 
         assert_int_equal(virtq_pop(f->vq, &e, &reason), -EBADMSG);
         assert_null(e);
         assert_non_null(reason);
+        if (!strstr(reason, why))
+                fail_msg("ring broke for '%s', expected '%s'", reason, why);
         assert_true(virtq_is_broken(f->vq));
         assert_true(fired(f->err_fd));
         /* Broken means broken: nothing more is popped, the used ring is untouched. */
@@ -238,14 +241,14 @@ static void test_pop_rejects_avail_idx_jump(void **state) {
 
         guest_desc(&f->g, 0, BUF(0), 8, 0, 0);
         guest_set_avail_idx(&f->g, NUM + 1);
-        expect_break(f);
+        expect_break(f, "avail index moved");
 }
 
 static void test_pop_rejects_head_beyond_ring(void **state) {
         Fixture *f = *state;
 
         guest_publish(&f->g, NUM);
-        expect_break(f);
+        expect_break(f, "head index out of range");
 }
 
 static void test_pop_rejects_next_out_of_range(void **state) {
@@ -253,7 +256,7 @@ static void test_pop_rejects_next_out_of_range(void **state) {
 
         guest_desc(&f->g, 0, BUF(0), 8, VRING_DESC_F_NEXT, NUM);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "next descriptor index out of range");
 }
 
 static void test_pop_rejects_descriptor_loop(void **state) {
@@ -262,7 +265,7 @@ static void test_pop_rejects_descriptor_loop(void **state) {
         guest_desc(&f->g, 0, BUF(0), 8, VRING_DESC_F_NEXT, 1);
         guest_desc(&f->g, 1, BUF(1), 8, VRING_DESC_F_NEXT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "loop");
 }
 
 static void test_pop_rejects_chain_longer_than_ring(void **state) {
@@ -272,7 +275,7 @@ static void test_pop_rejects_chain_longer_than_ring(void **state) {
         for (unsigned i = 0; i < NUM; i++)
                 guest_desc(&f->g, i, BUF(0), 8, VRING_DESC_F_NEXT, (uint16_t) ((i + 1) % NUM));
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "longer than its table");
 }
 
 static void test_pop_rejects_indirect_loop(void **state) {
@@ -282,7 +285,7 @@ static void test_pop_rejects_indirect_loop(void **state) {
         guest_set_desc(&f->g, TABLE, 1, BUF(0), 8, VRING_DESC_F_NEXT, 0);
         guest_desc(&f->g, 0, TABLE, 32, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "loop");
 }
 
 static void test_pop_rejects_nested_indirect(void **state) {
@@ -292,7 +295,7 @@ static void test_pop_rejects_nested_indirect(void **state) {
         guest_set_desc(&f->g, TABLE + 0x100, 0, BUF(0), 8, 0, 0);
         guest_desc(&f->g, 0, TABLE, 16, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "indirect descriptor inside");
 }
 
 static void test_pop_rejects_indirect_with_next(void **state) {
@@ -302,7 +305,7 @@ static void test_pop_rejects_indirect_with_next(void **state) {
         guest_desc(&f->g, 0, TABLE, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
         guest_desc(&f->g, 1, BUF(1), 8, 0, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "indirect descriptor with NEXT");
 }
 
 static void test_pop_rejects_indirect_len_zero(void **state) {
@@ -310,7 +313,7 @@ static void test_pop_rejects_indirect_len_zero(void **state) {
 
         guest_desc(&f->g, 0, TABLE, 0, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "bad indirect table length");
 }
 
 static void test_pop_rejects_indirect_len_not_multiple_of_16(void **state) {
@@ -319,7 +322,7 @@ static void test_pop_rejects_indirect_len_not_multiple_of_16(void **state) {
         guest_set_desc(&f->g, TABLE, 0, BUF(0), 8, 0, 0);
         guest_desc(&f->g, 0, TABLE, 24, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "bad indirect table length");
 }
 
 static void test_pop_rejects_indirect_table_outside_memory(void **state) {
@@ -327,7 +330,7 @@ static void test_pop_rejects_indirect_table_outside_memory(void **state) {
 
         guest_desc(&f->g, 0, GUEST_GPA + MIB - 16, 32, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "indirect table outside");
 }
 
 static void test_pop_rejects_indirect_table_too_large(void **state) {
@@ -335,7 +338,7 @@ static void test_pop_rejects_indirect_table_too_large(void **state) {
 
         guest_desc(&f->g, 0, TABLE, 16 * (VIRTQ_MAX_INDIRECT + 1), VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "indirect table too large");
 }
 
 static void test_pop_fails_buffer_outside_memory(void **state) {
@@ -375,7 +378,7 @@ static void test_pop_rejects_readable_after_writable(void **state) {
         guest_desc(&f->g, 0, BUF(0), 8, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
         guest_desc(&f->g, 1, BUF(1), 8, 0, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "readable descriptor after");
 }
 
 static void test_pop_rejects_too_many_inflight(void **state) {
@@ -389,7 +392,7 @@ static void test_pop_rejects_too_many_inflight(void **state) {
         }
         assert_int_equal(virtq_inflight(f->vq), NUM);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "in flight");
         for (unsigned i = 0; i < NUM; i++)
                 vhost_elem_free(held[i]);
 }
@@ -401,7 +404,7 @@ static void test_pop_rejects_chain_over_4gib(void **state) {
         guest_desc(&f->g, 0, GUEST_GPA, 0x80000001u, VRING_DESC_F_NEXT, 1);
         guest_desc(&f->g, 1, GUEST_GPA, 0x80000001u, 0, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "4 GiB");
 }
 
 static void test_pop_rejects_too_many_segments(void **state) {
@@ -434,7 +437,9 @@ static void test_pop_rejects_too_many_segments(void **state) {
                                (uint16_t) (i + 1));
         guest_desc(&g, 0, TABLE, 16 * n, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&g, 0);
-        assert_int_equal(virtq_pop(vq, &e, NULL), -EBADMSG);
+        const char *reason = NULL;
+        assert_int_equal(virtq_pop(vq, &e, &reason), -EBADMSG);
+        assert_string_equal(reason, "too many segments");
         assert_true(virtq_is_broken(vq));
         virtq_free(vq);
         vhost_mem_unref(m);
@@ -446,7 +451,7 @@ static void test_broken_ring_recovers_on_reconfiguration(void **state) {
         VhostElem *e;
 
         guest_publish(&f->g, NUM + 3);
-        expect_break(f);
+        expect_break(f, "head index");
         (void) virtq_stop(f->vq);
         assert_int_equal(virtq_set_base(f->vq, guest_avail_idx(&f->g)), 0);
         assert_false(virtq_is_broken(f->vq));
