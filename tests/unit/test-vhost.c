@@ -26,9 +26,9 @@
 
 #include "common/iov.h"
 #include "common/macro.h"
+#include "vhost-guest.h"
 #include "vhost/vhost-user-proto.h"
 #include "vhost/vhost.h"
-#include "vhost-guest.h"
 
 #define MIB (1024ULL * 1024ULL)
 #define NUM 16
@@ -213,7 +213,12 @@ static int teardown(void **state) {
 
 /* ---- the raw frontend ---- */
 
-static void fe_send(T *t, uint32_t request, uint32_t flags, const void *payload, uint32_t size, const int *fds,
+static void fe_send(T *t,
+                    uint32_t request,
+                    uint32_t flags,
+                    const void *payload,
+                    uint32_t size,
+                    const int *fds,
                     unsigned n_fds) {
         uint8_t buf[VHOST_USER_HDR_SIZE + VHOST_USER_MAX_PAYLOAD + 64];
         union {
@@ -310,9 +315,10 @@ static uint64_t fe_get_features(T *t) {
 static void fe_init(T *t) {
         assert_true(fe_get_features(t) == (VHOST_USER_BACKEND_TRANSPORT_FEATURES | DEVICE_FEATURES));
         fe_send(t, VHOST_USER_GET_PROTOCOL_FEATURES, VHOST_USER_VERSION, NULL, 0, NULL, 0);
-        assert_true(fe_recv_u64(t, VHOST_USER_GET_PROTOCOL_FEATURES) == VHOST_USER_BACKEND_PROTOCOL_FEATURES);
-        fe_send_u64(t, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, VHOST_USER_BACKEND_PROTOCOL_FEATURES,
-                    NULL, 0);
+        assert_true(fe_recv_u64(t, VHOST_USER_GET_PROTOCOL_FEATURES) ==
+                    VHOST_USER_BACKEND_PROTOCOL_FEATURES);
+        fe_send_u64(t, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION,
+                    VHOST_USER_BACKEND_PROTOCOL_FEATURES, NULL, 0);
         fe_expect_nothing(t);
         fe_send(t, VHOST_USER_GET_QUEUE_NUM, VHOST_USER_VERSION, NULL, 0, NULL, 0);
         assert_int_equal(fe_recv_u64(t, VHOST_USER_GET_QUEUE_NUM), 2);
@@ -454,7 +460,8 @@ static void test_handshake_replies(void **state) {
         /* Without NEED_REPLY nothing comes back. */
         fe_send(t, VHOST_USER_SET_OWNER, VHOST_USER_VERSION, NULL, 0, NULL, 0);
         fe_expect_nothing(t);
-        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | DEVICE_FEATURES);
+        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                   DEVICE_FEATURES);
         assert_true(t->device_features == DEVICE_FEATURES);
         assert_true(vhost_dev_is_connected(t->d));
         assert_int_equal(t->n_disconnect, 0);
@@ -529,7 +536,8 @@ static void test_stop_resume_keeps_device_state(void **state) {
         assert_false(called(t, 0));
 
         /* Resume: the same base, addresses and used idx. Device state is kept, the completion lands. */
-        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | DEVICE_FEATURES);
+        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                   DEVICE_FEATURES);
         fe_mem_table(t);
         fe_start_ring(t, 0, 1);
         fe_enable(t, 0, true);
@@ -670,15 +678,18 @@ static void test_violations_close_connection(void **state) {
         violation_then_fresh_connection(t);
         fe_send_state(t, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, 200, 0);
         violation_then_fresh_connection(t);
-        fe_send_u64(t, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION, 5 | VHOST_USER_VRING_NOFD_MASK, NULL, 0);
+        fe_send_u64(t, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION, 5 | VHOST_USER_VRING_NOFD_MASK, NULL,
+                    0);
         violation_then_fresh_connection(t);
         fe_send_u64(t, VHOST_USER_SET_VRING_KICK, VHOST_USER_VERSION, 0, NULL, 0); /* fd missing */
         violation_then_fresh_connection(t);
         fe_send_state(t, VHOST_USER_SET_VRING_ENABLE, VHOST_USER_VERSION, 0, 2);
         violation_then_fresh_connection(t);
-        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES), NULL, 0);
+        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES),
+                    NULL, 0);
         violation_then_fresh_connection(t); /* no VERSION_1 */
-        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(34), NULL, 0);
+        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION,
+                    BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(34), NULL, 0);
         violation_then_fresh_connection(t); /* not offered */
         fe_send_u64(t, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, BIT_ULL(1), NULL, 0);
         violation_then_fresh_connection(t);

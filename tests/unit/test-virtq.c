@@ -11,9 +11,9 @@
 #include <cmocka.h>
 
 #include "common/iov.h"
+#include "vhost-guest.h"
 #include "vhost/mem-table.h"
 #include "vhost/virtq.h"
-#include "vhost-guest.h"
 
 #define MIB (1024ULL * 1024ULL)
 #define NUM 16
@@ -48,7 +48,8 @@ static int fixture_setup_size(void **state, uint64_t bytes) {
         assert_int_equal(virtq_new(0, &f->vq), 0);
         assert_int_equal(virtq_set_num(f->vq, NUM, 1024), 0);
         assert_int_equal(virtq_set_addr(f->vq, f->mem, guest_ua(GUEST_GPA + GUEST_DESC_OFF),
-                                        guest_ua(GUEST_GPA + GUEST_AVAIL_OFF), guest_ua(GUEST_GPA + GUEST_USED_OFF)),
+                                        guest_ua(GUEST_GPA + GUEST_AVAIL_OFF),
+                                        guest_ua(GUEST_GPA + GUEST_USED_OFF)),
                          0);
         assert_int_equal(virtq_set_base(f->vq, 0), 0);
         f->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -204,7 +205,8 @@ static void test_pop_indirect_table_straddling_regions(void **state) {
         assert_int_equal(guest_init(&g, 2 * MIB, NUM), 0);
         d1 = guest_region(&g);
         d1.memory_size = MIB;
-        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 64 * MIB, GUEST_MMAP_OFFSET + MIB };
+        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 64 * MIB,
+                                             GUEST_MMAP_OFFSET + MIB };
         assert_int_equal(mem_region_map(&d1, g.memfd, &r[0]), 0);
         assert_int_equal(mem_region_map(&d2, g.memfd, &r[1]), 0);
         assert_int_equal(vhost_mem_new(r, 2, &m), 0);
@@ -219,8 +221,8 @@ static void test_pop_indirect_table_straddling_regions(void **state) {
         assert_int_equal(virtq_start(vq), 0);
 
         for (unsigned i = 0; i < 4; i++)
-                guest_set_desc(&g, table, i, BUF(i), 10 + i, VRING_DESC_F_NEXT | (i >= 2 ? VRING_DESC_F_WRITE : 0),
-                               (uint16_t) (i + 1));
+                guest_set_desc(&g, table, i, BUF(i), 10 + i,
+                               VRING_DESC_F_NEXT | (i >= 2 ? VRING_DESC_F_WRITE : 0), (uint16_t) (i + 1));
         guest_set_desc(&g, table, 3, BUF(3), 13, VRING_DESC_F_WRITE, 0);
         guest_desc(&g, 0, table, 64, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&g, 0);
@@ -419,7 +421,8 @@ static void test_pop_rejects_too_many_segments(void **state) {
         assert_int_equal(guest_init(&g, 2 * MIB, NUM), 0);
         d1 = guest_region(&g);
         d1.memory_size = MIB;
-        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 64 * MIB, GUEST_MMAP_OFFSET + MIB };
+        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 64 * MIB,
+                                             GUEST_MMAP_OFFSET + MIB };
         assert_int_equal(mem_region_map(&d1, g.memfd, &r[0]), 0);
         assert_int_equal(mem_region_map(&d2, g.memfd, &r[1]), 0);
         assert_int_equal(vhost_mem_new(r, 2, &m), 0);
@@ -467,7 +470,8 @@ static void test_broken_ring_recovers_on_reconfiguration(void **state) {
 static void test_config_rejects_bad_num_and_addresses(void **state) {
         Fixture *f = *state;
         VirtQueue *vq;
-        uint64_t d = guest_ua(DESC), a = guest_ua(GUEST_GPA + GUEST_AVAIL_OFF), u = guest_ua(GUEST_GPA + GUEST_USED_OFF);
+        uint64_t d = guest_ua(DESC), a = guest_ua(GUEST_GPA + GUEST_AVAIL_OFF),
+                 u = guest_ua(GUEST_GPA + GUEST_USED_OFF);
 
         assert_int_equal(virtq_new(0, &vq), 0);
         assert_int_equal(virtq_set_addr(vq, f->mem, d, a, u), -EINVAL); /* no num yet */
@@ -484,7 +488,8 @@ static void test_config_rejects_bad_num_and_addresses(void **state) {
         assert_int_equal(virtq_set_addr(vq, f->mem, DESC, a, u), -EFAULT);
         /* Used ring whose tail leaves the region: the start alone would translate. */
         assert_int_equal(virtq_set_addr(vq, f->mem, d, a, guest_ua(GUEST_GPA + MIB - 64)), -EFAULT);
-        assert_int_equal(virtq_set_addr(vq, f->mem, guest_ua(GUEST_GPA + MIB - 16 * NUM + 16), a, u), -EFAULT);
+        assert_int_equal(virtq_set_addr(vq, f->mem, guest_ua(GUEST_GPA + MIB - 16 * NUM + 16), a, u),
+                         -EFAULT);
         assert_int_equal(virtq_set_addr(vq, NULL, d, a, u), -EFAULT);
         assert_int_equal(virtq_start(vq), -ENXIO);
         assert_int_equal(virtq_set_addr(vq, f->mem, d, a, u), 0);
@@ -606,7 +611,6 @@ static void test_drain_suppresses_kicks_and_rechecks(void **state) {
         /* A broken ring ends the drain. */
         guest_publish(&f->g, NUM + 1);
         assert_int_equal(virtq_drain(f->vq, drain_handle, &c, 100), -EBADMSG);
-
 }
 
 static void test_drain_disabled_or_stopped_pops_nothing(void **state) {
@@ -691,7 +695,8 @@ static void test_restart_with_other_state_is_a_reset(void **state) {
         guest_set_used_idx(&f->g, 9);
         assert_int_equal(virtq_start(f->vq), 1);
         (void) virtq_stop(f->vq);
-        assert_int_equal(virtq_set_addr(f->vq, f->mem, guest_ua(DESC + 0x4000), guest_ua(GUEST_GPA + GUEST_AVAIL_OFF),
+        assert_int_equal(virtq_set_addr(f->vq, f->mem, guest_ua(DESC + 0x4000),
+                                        guest_ua(GUEST_GPA + GUEST_AVAIL_OFF),
                                         guest_ua(GUEST_GPA + GUEST_USED_OFF)),
                          0);
         assert_int_equal(virtq_start(f->vq), 1);
@@ -772,7 +777,8 @@ int main(void) {
                 T(test_pop_fails_zero_length_descriptor),
                 T(test_pop_rejects_readable_after_writable),
                 T(test_pop_rejects_too_many_inflight),
-                cmocka_unit_test_setup_teardown(test_pop_rejects_chain_over_4gib, fixture_setup_big, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_pop_rejects_chain_over_4gib, fixture_setup_big,
+                                                fixture_teardown),
                 cmocka_unit_test(test_pop_rejects_too_many_segments),
                 T(test_broken_ring_recovers_on_reconfiguration),
                 T(test_config_rejects_bad_num_and_addresses),
