@@ -38,6 +38,7 @@
 #define BUF(n) (GUEST_GPA + GUEST_BUF_OFF + 0x1000ULL * (n))
 
 typedef struct T {
+        unsigned fds_before; /* open fds before the fixture: every fd the backend got is closed again */
         sd_event *e;
         VhostDev *d;
         int fe; /* frontend end of the connection */
@@ -159,10 +160,20 @@ static void connect_fe(T *t) {
         assert_true(vhost_dev_is_connected(t->d));
 }
 
+static unsigned count_fds(void) {
+        unsigned n = 0;
+
+        for (int fd = 0; fd < 1024; fd++)
+                if (fcntl(fd, F_GETFD) >= 0)
+                        n++;
+        return n;
+}
+
 static int setup_with(void **state, const VhostDevConfig *cfg) {
         T *t = calloc(1, sizeof(*t));
 
         assert_non_null(t);
+        t->fds_before = count_fds();
         for (unsigned i = 0; i < CONFIG_SIZE; i++)
                 t->config[i] = (uint8_t) (i * 7 + 1);
         assert_int_equal(sd_event_new(&t->e), 0);
@@ -207,6 +218,8 @@ static int teardown(void **state) {
         }
         guest_done(&t->g);
         sd_event_unref(t->e);
+        /* Memory fds, kick/call/err fds, unexpected fds and sockets: none left behind. */
+        assert_int_equal(count_fds(), t->fds_before);
         free(t);
         return 0;
 }
