@@ -1,4 +1,30 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The vhost-user connection: listening, accepting one frontend, framing (message.c), dispatch, and the
+ * glue between rings (virtq.c), guest memory (mem-table.c), kick/call/err eventfds and the device ops.
+ *
+ * Rules: a protocol violation (bad framing, size, fd count, unknown request, index out of range, invalid
+ * values) closes the connection; a request that is well-formed but cannot be honoured (mapping failed,
+ * overlapping region, ring outside memory, no memory table yet) gets a failure ack when REPLY_ACK asks
+ * for one and leaves the connection up.
+ *
+ * Order of the device callbacks (what a device may rely on):
+ *  - peer(true, true) after accept; peer(true, false) for a refused peer (already closed).
+ *  - set_features() at SET_FEATURES, with the device bits only.
+ *  - Ring start (SET_VRING_KICK once num, base, addresses and memory are set): when the §2.4 heuristic
+ *    says the driver reset the device, reset() comes first; then completions queued while stopped are
+ *    written, then queue_state(q, true), then the ring is drained (handle_elem()) if enabled.
+ *  - handle_elem() runs from kicks, and also from inside message handling (ring start, SET_VRING_ENABLE,
+ *    memory-table updates), only while the ring is started and enabled. The device may push
+ *    synchronously from it.
+ *  - GET_VRING_BASE: the ring is stopped first, then queue_state(q, false); from then on pushes on it are
+ *    queued until the ring restarts (resume) or dropped (reset).
+ *  - RESET_DEVICE: queue_state(q, false) for each started ring, then reset().
+ *  - Disconnect: queue_state(q, false) for each started ring, reset(), then rings, fds and memory are
+ *    torn down, then peer(false, true). Elements pushed after that (or from before a reset) are dropped.
+ *  - memory_changed() after a new table is in place and rings are re-translated, before rings drain.
+ * A callback may call vhost_dev_disconnect(); none may call vhost_dev_free().
+ */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
