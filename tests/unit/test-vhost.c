@@ -1047,6 +1047,44 @@ static void test_listen_fd(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+static void test_event_idx_end_to_end(void **state) {
+        T *t = *state;
+
+        fe_init(t);
+        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                   BIT_ULL(VIRTIO_RING_F_EVENT_IDX));
+        fe_mem_table(t);
+        fe_start_ring(t, 0, 0);
+        fe_enable(t, 0, true);
+
+        guest_request(t, 0);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 1);
+        assert_int_equal(guest_avail_event(&t->g), 1); /* kick me at the next entry */
+        assert_true(called(t, 0));                     /* first completion after start */
+
+        /* The driver only wants an interrupt once the used index passes 2. */
+        guest_set_used_event(&t->g, 2);
+        guest_request(t, 2);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 2);
+        assert_false(called(t, 0));
+        guest_request(t, 4);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 3);
+        assert_true(called(t, 0));
+        assert_int_equal(guest_used_flags(&t->g), 0); /* NO_NOTIFY is not used with EVENT_IDX */
+
+        /* "No fd" call: completions land without an interrupt. */
+        fe_send_u64(t, VHOST_USER_SET_VRING_CALL, NEED_REPLY, 0 | VHOST_USER_VRING_NOFD_MASK, NULL, 0);
+        assert_int_equal(fe_recv_u64(t, VHOST_USER_SET_VRING_CALL), 0);
+        guest_set_used_event(&t->g, 3);
+        guest_request(t, 6);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 4);
+        assert_false(called(t, 0));
+}
+
 #define TEST(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
 
 int main(void) {
@@ -1065,6 +1103,7 @@ int main(void) {
                 TEST(test_features_without_protocol_bit_enable_rings),
                 TEST(test_replies_survive_a_full_socket),
                 TEST(test_listen_fd),
+                TEST(test_event_idx_end_to_end),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
