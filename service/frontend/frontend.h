@@ -58,6 +58,9 @@ typedef struct VuFrontendOptions {
          * CONFIGURE_MEM_SLOTS (default: all five). Without CONFIGURE_MEM_SLOTS memory goes by
          * SET_MEM_TABLE, with it by GET_MAX_MEM_SLOTS + ADD_MEM_REG as QEMU does. */
         uint64_t protocol_features;
+        /* With REPLY_ACK: true (default) sets NEED_REPLY on every message without a reply body and checks
+         * each ack; false sets it only where QEMU 10.x does (memory table, SET_VRING_ENABLE, SET_CONFIG). */
+        bool ack_every_message;
 
         /* Device config space size QEMU was told (config_size property); > 0 requires the CONFIG
          * protocol feature and makes vu_frontend_start() read it once (§2.2). Default 0. At most 256. */
@@ -184,6 +187,7 @@ typedef struct VuUsed {
 } VuUsed;
 
 #define VU_POST_INDIRECT (1u << 0) /* one descriptor pointing to an indirect table (needs INDIRECT_DESC) */
+#define VU_POST_UNCHECKED (1u << 1) /* negative tests: allow writable before readable, indirect unnegotiated */
 
 /* Writes a chain (readable segments must come before writable ones, as the spec requires of drivers)
  * and publishes it in the avail ring (release store of avail->idx). Does not kick. n >= 1; direct chains
@@ -206,7 +210,7 @@ int vu_frontend_kick_if_needed(VuFrontend *fe, unsigned queue);
  * an in-flight head, or a length beyond the chain's writable bytes. */
 int vu_frontend_get_used(VuFrontend *fe, unsigned queue, VuUsed *ret);
 /* Like get_used() but waits (call eventfd + pump, with the timeout); with EVENT_IDX it first sets
- * used_event so that the next completion is signalled. */
+ * used_event so that the next completion is signalled. -ENOENT when nothing is in flight. */
 int vu_frontend_wait_used(VuFrontend *fe, unsigned queue, VuUsed *ret);
 /* Waits for the call eventfd of a queue and reads it. */
 int vu_frontend_wait_call(VuFrontend *fe, unsigned queue);
@@ -272,7 +276,7 @@ typedef struct VuRingView {
         uint64_t desc_gpa, avail_gpa, used_gpa;
 } VuRingView;
 
-/* -EBUSY before the rings exist (first start). */
+/* Rings exist from creation on (so chains may be posted before the first start); reset_rings() moves them. */
 int vu_frontend_ring_view(VuFrontend *fe, unsigned queue, VuRingView *ret);
 /* Puts an arbitrary head into the next avail slot and publishes it, without any tracking or check
  * (e.g. a head beyond the ring, or a descriptor the test wrote itself through the view). */
