@@ -390,28 +390,92 @@ static int encode_queue_output(Encoder *e, Buf *b) {
         return r;
 }
 
+/* Where component c (in memory order of a tightly packed picture) of a raw format sits in the device's
+ * buffer: plane, offset of its first row, stride, bytes per row and rows. Single-plane layouts stack the
+ * components at stride * frame_height (the layout the null backend, CROSVM and DRV-A's helpers use). */
+typedef struct RawComp {
+        unsigned plane;
+        size_t offset, stride, row, rows;
+} RawComp;
+
+static int raw_layout(const VcParams *p, uint32_t w, uint32_t h, RawComp comps[3], unsigned *ret_n) {
+        size_t s0 = p->planes[0].stride, hh = p->frame_height;
+        bool multi = p->num_planes > 1;
+
+        if (hh < h || s0 == 0)
+                return -EBADMSG;
+        switch (p->format) {
+        case 1: /* ARGB8888 */
+        case 2: /* BGRA8888 */
+                comps[0] = (RawComp){ 0, 0, s0, (size_t) w * 4, h };
+                *ret_n = 1;
+                return 0;
+        case 3: /* NV12 */
+                comps[0] = (RawComp){ 0, 0, s0, w, h };
+                comps[1] = multi ? (RawComp){ 1, 0, p->planes[1].stride, w, h / 2 }
+                                 : (RawComp){ 0, s0 * hh, s0, w, h / 2 };
+                *ret_n = 2;
+                return 0;
+        case 4: /* YUV420 */
+        case 5: /* YVU420 */
+                comps[0] = (RawComp){ 0, 0, s0, w, h };
+                if (multi && p->num_planes >= 3) {
+                        comps[1] = (RawComp){ 1, 0, p->planes[1].stride, w / 2, h / 2 };
+                        comps[2] = (RawComp){ 2, 0, p->planes[2].stride, w / 2, h / 2 };
+                } else {
+                        comps[1] = (RawComp){ 0, s0 * hh, s0 / 2, w / 2, h / 2 };
+                        comps[2] = (RawComp){ 0, s0 * hh + (s0 / 2) * (hh / 2), s0 / 2, w / 2, h / 2 };
+                }
+                *ret_n = 3;
+                return 0;
+        default:
+                return -EOPNOTSUPP;
+        }
+}
+
+/* Copies a tightly packed picture into an input resource, row by row with the device's strides. */
+static int write_raw_picture(Encoder *e, uint32_t id, const uint8_t *src, uint32_t sizes[VC_MAX_PLANES]) {
+        RawComp comps[3];
+        size_t used = 0;
+        unsigned n;
+        int r;
+
+        r = raw_layout(&e->inp, e->o->width, e->o->height, comps, &n);
+        if (r < 0)
+                return r;
+        for (unsigned c = 0; c < n; c++) {
+                const RawComp *k = &comps[c];
+
+                if (k->plane >= e->inp.num_planes || k->stride < k->row)
+                        return -EBADMSG;
+                for (size_t y = 0; y < k->rows; y++) {
+                        if (used + k->row > e->o->frame_size)
+                                return -EINVAL;
+                        r = video_client_resource_write(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, id,
+                                                        k->plane, k->offset + y * k->stride, src + used, k->row);
+                        if (r < 0)
+                                return r;
+                        used += k->row;
+                }
+        }
+        if (used != e->o->frame_size)
+                return -EINVAL;
+        for (unsigned p = 0; p < e->inp.num_planes; p++)
+                sizes[p] = e->inp.planes[p].plane_size;
+        return 0;
+}
+
 static int encode_queue_inputs(Encoder *e) {
         for (unsigned i = 0; i < e->n_in && e->next_frame < e->o->n_frames; i++) {
                 Buf *b = &e->in[i];
-                const uint8_t *src = e->o->frames[e->next_frame];
                 uint32_t sizes[VC_MAX_PLANES] = {};
-                size_t left = e->o->frame_size;
                 int r;
 
                 if (b->queued)
                         continue;
-                /* Tightly packed planes, one after the other, into the device's planes. */
-                for (unsigned p = 0; p < e->inp.num_planes && left > 0; p++) {
-                        sizes[p] = (uint32_t) MIN(left, (size_t) e->inp.planes[p].plane_size);
-                        r = video_client_resource_write(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, b->id,
-                                                        p, 0, src, sizes[p]);
-                        if (r < 0)
-                                return r;
-                        src += sizes[p];
-                        left -= sizes[p];
-                }
-                if (left > 0)
-                        return -E2BIG;
+                r = write_raw_picture(e, b->id, e->o->frames[e->next_frame], sizes);
+                if (r < 0)
+                        return r;
                 r = video_client_resource_queue(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, b->id,
                                                 (uint64_t) (e->next_frame + 1) * 1000, e->inp.num_planes, sizes);
                 if (r < 0)
@@ -483,6 +547,9 @@ static int encode_setup(Encoder *e) {
                 if (r < 0)
                         return r;
                 p->format = q == 0 ? raw : coded;
+                /* Let the device lay the planes out for the new geometry (it keeps larger strides). */
+                p->num_planes = 0;
+                memset(p->planes, 0, sizeof(p->planes));
                 p->frame_width = e->o->width;
                 p->frame_height = e->o->height;
                 if (e->o->frame_rate)

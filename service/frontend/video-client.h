@@ -314,7 +314,9 @@ typedef struct VcEncodeOptions {
         uint32_t raw_format;   /* 0: the first input format */
         uint32_t width, height;
         uint32_t frame_rate;       /* 0: keep the device's */
-        const uint8_t *const *frames; /* n_frames pictures in raw_format, tightly packed planes */
+        /* n_frames pictures in raw_format, tightly packed planes (I420: w*h Y, then U, then V); copied
+         * row by row into the device's layout (strides, one or several planes). */
+        const uint8_t *const *frames;
         size_t frame_size;
         unsigned n_frames;
         unsigned n_input_buffers;  /* default 4 */

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -752,6 +753,132 @@ static void test_decode_after_errors(void **state) {
         test_decode_session_driver_order(state);
 }
 
+/* ---- encoder (the null backend's "null-encoder" flavour) ------------------------------------------- */
+
+static int setup_encoder(void **state) {
+        Env *env = NULL;
+
+        assert_int_equal(env_open(&env, "null-encoder"), 0);
+        *state = env;
+        return 0;
+}
+
+typedef struct Packets {
+        uint32_t w, h;
+        unsigned n;
+        uint64_t timestamps[8];
+} Packets;
+
+static int check_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
+        Packets *x = userdata;
+        size_t payload = (size_t) x->w * x->h * 3 / 2;
+        _cleanup_free_ uint8_t *pic = malloc(payload);
+
+        /* One null frame per picture (null-codec.md): header, then the I420 picture unchanged. */
+        if (!pic || x->n >= ELEMENTSOF(x->timestamps) || size != NULL_FRAME_HEADER_SIZE + payload)
+                return -EBADMSG;
+        if (memcmp(data, "VVNF", 4) != 0 || (data[4] | data[5] << 8) != (int) x->w ||
+            (data[6] | data[7] << 8) != (int) x->h)
+                return -EBADMSG;
+        null_picture(x->w, x->h, x->n + 1, pic);
+        if (memcmp(data + NULL_FRAME_HEADER_SIZE, pic, payload) != 0)
+                return -EBADMSG;
+        if (!(flags & VIRTIO_VIDEO_BUFFER_FLAG_IFRAME))
+                return -EBADMSG;
+        x->timestamps[x->n++] = timestamp;
+        return 0;
+}
+
+static bool has_format(Env *env, uint32_t qt, uint32_t format) {
+        const VcCaps *caps = video_client_get_caps(env->c, qt);
+        for (unsigned i = 0; i < caps->n_formats; i++)
+                if (caps->formats[i].format == format)
+                        return true;
+        return false;
+}
+
+static void test_encoder_session_with_controls(void **state) {
+        Env *env = *state;
+        uint8_t *pics[3];
+        size_t size = 32 * 16 * 3 / 2;
+        Packets x = { .w = 32, .h = 16 };
+        VcEncodeResult res;
+        VcEncodeOptions o = {
+                .stream_id = 1,
+                .raw_format = 4, /* YUV420 */
+                .width = 32,
+                .height = 16,
+                .frame_rate = 30,
+                .frame_size = size,
+                .n_frames = 3,
+                .bitrate = 500000,
+                .packet = check_packet,
+                .userdata = &x,
+        };
+
+        assert_true(video_client_is_encoder(env->c));
+        assert_int_equal(video_device_virtio_id(env->device), VIDEO_DEVICE_ID_ENCODER);
+        assert_true(has_format(env, QT_IN, 4));
+        assert_int_equal(first_format(env, QT_OUT), 0x1006);
+        for (unsigned i = 0; i < 3; i++) {
+                pics[i] = malloc(size);
+                assert_non_null(pics[i]);
+                null_picture(32, 16, i + 1, pics[i]);
+        }
+        o.frames = (const uint8_t *const *) pics;
+        assert_int_equal(video_client_encode(env->c, &o, &res), 0);
+        assert_int_equal(res.packets, 3);
+        assert_int_equal(res.keyframes, 3);
+        assert_int_equal(x.n, 3);
+        for (unsigned i = 0; i < 3; i++) {
+                assert_int_equal(x.timestamps[i], (uint64_t) (i + 1) * 1000);
+                free(pics[i]);
+        }
+}
+
+static void test_encoder_controls(void **state) {
+        Env *env = *state;
+        uint32_t v = 0, values[4];
+        unsigned n = 0;
+
+        assert_int_equal(video_client_stream_create(env->c, 2, first_format(env, QT_OUT), "ctl"), 0);
+        assert_int_equal(video_client_get_control(env->c, 2, VIRTIO_VIDEO_CONTROL_BITRATE, &v), 0);
+        assert_true(v > 0);
+        assert_int_equal(video_client_set_control(env->c, 2, VIRTIO_VIDEO_CONTROL_BITRATE, 750000), 0);
+        assert_int_equal(video_client_get_control(env->c, 2, VIRTIO_VIDEO_CONTROL_BITRATE, &v), 0);
+        assert_int_equal(v, 750000);
+        assert_int_equal(video_client_set_control(env->c, 2, VIRTIO_VIDEO_CONTROL_BITRATE_MODE,
+                                                  VIRTIO_VIDEO_BITRATE_MODE_CBR),
+                         0);
+        assert_int_equal(video_client_get_control(env->c, 2, VIRTIO_VIDEO_CONTROL_BITRATE_MODE, &v), 0);
+        assert_int_equal(v, VIRTIO_VIDEO_BITRATE_MODE_CBR);
+        assert_int_equal(video_client_set_control(env->c, 2, VIRTIO_VIDEO_CONTROL_BITRATE_MODE, 7),
+                         VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+        /* FORCE_KEYFRAME goes without a value (16 bytes) and is a button: not readable (§4.12). */
+        assert_int_equal(video_client_set_control(env->c, 2, VIRTIO_VIDEO_CONTROL_FORCE_KEYFRAME, 0), 0);
+        assert_int_not_equal(video_client_get_control(env->c, 2, VIRTIO_VIDEO_CONTROL_FORCE_KEYFRAME, &v), 0);
+        /* No profiles or levels exist for the FWHT-tagged null format (§5.8). */
+        assert_int_equal(video_client_get_control(env->c, 2, VIRTIO_VIDEO_CONTROL_PROFILE, &v),
+                         VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL);
+        assert_int_equal(video_client_query_control(env->c, VIRTIO_VIDEO_CONTROL_PROFILE, first_format(env, QT_OUT),
+                                                    values, ELEMENTSOF(values), &n),
+                         VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL);
+        assert_int_equal(video_client_set_control(env->c, 99, VIRTIO_VIDEO_CONTROL_BITRATE, 1),
+                         VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
+        assert_int_equal(video_client_stream_destroy(env->c, 2), 0);
+}
+
+/* A decoder has no encoder controls: SET_CONTROL is refused. */
+static void test_decoder_refuses_set_control(void **state) {
+        Env *env = *state;
+        int r;
+
+        assert_int_equal(video_client_stream_create(env->c, 3, first_format(env, QT_IN), "dec"), 0);
+        r = video_client_set_control(env->c, 3, VIRTIO_VIDEO_CONTROL_BITRATE, 1000);
+        assert_true(r == VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL || r == VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+        assert_int_equal(video_client_stream_destroy(env->c, 3), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_config_and_capabilities, setup, teardown),
@@ -773,6 +900,9 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_err_invalid_parameter, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_unsupported_control, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decode_after_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_decoder_refuses_set_control, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_encoder_session_with_controls, setup_encoder, teardown),
+                cmocka_unit_test_setup_teardown(test_encoder_controls, setup_encoder, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
