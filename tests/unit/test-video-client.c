@@ -50,8 +50,10 @@ typedef struct Fake {
 
 static void reply(Fake *f, VhostElem *e, const void *buf, size_t len) {
         size_t n = buf_to_iov(e->wr, e->n_wr, 0, buf, MIN(len, e->wr_len));
-        vhost_dev_push(f->vhost, e, (uint32_t) n);
-        vhost_dev_notify(f->vhost, e->queue);
+        unsigned queue = e->queue;
+
+        vhost_dev_push(f->vhost, e, (uint32_t) n); /* frees e */
+        vhost_dev_notify(f->vhost, queue);
 }
 
 static void reply_type(Fake *f, VhostElem *e, uint32_t type) {
