@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "config.h"
+#include "video/device.h"
 #include "worker/options.h"
 #include "worker/worker.h"
 
@@ -36,8 +37,10 @@ static int set_log_context(const WorkerOptions *o) {
         return n > 0 ? log_set_context(fields, n) : 0;
 }
 
+/* Returns 0 for a clean exit, a negative errno otherwise; start-up failures are printed as one line. */
 static int run(WorkerOptions *o) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        char error[512] = "";
         Worker *w = NULL;
         sigset_t mask;
         int r;
@@ -59,11 +62,23 @@ static int run(WorkerOptions *o) {
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the event loop: %m");
 
-        r = worker_new(event, o, &w);
+        /* Until we serve, a failure is the one line below: keep the layers' lifecycle chatter out of it
+         * (with --verbose everything is shown). */
+        if (o->log_level < LOG_DEBUG)
+                log_set_max_level(LOG_WARNING);
+        r = worker_new(event, o, &w, error, sizeof(error));
         if (r >= 0)
-                r = worker_start(w, /* handle_signals= */ true);
-        if (r >= 0)
+                r = worker_start(w, /* handle_signals= */ true, error, sizeof(error));
+        log_set_max_level(o->log_level);
+        if (r < 0)
+                fprintf(stderr, WORKER_PROGRAM_NAME ": %s\n", error[0] ? error : strerror(-r));
+        else {
+                log_info("Serving a virtio-video %s (backend '%s') on %s.",
+                         video_device_virtio_id(worker_get_device(w)) == VIDEO_DEVICE_ID_ENCODER ? "encoder"
+                                                                                                 : "decoder",
+                         o->backend, o->socket_path ?: "an inherited socket");
                 r = sd_event_loop(event);
+        }
         worker_free(w);
         return r;
 }

@@ -52,7 +52,8 @@ static const struct option long_options[] = {
         {},
 };
 
-_printf_(3, 4) static int fail(char *error, size_t size, const char *fmt, ...) {
+/* Writes the one-line message for the user and returns r. */
+_printf_(4, 5) static int fail(int r, char *error, size_t size, const char *fmt, ...) {
         va_list ap;
 
         if (error && size > 0) {
@@ -60,7 +61,7 @@ _printf_(3, 4) static int fail(char *error, size_t size, const char *fmt, ...) {
                 (void) vsnprintf(error, size, fmt, ap);
                 va_end(ap);
         }
-        return -EINVAL;
+        return r;
 }
 
 /* Parses a non-negative decimal number up to max; no sign, no spaces, no trailing garbage. */
@@ -123,7 +124,7 @@ static int parse_fd_arg(const char *flag, const char *value, int *ret, char *err
         unsigned long v;
 
         if (parse_uint(value, INT_MAX, &v) < 0)
-                return fail(error, size, "invalid %s '%s': expected a file descriptor number", flag, value);
+                return fail(-EINVAL, error, size, "invalid %s '%s': expected a file descriptor number", flag, value);
         *ret = (int) v;
         return 0;
 }
@@ -134,12 +135,12 @@ static int add_uid(WorkerOptions *o, const char *value, char *error, size_t size
 
         /* (uid_t) -1 is "no uid" for the kernel, so it is not a uid one can allow. */
         if (parse_uint(value, UINT32_MAX - 1, &v) < 0)
-                return fail(error, size, "invalid --allow-uid '%s': expected a numeric uid", value);
+                return fail(-EINVAL, error, size, "invalid --allow-uid '%s': expected a numeric uid", value);
         for (unsigned i = 0; i < o->n_allowed_uids; i++)
                 if (o->allowed_uids[i] == (uid_t) v)
                         return 0;
         if (o->n_allowed_uids >= WORKER_MAX_ALLOWED_UIDS)
-                return fail(error, size, "too many --allow-uid (at most %d)", WORKER_MAX_ALLOWED_UIDS);
+                return fail(-EINVAL, error, size, "too many --allow-uid (at most %d)", WORKER_MAX_ALLOWED_UIDS);
         n = reallocarray(o->allowed_uids, o->n_allowed_uids + 1, sizeof(*n));
         if (!n)
                 return -ENOMEM;
@@ -154,16 +155,16 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
         switch (c) {
         case 's':
                 if (arg[0] == '\0')
-                        return fail(error, size, "empty --socket-path");
+                        return fail(-EINVAL, error, size, "empty --socket-path");
                 if (strlen(arg) > WORKER_SOCKET_PATH_MAX)
-                        return fail(error, size, "socket path '%s' is too long (%zu bytes, at most %d)", arg,
+                        return fail(-EINVAL, error, size, "socket path '%s' is too long (%zu bytes, at most %d)", arg,
                                     strlen(arg), WORKER_SOCKET_PATH_MAX);
                 return set_string(&o->socket_path, arg);
         case ARG_SOCKET_FD:
                 return parse_fd_arg("--socket-fd", arg, &o->socket_fd, error, size);
         case 'd':
                 if (arg[0] == '\0')
-                        return fail(error, size, "empty --v4l2-device");
+                        return fail(-EINVAL, error, size, "empty --v4l2-device");
                 return set_string(&o->v4l2_device, arg);
         case ARG_DEVICE_FD:
                 return parse_fd_arg("--device-fd", arg, &o->device_fd, error, size);
@@ -171,7 +172,7 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 if (!backend_find(arg)) {
                         char names[256] = "";
                         append_backend_names(names, sizeof(names));
-                        return fail(error, size, "unknown backend '%s' (this build has: %s)", arg, names);
+                        return fail(-EINVAL, error, size, "unknown backend '%s' (this build has: %s)", arg, names);
                 }
                 return set_string(&o->backend, arg);
         case ARG_CONTROL_FD:
@@ -183,7 +184,7 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 return 0;
         case ARG_THREADS:
                 if (parse_uint(arg, WORKER_MAX_THREADS, &v) < 0)
-                        return fail(error, size, "invalid --threads '%s': expected 0..%d", arg,
+                        return fail(-EINVAL, error, size, "invalid --threads '%s': expected 0..%d", arg,
                                     WORKER_MAX_THREADS);
                 o->threads = (unsigned) v;
                 return 0;
@@ -206,7 +207,7 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 o->action = WORKER_ACTION_VERSION;
                 return 0;
         default:
-                return fail(error, size, "unexpected option");
+                return fail(-EINVAL, error, size, "unexpected option");
         }
 }
 
@@ -214,17 +215,17 @@ static int check_combination(WorkerOptions *o, char *error, size_t size) {
         if (o->action != WORKER_ACTION_RUN)
                 return 0;
         if (o->socket_path && o->socket_fd >= 0)
-                return fail(error, size, "--socket-path and --socket-fd are mutually exclusive");
+                return fail(-EINVAL, error, size, "--socket-path and --socket-fd are mutually exclusive");
         if (!o->socket_path && o->socket_fd < 0)
-                return fail(error, size, "one of --socket-path or --socket-fd is required");
+                return fail(-EINVAL, error, size, "one of --socket-path or --socket-fd is required");
         if (!o->backend)
-                return fail(error, size, "--backend is required");
+                return fail(-EINVAL, error, size, "--backend is required");
         if (o->device_fd >= 0 && !backend_is_v4l2(o->backend))
-                return fail(error, size, "--device-fd is only for the v4l2 backends, not '%s'", o->backend);
+                return fail(-EINVAL, error, size, "--device-fd is only for the v4l2 backends, not '%s'", o->backend);
         if (o->socket_fd >= 0 && (o->socket_fd == o->control_fd || o->socket_fd == o->device_fd))
-                return fail(error, size, "--socket-fd, --control-fd and --device-fd must differ");
+                return fail(-EINVAL, error, size, "--socket-fd, --control-fd and --device-fd must differ");
         if (o->control_fd >= 0 && o->control_fd == o->device_fd)
-                return fail(error, size, "--control-fd and --device-fd must differ");
+                return fail(-EINVAL, error, size, "--control-fd and --device-fd must differ");
         return 0;
 }
 
@@ -242,11 +243,11 @@ int worker_options_parse(int argc, char **argv, WorkerOptions *ret, char *error,
         while ((c = getopt_long(argc, argv, "+:s:d:b:vh", long_options, NULL)) >= 0) {
                 if (c == '?') {
                         if (optopt)
-                                r = fail(error, size, "unknown option '-%c'", optopt);
+                                r = fail(-EINVAL, error, size, "unknown option '-%c'", optopt);
                         else
-                                r = fail(error, size, "unknown option '%s'", argv[optind - 1]);
+                                r = fail(-EINVAL, error, size, "unknown option '%s'", argv[optind - 1]);
                 } else if (c == ':')
-                        r = fail(error, size, "option '%s' needs an argument", argv[optind - 1]);
+                        r = fail(-EINVAL, error, size, "option '%s' needs an argument", argv[optind - 1]);
                 else
                         r = parse_one(&o, c, optarg, error, size);
                 if (r < 0) {
@@ -255,7 +256,7 @@ int worker_options_parse(int argc, char **argv, WorkerOptions *ret, char *error,
                 }
         }
         if (optind < argc) {
-                r = fail(error, size, "unexpected argument '%s'", argv[optind]);
+                r = fail(-EINVAL, error, size, "unexpected argument '%s'", argv[optind]);
                 worker_options_done(&o);
                 return r;
         }
@@ -274,7 +275,7 @@ int worker_options_parse(int argc, char **argv, WorkerOptions *ret, char *error,
 
 static int check_fd(int fd, const char *flag, char *error, size_t size) {
         if (fcntl(fd, F_GETFD) < 0)
-                return fail(error, size, "%s=%d is not an open file descriptor", flag, fd), -EBADF;
+                return fail(-EBADF, error, size, "%s=%d is not an open file descriptor", flag, fd);
         return 0;
 }
 
@@ -286,19 +287,18 @@ static int check_socket_fd(int fd, const char *flag, int type, bool listening, c
         if (r < 0)
                 return r;
         if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &l) < 0 || v != type)
-                return fail(error, size, "%s=%d is not a %s socket", flag, fd,
-                            type == SOCK_STREAM ? "stream" : "seqpacket"),
-                       -ENOTSOCK;
+                return fail(-ENOTSOCK, error, size, "%s=%d is not a %s socket", flag, fd,
+                            type == SOCK_STREAM ? "stream" : "seqpacket");
         if (!listening)
                 return 0;
         v = 0;
         l = sizeof(v);
         if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &l) < 0 || v != AF_UNIX)
-                return fail(error, size, "%s=%d is not a unix socket", flag, fd), -EAFNOSUPPORT;
+                return fail(-EAFNOSUPPORT, error, size, "%s=%d is not a unix socket", flag, fd);
         v = 0;
         l = sizeof(v);
         if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) < 0 || !v)
-                return fail(error, size, "%s=%d is not a listening socket", flag, fd), -EINVAL;
+                return fail(-EINVAL, error, size, "%s=%d is not a listening socket", flag, fd);
         return 0;
 }
 
@@ -318,15 +318,12 @@ static int check_socket_path(const char *path, char *error, size_t size) {
         else
                 *slash = '\0';
         if (stat(dir, &st) < 0)
-                return fail(error, size, "cannot use socket path '%s': directory '%s': %s", path, dir,
-                            strerror(errno)),
-                       -ENOENT;
+                return fail(-errno, error, size, "cannot use socket path '%s': directory '%s': %s", path, dir,
+                            strerror(errno));
         if (!S_ISDIR(st.st_mode))
-                return fail(error, size, "cannot use socket path '%s': '%s' is not a directory", path, dir),
-                       -ENOTDIR;
+                return fail(-ENOTDIR, error, size, "cannot use socket path '%s': '%s' is not a directory", path, dir);
         if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
-                return fail(error, size, "cannot use socket path '%s': it exists and is not a socket", path),
-                       -EEXIST;
+                return fail(-EEXIST, error, size, "cannot use socket path '%s': it exists and is not a socket", path);
         return 0;
 }
 
@@ -357,11 +354,9 @@ int worker_options_check(const WorkerOptions *o, char *error, size_t size) {
                         return r;
         } else if (backend_is_v4l2(o->backend)) {
                 if (stat(o->v4l2_device, &st) < 0)
-                        return fail(error, size, "V4L2 device '%s': %s", o->v4l2_device, strerror(errno)),
-                               -ENODEV;
+                        return fail(-ENODEV, error, size, "V4L2 device '%s': %s", o->v4l2_device, strerror(errno));
                 if (!S_ISCHR(st.st_mode))
-                        return fail(error, size, "V4L2 device '%s' is not a character device", o->v4l2_device),
-                               -ENODEV;
+                        return fail(-ENODEV, error, size, "V4L2 device '%s' is not a character device", o->v4l2_device);
         }
         return 0;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -55,6 +56,21 @@ Worker *worker_free(Worker *w) {
 }
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Worker *, worker_free);
+
+/* A start-up failure: a one-line message for main() to print, and r. */
+_printf_(4, 5) static int startup_error(int r, char *error, size_t size, const char *fmt, ...) {
+        va_list ap;
+        int n;
+
+        if (!error || size == 0)
+                return r;
+        va_start(ap, fmt);
+        n = vsnprintf(error, size, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t) n < size)
+                snprintf(error + n, size - (size_t) n, ": %s", strerror(-r));
+        return r;
+}
 
 VideoDevice *worker_get_device(Worker *w) {
         return w ? w->device : NULL;
@@ -172,7 +188,7 @@ static int worker_on_signal(sd_event_source *s, const struct signalfd_siginfo *s
         return sd_event_exit(w->event, 0);
 }
 
-int worker_new(sd_event *event, WorkerOptions *o, Worker **ret) {
+int worker_new(sd_event *event, WorkerOptions *o, Worker **ret, char *error, size_t error_size) {
         _cleanup_(worker_freep) Worker *w = NULL;
         BackendConfig bc = {
                 .device_path = o->v4l2_device,
@@ -185,7 +201,7 @@ int worker_new(sd_event *event, WorkerOptions *o, Worker **ret) {
 
         w = calloc(1, sizeof(*w));
         if (!w)
-                return log_oom();
+                return startup_error(-ENOMEM, error, error_size, "cannot allocate the worker");
         w->event = sd_event_ref(event);
         /* Take the fds first, so they are closed on every failure below. */
         w->socket_fd = TAKE_FD(o->socket_fd);
@@ -195,7 +211,7 @@ int worker_new(sd_event *event, WorkerOptions *o, Worker **ret) {
                 w->socket_path = strdup(o->socket_path);
                 if (!w->socket_path) {
                         safe_close(bc.device_fd);
-                        return log_oom();
+                        return startup_error(-ENOMEM, error, error_size, "cannot allocate the worker");
                 }
         }
         snprintf(w->backend_name, sizeof(w->backend_name), "%s", o->backend);
@@ -203,7 +219,7 @@ int worker_new(sd_event *event, WorkerOptions *o, Worker **ret) {
                 w->allowed_uids = calloc(o->n_allowed_uids, sizeof(uid_t));
                 if (!w->allowed_uids) {
                         safe_close(bc.device_fd);
-                        return log_oom();
+                        return startup_error(-ENOMEM, error, error_size, "cannot allocate the worker");
                 }
                 memcpy(w->allowed_uids, o->allowed_uids, o->n_allowed_uids * sizeof(uid_t));
                 w->n_allowed_uids = o->n_allowed_uids;
@@ -212,7 +228,7 @@ int worker_new(sd_event *event, WorkerOptions *o, Worker **ret) {
         /* The backend takes bc.device_fd in every case (backend.h). */
         r = backend_new(o->backend, &bc, event, &w->backend);
         if (r < 0)
-                return log_error_errno(r, "Failed to set up the '%s' backend: %m", o->backend);
+                return startup_error(r, error, error_size, "cannot set up the '%s' backend", o->backend);
 
         vo.allowed_uids = w->allowed_uids;
         vo.n_allowed_uids = w->n_allowed_uids;
@@ -220,33 +236,33 @@ int worker_new(sd_event *event, WorkerOptions *o, Worker **ret) {
         vo.userdata = w;
         r = video_device_new(event, w->backend, &vo, &w->device);
         if (r < 0)
-                return log_error_errno(r, "Failed to create the video device: %m");
+                return startup_error(r, error, error_size, "cannot create the video device");
 
         *ret = TAKE_PTR(w);
         return 0;
 }
 
-int worker_start(Worker *w, bool handle_signals) {
+int worker_start(Worker *w, bool handle_signals, char *error, size_t error_size) {
         VhostDev *v = video_device_get_vhost(w->device);
         int r;
 
         if (handle_signals) {
                 r = sd_event_add_signal(w->event, &w->sigterm_source, SIGTERM, worker_on_signal, w);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to watch SIGTERM: %m");
+                        return startup_error(r, error, error_size, "cannot watch SIGTERM");
                 r = sd_event_add_signal(w->event, &w->sigint_source, SIGINT, worker_on_signal, w);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to watch SIGINT: %m");
+                        return startup_error(r, error, error_size, "cannot watch SIGINT");
         }
 
         if (w->socket_path) {
                 r = vhost_dev_listen_path(v, w->socket_path);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to listen on '%s': %m", w->socket_path);
+                        return startup_error(r, error, error_size, "cannot listen on '%s'", w->socket_path);
         } else {
                 r = vhost_dev_listen_fd(v, TAKE_FD(w->socket_fd));
                 if (r < 0)
-                        return log_error_errno(r, "Failed to serve the inherited socket: %m");
+                        return startup_error(r, error, error_size, "cannot serve the inherited socket");
         }
 
         if (w->control_fd >= 0) {
@@ -255,15 +271,12 @@ int worker_start(Worker *w, bool handle_signals) {
                 r = sd_event_add_io(w->event, &w->control_source, w->control_fd, EPOLLIN, worker_on_control,
                                     w);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to watch the control socket: %m");
+                        return startup_error(r, error, error_size, "cannot watch the control socket");
                 memcpy(hello.hello.backend, w->backend_name, sizeof(hello.hello.backend));
                 r = ctl_send(w->control_fd, &hello);
                 if (r < 0)
-                        return log_error_errno(r, "Failed to send HELLO to the manager: %m");
+                        return startup_error(r, error, error_size, "cannot send HELLO to the manager");
         }
 
-        log_info("Serving a virtio-video %s (backend '%s') on %s.",
-                 video_device_virtio_id(w->device) == VIDEO_DEVICE_ID_ENCODER ? "encoder" : "decoder",
-                 w->backend_name, w->socket_path ?: "an inherited socket");
         return 0;
 }

@@ -376,6 +376,11 @@ static void test_bad_flags_exit_1_with_one_line(void **state) {
                 expect_usage_error(a, "not a socket");
         }
         {
+                /* The directory exists but nothing can be bound there: the failure of bind() itself. */
+                const char *a[] = { "--backend=null", "-s", "/proc/vhost-user-video-test.sock", NULL };
+                expect_usage_error(a, "cannot listen on '/proc/vhost-user-video-test.sock'");
+        }
+        {
                 const char *a[] = { "--backend=null", "--socket-fd=abc", NULL };
                 expect_usage_error(a, "invalid --socket-fd 'abc'");
         }
