@@ -340,6 +340,10 @@ static int client_wait(VideoClient *c, bool (*cond)(VideoClient *c, const void *
                         return r;
                 if (cond(c, arg))
                         return 0;
+                /* Checked before pumping too: a device loop that always has work must not keep us here. */
+                now = now_ms();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
                 if (c->opts.pump) {
                         r = c->opts.pump(c->opts.pump_userdata);
                         if (r < 0)
@@ -347,9 +351,6 @@ static int client_wait(VideoClient *c, bool (*cond)(VideoClient *c, const void *
                         if (r > 0)
                                 continue;
                 }
-                now = now_ms();
-                if (now >= deadline)
-                        return -ETIMEDOUT;
                 t = c->opts.pump ? 1 : (int) MIN(deadline - now, (uint64_t) 1000);
                 pfd[0] = (struct pollfd){ .fd = vu_frontend_call_fd(c->fe, 0), .events = POLLIN };
                 pfd[1] = (struct pollfd){ .fd = vu_frontend_call_fd(c->fe, 1), .events = POLLIN };
