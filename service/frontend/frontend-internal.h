@@ -36,7 +36,8 @@ typedef struct Slot {
         uint64_t tag;
         uint64_t wr_cap;  /* device-writable bytes of the chain */
         uint64_t indirect_gpa; /* owned indirect table, 0 if none */
-        bool owned;       /* posted by submit(): req/resp buffers are ours */
+        bool owned;       /* posted by submit() or post_event_buffers(): req/resp buffers are ours */
+        bool event;       /* an event buffer (resp_gpa), re-posted once taken */
         uint64_t req_gpa, resp_gpa;
         uint64_t resp_cap;
 } Slot;
@@ -44,7 +45,7 @@ typedef struct Slot {
 /* A completion taken off the used ring and not yet handed out. */
 typedef struct Done {
         VuUsed used;
-        bool owned;
+        bool owned, event;
         uint64_t req_gpa, resp_gpa;
         uint64_t resp_cap;
 } Done;

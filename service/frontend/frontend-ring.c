@@ -344,6 +344,7 @@ static int reap(VuFrontend *fe, Queue *q) {
                 d = (Done){
                         .used = { .head = (uint16_t) id, .len = len, .tag = s->tag },
                         .owned = s->owned,
+                        .event = s->event,
                         .req_gpa = s->req_gpa,
                         .resp_gpa = s->resp_gpa,
                         .resp_cap = s->resp_cap,
@@ -512,7 +513,8 @@ int vu_frontend_submit(VuFrontend *fe,
 
 static bool owned_in_flight(Queue *q, bool any, uint64_t tag) {
         for (unsigned k = 0; k < q->num; k++)
-                if (q->slots[k].in_flight && q->slots[k].owned && (any || q->slots[k].tag == tag))
+                if (q->slots[k].in_flight && q->slots[k].owned && !q->slots[k].event &&
+                    (any || q->slots[k].tag == tag))
                         return true;
         return false;
 }
@@ -536,7 +538,7 @@ static int collect(VuFrontend *fe,
                 for (size_t k = 0; k < q->n_done; k++) {
                         Done d = q->done[k];
 
-                        if (!d.owned || (!any && d.used.tag != tag))
+                        if (!d.owned || d.event || (!any && d.used.tag != tag))
                                 continue;
                         if (resp_cap > 0 && d.used.len > 0)
                                 memcpy(resp, vu_frontend_gpa_to_ptr(fe, d.resp_gpa, d.used.len),
@@ -586,7 +588,7 @@ int vu_frontend_request(VuFrontend *fe,
         uint64_t tag;
         int r;
 
-        if (!fe)
+        if (!fe || (resp_cap > 0 && !resp))
                 return -EINVAL;
         /* Tags with the top bit set are ours, so they never match a caller's submit(). */
         tag = (1ULL << 63) | fe->request_seq++;
@@ -594,6 +596,98 @@ int vu_frontend_request(VuFrontend *fe,
         if (r < 0)
                 return r;
         return vu_frontend_collect(fe, queue, tag, resp, resp_cap, ret_len);
+}
+
+/* ---- event buffers ---------------------------------------------------------------------------------- */
+
+static int post_event_buffer(VuFrontend *fe, unsigned queue, uint64_t gpa, uint32_t size) {
+        Queue *q = &fe->queues[queue];
+        VuSeg seg = { .gpa = gpa, .len = size, .device_writable = true };
+        uint16_t head;
+        int r;
+
+        r = vu_frontend_post(fe, queue, &seg, 1, 0, 0, &head);
+        if (r < 0)
+                return r;
+        q->slots[head].owned = q->slots[head].event = true;
+        q->slots[head].resp_gpa = gpa;
+        q->slots[head].resp_cap = size;
+        return 0;
+}
+
+int vu_frontend_post_event_buffers(VuFrontend *fe, unsigned queue, unsigned n, uint32_t size) {
+        Queue *q = get_queue(fe, queue);
+        int r;
+
+        if (!q || n == 0 || size == 0)
+                return -EINVAL;
+        if (n > q->n_free)
+                return -ENOSPC;
+        for (unsigned k = 0; k < n; k++) {
+                uint64_t gpa;
+
+                r = vu_frontend_mem_alloc(fe, size, 16, &gpa);
+                if (r < 0)
+                        return r;
+                r = post_event_buffer(fe, queue, gpa, size);
+                if (r < 0) {
+                        (void) vu_frontend_mem_free(fe, gpa);
+                        return r;
+                }
+        }
+        return vu_frontend_kick(fe, queue);
+}
+
+int vu_frontend_get_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap, size_t *ret_len) {
+        Queue *q = get_queue(fe, queue);
+        int r;
+
+        if (!q || (cap > 0 && !buf))
+                return -EINVAL;
+        r = reap(fe, q);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < q->n_done; k++) {
+                Done d = q->done[k];
+
+                if (!d.event)
+                        continue;
+                if (cap > 0 && d.used.len > 0)
+                        memcpy(buf, vu_frontend_gpa_to_ptr(fe, d.resp_gpa, d.used.len), MIN((size_t) d.used.len, cap));
+                done_remove(q, k);
+                /* Reaping gave its descriptor back; should other chains have taken it since, the buffer is
+                 * dropped and the caller learns it from -ENOSPC. */
+                r = post_event_buffer(fe, queue, d.resp_gpa, (uint32_t) d.resp_cap);
+                if (r < 0) {
+                        (void) vu_frontend_mem_free(fe, d.resp_gpa);
+                        return r;
+                }
+                r = vu_frontend_kick(fe, queue);
+                if (r < 0)
+                        return r;
+                if (ret_len)
+                        *ret_len = d.used.len;
+                return 1;
+        }
+        return 0;
+}
+
+int vu_frontend_wait_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap, size_t *ret_len) {
+        Queue *q = get_queue(fe, queue);
+        uint64_t deadline;
+        int r;
+
+        if (!q)
+                return -EINVAL;
+        (void) frontend_deadline(fe, &deadline);
+        for (;;) {
+                r = vu_frontend_get_event(fe, queue, buf, cap, ret_len);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+                r = wait_progress(fe, q, deadline);
+                if (r < 0)
+                        return r;
+        }
 }
 
 /* ---- ring internals ---------------------------------------------------------------------------------- */

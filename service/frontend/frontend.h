@@ -22,6 +22,10 @@
  * published a bad used entry), -ENOSPC (ring or guest memory full), -EOPNOTSUPP (the backend lacks
  * something the options require), -EBUSY (wrong state for the call), -EINVAL (bad arguments).
  *
+ * After -EPROTO, -ETIMEDOUT or -ECONNRESET from a socket operation the connection is out of step (a
+ * reply may be half read): only vu_frontend_wait_hangup(), vu_frontend_disconnect() and
+ * vu_frontend_free() make sense then.
+ *
  * Not thread-safe: one VuFrontend is used from one thread.
  */
 
@@ -249,7 +253,8 @@ int vu_frontend_collect_any(VuFrontend *fe,
                             void *resp,
                             size_t resp_cap,
                             size_t *ret_len);
-/* submit + collect, with the response capacity equal to resp_cap. */
+/* submit + collect, with the response capacity equal to resp_cap. After any error but -EINVAL, the
+ * request may still be in flight. */
 int vu_frontend_request(VuFrontend *fe,
                         unsigned queue,
                         const void *req,
@@ -258,6 +263,19 @@ int vu_frontend_request(VuFrontend *fe,
                         size_t resp_cap,
                         unsigned flags,
                         size_t *ret_len);
+
+/* ---- buffers that stay posted: the virtio-video event queue ----------------------------------------- */
+
+/* Allocates n device-writable buffers of size bytes and posts each as its own chain, then kicks. Each one
+ * is re-posted as soon as its event has been taken with get_event()/wait_event(); reset_rings() frees
+ * them (post them again afterwards, as a driver does on re-probe). Don't mix with get_used()/wait_used()
+ * on the same queue: those would take (and free) event buffers too. */
+int vu_frontend_post_event_buffers(VuFrontend *fe, unsigned queue, unsigned n, uint32_t size);
+/* Takes the next filled event buffer: copies min(len, cap) bytes to buf, sets *ret_len (optional) to the
+ * length the device wrote, re-posts the buffer and kicks. 1 when an event was taken, 0 when none. */
+int vu_frontend_get_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap, size_t *ret_len);
+/* Same, waiting (with the timeout and the pump) for an event: 0 on success. */
+int vu_frontend_wait_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap, size_t *ret_len);
 
 /* ---- ring internals, for negative and EVENT_IDX tests ------------------------------------------------ */
 

@@ -516,6 +516,66 @@ static void test_no_interrupt_suppresses_calls(void **state) {
         close_and_wait(env, fe);
 }
 
+static VhostElem *held_take(Echo *e, unsigned i) {
+        VhostElem *elem;
+
+        assert_true(i < e->n_held);
+        elem = e->held[i];
+        memmove(e->held + i, e->held + i + 1, (e->n_held - i - 1) * sizeof(e->held[0]));
+        e->n_held--;
+        return elem;
+}
+
+static void test_event_buffers_stay_posted(void **state) {
+        Env *env = *state;
+        VuFrontend *fe = connect_default(env);
+        uint64_t before;
+        char ev[64];
+        size_t len;
+
+        assert_int_equal(vu_frontend_start(fe), 0);
+        before = vu_frontend_mem_available(fe);
+        env->echo.hold = true;
+        assert_int_equal(vu_frontend_post_event_buffers(fe, 1, 4, 64), 0);
+        PUMP_UNTIL(env, env->echo.n_held == 4);
+        assert_int_equal(vu_frontend_get_event(fe, 1, ev, sizeof(ev), &len), 0);
+
+        for (unsigned i = 0; i < 20; i++) {
+                VhostElem *elem = held_take(&env->echo, i % env->echo.n_held);
+                char msg[16];
+                int n = snprintf(msg, sizeof(msg), "event-%u", i);
+
+                assert_int_equal(elem->queue, 1);
+                assert_int_equal(elem->n_rd, 0);
+                assert_int_equal(elem->wr_len, 64);
+                assert_int_equal(buf_to_iov(elem->wr, elem->n_wr, 0, msg, (size_t) n), (size_t) n);
+                vhost_dev_push(env->echo.dev, elem, (uint32_t) n);
+                vhost_dev_notify(env->echo.dev, 1);
+
+                memset(ev, 0, sizeof(ev));
+                assert_int_equal(vu_frontend_wait_event(fe, 1, ev, sizeof(ev), &len), 0);
+                assert_int_equal(len, (size_t) n);
+                assert_string_equal(ev, msg);
+                /* The buffer went straight back to the device. */
+                PUMP_UNTIL(env, env->echo.n_held == 4);
+                assert_int_equal(vu_frontend_in_flight(fe, 1), 4);
+                /* Requests on the command queue are unaffected. */
+                env->echo.hold = false;
+                check_echo(fe, 0, 16 + i, 0);
+                env->echo.hold = true;
+        }
+        assert_int_equal(vu_frontend_get_event(fe, 1, ev, sizeof(ev), &len), 0);
+
+        /* A driver reset drops them, and their memory comes back. */
+        env->echo.hold = false;
+        assert_int_equal(vu_frontend_reset_rings(fe), 0);
+        assert_int_equal(env->echo.n_held, 0);
+        assert_int_equal(vu_frontend_in_flight(fe, 1), 0);
+        assert_int_equal(vu_frontend_mem_available(fe), before);
+        assert_int_equal(vu_frontend_post_event_buffers(fe, 1, 257, 64), -ENOSPC);
+        close_and_wait(env, fe);
+}
+
 /* ---- stop, resume, reset ---------------------------------------------------------------------------- */
 
 static void test_stop_resume_keeps_in_flight(void **state) {
@@ -949,6 +1009,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_request_posted_before_start, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_event_idx_exact_notifications, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_no_interrupt_suppresses_calls, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_event_buffers_stay_posted, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_stop_resume_keeps_in_flight, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_driver_reset_drops_held_requests, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_reconnect_100_times_without_leaks, env_setup, env_teardown),
