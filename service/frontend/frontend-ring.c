@@ -212,7 +212,8 @@ int vu_frontend_post(VuFrontend *fe,
                 if (n > FRONTEND_MAX_INDIRECT)
                         return -EINVAL;
                 if (!(flags & VU_POST_UNCHECKED) &&
-                    !((fe->running || fe->features) ? negotiated(fe, VIRTIO_RING_F_INDIRECT_DESC) : fe->opts.indirect_desc))
+                    !((fe->running || fe->features) ? negotiated(fe, VIRTIO_RING_F_INDIRECT_DESC)
+                                                    : fe->opts.indirect_desc))
                         return -EOPNOTSUPP;
                 if (q->n_free < 1)
                         return -ENOSPC;
@@ -222,7 +223,8 @@ int vu_frontend_post(VuFrontend *fe,
                 t = vu_frontend_gpa_to_ptr(fe, table, 16ULL * n);
                 for (unsigned k = 0; k < n; k++)
                         write_desc(&t[k], segs[k].gpa, segs[k].len,
-                                   (segs[k].device_writable ? VRING_DESC_F_WRITE : 0) | (k + 1 < n ? VRING_DESC_F_NEXT : 0),
+                                   (segs[k].device_writable ? VRING_DESC_F_WRITE : 0) |
+                                           (k + 1 < n ? VRING_DESC_F_NEXT : 0),
                                    k + 1 < n ? (uint16_t) (k + 1) : 0);
                 head = take_desc(q);
                 q->next_free[head] = 0;
@@ -289,7 +291,8 @@ int vu_frontend_kick_if_needed(VuFrontend *fe, unsigned queue) {
         old = q->kick_old;
         new = q->avail_idx;
         if (negotiated(fe, VIRTIO_RING_F_EVENT_IDX))
-                need = vring_need_event(le16toh(__atomic_load_n(avail_event(q), __ATOMIC_RELAXED)), new, old);
+                need = vring_need_event(le16toh(__atomic_load_n(avail_event(q), __ATOMIC_RELAXED)), new,
+                                        old);
         else
                 need = !(le16toh(__atomic_load_n(&q->used[0], __ATOMIC_RELAXED)) & VRING_USED_F_NO_NOTIFY);
         q->kick_old = new;
@@ -325,7 +328,8 @@ static int reap(VuFrontend *fe, Queue *q) {
         int n = 0, r;
 
         if ((uint16_t) (used_idx - q->last_used) > q->num)
-                return log_debug_errno(-EBADMSG, "vhost-user frontend: used->idx %u ran %u entries ahead of %u",
+                return log_debug_errno(-EBADMSG,
+                                       "vhost-user frontend: used->idx %u ran %u entries ahead of %u",
                                        used_idx, (uint16_t) (used_idx - q->last_used), q->last_used);
 
         while (q->last_used != used_idx) {
@@ -335,12 +339,15 @@ static int reap(VuFrontend *fe, Queue *q) {
                 Done d;
 
                 if (id >= q->num || !q->slots[id].in_flight)
-                        return log_debug_errno(-EBADMSG, "vhost-user frontend: used entry %u has id %u, not in flight",
+                        return log_debug_errno(-EBADMSG,
+                                               "vhost-user frontend: used entry %u has id %u, not in flight",
                                                q->last_used, id);
                 s = &q->slots[id];
                 if (len > s->wr_cap)
-                        return log_debug_errno(-EBADMSG, "vhost-user frontend: used entry %u for head %u has len %u > %" PRIu64,
-                                               q->last_used, id, len, s->wr_cap);
+                        return log_debug_errno(
+                                -EBADMSG,
+                                "vhost-user frontend: used entry %u for head %u has len %u > %" PRIu64,
+                                q->last_used, id, len, s->wr_cap);
                 d = (Done){
                         .used = { .head = (uint16_t) id, .len = len, .tag = s->tag },
                         .owned = s->owned,
@@ -564,16 +571,13 @@ static int collect(VuFrontend *fe,
         }
 }
 
-int vu_frontend_collect(VuFrontend *fe, unsigned queue, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len) {
+int vu_frontend_collect(
+        VuFrontend *fe, unsigned queue, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len) {
         return collect(fe, queue, false, tag, NULL, resp, resp_cap, ret_len);
 }
 
-int vu_frontend_collect_any(VuFrontend *fe,
-                            unsigned queue,
-                            uint64_t *ret_tag,
-                            void *resp,
-                            size_t resp_cap,
-                            size_t *ret_len) {
+int vu_frontend_collect_any(
+        VuFrontend *fe, unsigned queue, uint64_t *ret_tag, void *resp, size_t resp_cap, size_t *ret_len) {
         return collect(fe, queue, true, 0, ret_tag, resp, resp_cap, ret_len);
 }
 
@@ -653,7 +657,8 @@ int vu_frontend_get_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap,
                 if (!d.event)
                         continue;
                 if (cap > 0 && d.used.len > 0)
-                        memcpy(buf, vu_frontend_gpa_to_ptr(fe, d.resp_gpa, d.used.len), MIN((size_t) d.used.len, cap));
+                        memcpy(buf, vu_frontend_gpa_to_ptr(fe, d.resp_gpa, d.used.len),
+                               MIN((size_t) d.used.len, cap));
                 done_remove(q, k);
                 /* Reaping gave its descriptor back; should other chains have taken it since, the buffer is
                  * dropped and the caller learns it from -ENOSPC. */
@@ -751,7 +756,8 @@ int vu_frontend_set_no_interrupt(VuFrontend *fe, unsigned queue, bool no_interru
 
         if (!q)
                 return -EINVAL;
-        __atomic_store_n(&q->avail[0], htole16(no_interrupt ? VRING_AVAIL_F_NO_INTERRUPT : 0), __ATOMIC_RELAXED);
+        __atomic_store_n(&q->avail[0], htole16(no_interrupt ? VRING_AVAIL_F_NO_INTERRUPT : 0),
+                         __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         return 0;
 }

@@ -34,7 +34,7 @@
 #include <stdint.h>
 
 typedef struct VuFrontend VuFrontend;
-struct vring_desc;      /* vhost/vhost-user-proto.h */
+struct vring_desc; /* vhost/vhost-user-proto.h */
 struct vring_used_elem;
 
 /* Called between polls while the library waits. Return < 0 to abort the wait with that error, 0 when
@@ -190,8 +190,10 @@ typedef struct VuUsed {
         uint64_t tag;
 } VuUsed;
 
-#define VU_POST_INDIRECT (1u << 0) /* one descriptor pointing to an indirect table (needs INDIRECT_DESC) */
-#define VU_POST_UNCHECKED (1u << 1) /* negative tests: allow writable before readable, indirect unnegotiated */
+/* One descriptor pointing to an indirect table (needs INDIRECT_DESC). */
+#define VU_POST_INDIRECT (1u << 0)
+/* Negative tests: allow writable before readable segments, and indirect tables without INDIRECT_DESC. */
+#define VU_POST_UNCHECKED (1u << 1)
 
 /* Writes a chain (readable segments must come before writable ones, as the spec requires of drivers)
  * and publishes it in the avail ring (release store of avail->idx). Does not kick. n >= 1; direct chains
@@ -240,19 +242,11 @@ int vu_frontend_submit(VuFrontend *fe,
 /* Waits for the completion of the submitted chain with this tag (other completions that arrive
  * meanwhile are kept for later), copies min(used len, resp_cap) bytes out, sets *ret_len (optional) to
  * the used length. resp may be NULL. -ENOENT when no chain with that tag is in flight or completed. */
-int vu_frontend_collect(VuFrontend *fe,
-                        unsigned queue,
-                        uint64_t tag,
-                        void *resp,
-                        size_t resp_cap,
-                        size_t *ret_len);
+int vu_frontend_collect(
+        VuFrontend *fe, unsigned queue, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len);
 /* Same, for whichever submitted chain completes first. */
-int vu_frontend_collect_any(VuFrontend *fe,
-                            unsigned queue,
-                            uint64_t *ret_tag,
-                            void *resp,
-                            size_t resp_cap,
-                            size_t *ret_len);
+int vu_frontend_collect_any(
+        VuFrontend *fe, unsigned queue, uint64_t *ret_tag, void *resp, size_t resp_cap, size_t *ret_len);
 /* submit + collect, with the response capacity equal to resp_cap. After any error but -EINVAL, the
  * request may still be in flight. */
 int vu_frontend_request(VuFrontend *fe,
@@ -285,16 +279,16 @@ typedef struct VuRingView {
         struct vring_desc *desc;
         uint16_t *avail_flags;
         uint16_t *avail_idx;
-        uint16_t *avail_ring;  /* num entries */
-        uint16_t *used_event;  /* avail_ring[num] */
+        uint16_t *avail_ring; /* num entries */
+        uint16_t *used_event; /* avail_ring[num] */
         uint16_t *used_flags;
         uint16_t *used_idx;
         struct vring_used_elem *used_ring; /* num entries */
-        uint16_t *avail_event; /* after used_ring[num] */
+        uint16_t *avail_event;             /* after used_ring[num] */
         uint64_t desc_gpa, avail_gpa, used_gpa;
 } VuRingView;
 
-/* Rings exist from creation on (so chains may be posted before the first start); reset_rings() moves them. */
+/* Rings exist from creation on (chains may be posted before the first start); reset_rings() moves them. */
 int vu_frontend_ring_view(VuFrontend *fe, unsigned queue, VuRingView *ret);
 /* Puts an arbitrary head into the next avail slot and publishes it, without any tracking or check
  * (e.g. a head beyond the ring, or a descriptor the test wrote itself through the view). */

@@ -149,14 +149,14 @@ static uint64_t now_ms(void) {
 }
 
 /* Steps the backend's loop until cond holds; the 10 s limit is only a safety net. */
-#define PUMP_UNTIL(env, cond)                                                                              \
-        do {                                                                                                \
-                uint64_t _end = now_ms() + 10000;                                                           \
-                while (!(cond)) {                                                                           \
-                        assert_true(sd_event_run((env)->event, 1000) >= 0);                                 \
-                        if (now_ms() > _end)                                                                \
-                                fail_msg("timed out waiting for %s", #cond);                                \
-                }                                                                                           \
+#define PUMP_UNTIL(env, cond)                                                \
+        do {                                                                 \
+                uint64_t _end = now_ms() + 10000;                            \
+                while (!(cond)) {                                            \
+                        assert_true(sd_event_run((env)->event, 1000) >= 0);  \
+                        if (now_ms() > _end)                                 \
+                                fail_msg("timed out waiting for %s", #cond); \
+                }                                                            \
         } while (0)
 
 static int env_setup(void **state) {
@@ -221,7 +221,8 @@ static VuFrontend *connect_default(Env *env) {
 /* Closes the frontend and waits until the backend has noticed and listens again. */
 static void close_and_wait(Env *env, VuFrontend *fe) {
         vu_frontend_free(fe);
-        PUMP_UNTIL(env, env->echo.connects == env->n_frontends && env->echo.disconnects == env->n_frontends &&
+        PUMP_UNTIL(env, env->echo.connects == env->n_frontends &&
+                                env->echo.disconnects == env->n_frontends &&
                                 !vhost_dev_is_connected(env->echo.dev));
 }
 
@@ -261,9 +262,9 @@ static void test_handshake_and_echo(void **state) {
         assert_int_equal(env->echo.connects, 1);
         assert_int_equal(vu_frontend_offered_features(fe),
                          VHOST_USER_BACKEND_TRANSPORT_FEATURES | DEVICE_FEATURES);
-        assert_int_equal(vu_frontend_features(fe), BIT_ULL(VIRTIO_F_VERSION_1) |
-                                                           BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
-                                                           BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | DEVICE_FEATURES);
+        assert_int_equal(vu_frontend_features(fe),
+                         BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                 BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | DEVICE_FEATURES);
         assert_int_equal(env->echo.device_features, DEVICE_FEATURES);
         assert_int_equal(vu_frontend_offered_protocol_features(fe), VHOST_USER_BACKEND_PROTOCOL_FEATURES);
         assert_int_equal(vu_frontend_queue_num(fe), 2);
@@ -320,7 +321,8 @@ static void session_with(Env *env, void (*tweak)(VuFrontendOptions *o)) {
         assert_int_equal(vu_frontend_resume(fe), 0);
         check_echo(fe, 0, 7, 0);
         /* No spurious ack is waiting in the socket: the next reply is the right one. */
-        assert_int_equal(vu_frontend_message(fe, VHOST_USER_GET_FEATURES, NULL, 0, NULL, 0, &f, sizeof(f)), 0);
+        assert_int_equal(vu_frontend_message(fe, VHOST_USER_GET_FEATURES, NULL, 0, NULL, 0, &f, sizeof(f)),
+                         0);
         assert_int_equal(le64toh(f), vu_frontend_offered_features(fe));
         close_and_wait(env, fe);
 }
@@ -427,7 +429,8 @@ static void test_multi_segment_chains(void **state) {
                 for (unsigned i = 0; i < 3 && off < total; i++) {
                         size_t step = MIN((size_t) wr_len[i], total - off);
 
-                        assert_memory_equal(vu_frontend_gpa_to_ptr(fe, segs[5 + i].gpa, step), expect + off, step);
+                        assert_memory_equal(vu_frontend_gpa_to_ptr(fe, segs[5 + i].gpa, step), expect + off,
+                                            step);
                         off += step;
                 }
                 for (unsigned i = 0; i < 8; i++)
@@ -589,7 +592,9 @@ static void test_stop_resume_keeps_in_flight(void **state) {
         check_echo(fe, 0, 10, 0);
         env->echo.hold = true;
         for (unsigned i = 0; i < 3; i++)
-                assert_int_equal(vu_frontend_submit(fe, 0, "held!", 5, sizeof(resp), i ? VU_POST_INDIRECT : 0, i), 0);
+                assert_int_equal(vu_frontend_submit(fe, 0, "held!", 5, sizeof(resp),
+                                                    i ? VU_POST_INDIRECT : 0, i),
+                                 0);
         PUMP_UNTIL(env, env->echo.n_held == 3);
 
         /* VM pause: the backend reports the held requests as consumed. */
@@ -725,8 +730,15 @@ static void garbage_random(Env *env, VuFrontend *fe) {
         expect_outcome(fe, 0, EXPECT_HANGUP);
 }
 
-static void send_hdr(VuFrontend *fe, uint32_t request, uint32_t flags, uint32_t size, const void *p, size_t len,
-                     const int *fds, unsigned n_fds, Expect e) {
+static void send_hdr(VuFrontend *fe,
+                     uint32_t request,
+                     uint32_t flags,
+                     uint32_t size,
+                     const void *p,
+                     size_t len,
+                     const int *fds,
+                     unsigned n_fds,
+                     Expect e) {
         assert_int_equal(vu_frontend_send_msg(fe, request, flags, size, p, len, fds, n_fds), 0);
         expect_outcome(fe, 0, e);
 }
@@ -797,7 +809,8 @@ static void test_malicious_frontend(void **state) {
                         };
 
                         assert_int_equal(vu_frontend_init(fe), 0);
-                        send_hdr(fe, VHOST_USER_ADD_MEM_REG, 1, sizeof(m), &m, sizeof(m), NULL, 0, EXPECT_HANGUP);
+                        send_hdr(fe, VHOST_USER_ADD_MEM_REG, 1, sizeof(m), &m, sizeof(m), NULL, 0,
+                                 EXPECT_HANGUP);
                         break;
                 }
                 case 13: {
@@ -805,9 +818,11 @@ static void test_malicious_frontend(void **state) {
                                 struct vhost_user_mem_table_hdr h;
                                 struct vhost_user_mem_region r[2];
                         } t = { .h.nregions = 2,
-                                .r = { { 0x40000000, 4096, 0x7f0000000000, 0 }, { 0x50000000, 4096, 0x7f1000000000, 0 } } };
+                                .r = { { 0x40000000, 4096, 0x7f0000000000, 0 },
+                                       { 0x50000000, 4096, 0x7f1000000000, 0 } } };
 
-                        send_hdr(fe, VHOST_USER_SET_MEM_TABLE, 1, sizeof(t), &t, sizeof(t), &efd, 1, EXPECT_HANGUP);
+                        send_hdr(fe, VHOST_USER_SET_MEM_TABLE, 1, sizeof(t), &t, sizeof(t), &efd, 1,
+                                 EXPECT_HANGUP);
                         break;
                 }
                 case 14: {
@@ -820,7 +835,9 @@ static void test_malicious_frontend(void **state) {
                         struct vhost_user_vring_state s = { 5, 16 };
 
                         assert_int_equal(vu_frontend_init(fe), 0);
-                        expect_outcome(fe, vu_frontend_message(fe, VHOST_USER_SET_VRING_NUM, &s, 8, NULL, 0, NULL, 0),
+                        expect_outcome(fe,
+                                       vu_frontend_message(fe, VHOST_USER_SET_VRING_NUM, &s, 8, NULL, 0,
+                                                           NULL, 0),
                                        EXPECT_REFUSED);
                         break;
                 }
@@ -830,7 +847,9 @@ static void test_malicious_frontend(void **state) {
                         struct vhost_user_vring_state s = { 0, c == 16 ? 0 : c == 17 ? 3 : 2048 };
 
                         assert_int_equal(vu_frontend_init(fe), 0);
-                        expect_outcome(fe, vu_frontend_message(fe, VHOST_USER_SET_VRING_NUM, &s, 8, NULL, 0, NULL, 0),
+                        expect_outcome(fe,
+                                       vu_frontend_message(fe, VHOST_USER_SET_VRING_NUM, &s, 8, NULL, 0,
+                                                           NULL, 0),
                                        EXPECT_REFUSED);
                         break;
                 }
@@ -840,7 +859,9 @@ static void test_malicious_frontend(void **state) {
                         };
 
                         assert_int_equal(vu_frontend_init(fe), 0);
-                        expect_outcome(fe, vu_frontend_message(fe, VHOST_USER_ADD_MEM_REG, &m, sizeof(m), &mfd, 1, NULL, 0),
+                        expect_outcome(fe,
+                                       vu_frontend_message(fe, VHOST_USER_ADD_MEM_REG, &m, sizeof(m), &mfd,
+                                                           1, NULL, 0),
                                        EXPECT_REFUSED);
                         break;
                 }
@@ -848,7 +869,9 @@ static void test_malicious_frontend(void **state) {
                         struct vhost_user_vring_addr a = { .index = 0, .desc_user_addr = 0x7f0012340008 };
 
                         assert_int_equal(vu_frontend_init(fe), 0);
-                        expect_outcome(fe, vu_frontend_message(fe, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL, 0),
+                        expect_outcome(fe,
+                                       vu_frontend_message(fe, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a),
+                                                           NULL, 0, NULL, 0),
                                        EXPECT_REFUSED);
                         break;
                 }
@@ -885,7 +908,8 @@ static void test_malicious_frontend(void **state) {
         assert_int_equal(count_fds(), fds_before);
 }
 
-/* ---- guest-level violations ---------------------------------------------------------------------------- */
+/* ---- guest-level violations ----------------------------------------------------------------------------
+ */
 
 static void test_bad_head_breaks_only_that_ring(void **state) {
         Env *env = *state;
@@ -914,8 +938,10 @@ static void test_descriptor_loop_breaks_ring(void **state) {
         assert_int_equal(vu_frontend_mem_alloc(fe, 64, 0, &buf), 0);
         assert_int_equal(vu_frontend_ring_view(fe, 1, &v), 0);
         assert_int_equal(vu_frontend_reserve_desc(fe, 1, 2, d), 0);
-        v.desc[d[0]] = (struct vring_desc){ htole64(buf), htole32(8), htole16(VRING_DESC_F_NEXT), htole16(d[1]) };
-        v.desc[d[1]] = (struct vring_desc){ htole64(buf + 8), htole32(8), htole16(VRING_DESC_F_NEXT), htole16(d[0]) };
+        v.desc[d[0]] =
+                (struct vring_desc){ htole64(buf), htole32(8), htole16(VRING_DESC_F_NEXT), htole16(d[1]) };
+        v.desc[d[1]] = (struct vring_desc){ htole64(buf + 8), htole32(8), htole16(VRING_DESC_F_NEXT),
+                                            htole16(d[0]) };
         assert_int_equal(vu_frontend_publish_head(fe, 1, d[0]), 0);
         assert_int_equal(vu_frontend_kick(fe, 1), 0);
         assert_int_equal(vu_frontend_wait_err(fe, 1), 0);
@@ -923,7 +949,8 @@ static void test_descriptor_loop_breaks_ring(void **state) {
         close_and_wait(env, fe);
 }
 
-/* ---- backend in its own thread -------------------------------------------------------------------------- */
+/* ---- backend in its own thread --------------------------------------------------------------------------
+ */
 
 typedef struct Threaded {
         sd_event *event;
@@ -945,7 +972,9 @@ static void *backend_thread(void *p) {
 static void test_threaded_backend_without_pump(void **state) {
         Env *env = *state;
         Threaded t = {};
-        VhostDevConfig cfg = { .num_queues = 2, .max_queue_size = 1024, .device_features = DEVICE_FEATURES,
+        VhostDevConfig cfg = { .num_queues = 2,
+                               .max_queue_size = 1024,
+                               .device_features = DEVICE_FEATURES,
                                .config_size = CONFIG_SIZE };
         char path[160];
         VuFrontendOptions o;
@@ -973,7 +1002,8 @@ static void test_threaded_backend_without_pump(void **state) {
                 assert_int_equal(vu_frontend_start(fe), 0);
                 for (unsigned i = 0; i < 200; i++) {
                         memset(req, (int) i, sizeof(req));
-                        assert_int_equal(vu_frontend_submit(fe, i % 2, req, 1 + i, sizeof(resp), i % 3 ? 0 : VU_POST_INDIRECT, i),
+                        assert_int_equal(vu_frontend_submit(fe, i % 2, req, 1 + i, sizeof(resp),
+                                                            i % 3 ? 0 : VU_POST_INDIRECT, i),
                                          0);
                 }
                 for (unsigned i = 0; i < 200; i++) {
@@ -1000,8 +1030,10 @@ static void test_threaded_backend_without_pump(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_handshake_and_echo, env_setup, env_teardown),
-                cmocka_unit_test_setup_teardown(test_handshake_set_mem_table_without_reply_ack, env_setup, env_teardown),
-                cmocka_unit_test_setup_teardown(test_handshake_qemu_need_reply_subset, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_handshake_set_mem_table_without_reply_ack, env_setup,
+                                                env_teardown),
+                cmocka_unit_test_setup_teardown(test_handshake_qemu_need_reply_subset, env_setup,
+                                                env_teardown),
                 cmocka_unit_test_setup_teardown(test_handshake_event_idx, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_many_in_flight, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_many_in_flight_event_idx, env_setup, env_teardown),
@@ -1011,10 +1043,13 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_no_interrupt_suppresses_calls, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_event_buffers_stay_posted, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_stop_resume_keeps_in_flight, env_setup, env_teardown),
-                cmocka_unit_test_setup_teardown(test_driver_reset_drops_held_requests, env_setup, env_teardown),
-                cmocka_unit_test_setup_teardown(test_reconnect_100_times_without_leaks, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_driver_reset_drops_held_requests, env_setup,
+                                                env_teardown),
+                cmocka_unit_test_setup_teardown(test_reconnect_100_times_without_leaks, env_setup,
+                                                env_teardown),
                 cmocka_unit_test_setup_teardown(test_malicious_frontend, env_setup, env_teardown),
-                cmocka_unit_test_setup_teardown(test_bad_head_breaks_only_that_ring, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_bad_head_breaks_only_that_ring, env_setup,
+                                                env_teardown),
                 cmocka_unit_test_setup_teardown(test_descriptor_loop_breaks_ring, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_threaded_backend_without_pump, env_setup, env_teardown),
         };
