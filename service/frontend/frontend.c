@@ -476,31 +476,51 @@ int vu_frontend_new_from_fd(const VuFrontendOptions *o, int fd, VuFrontend **ret
         return 0;
 }
 
+/* A unix socket connect fails with EAGAIN while the listener's backlog is full (the backend serves one
+ * frontend at a time with a short backlog): retry, pumping, until the timeout. Blocking in connect()
+ * instead would deadlock against a backend running in this thread. */
+static int connect_retry(VuFrontend *fe, int fd, const struct sockaddr_un *sa) {
+        uint64_t deadline;
+
+        (void) frontend_deadline(fe, &deadline);
+        for (;;) {
+                int r;
+
+                if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) >= 0)
+                        return 0;
+                if (errno != EAGAIN && errno != EINTR)
+                        return -errno;
+                if (now_msec() >= deadline)
+                        return -ETIMEDOUT;
+                if (fe->opts.pump) {
+                        r = fe->opts.pump(fe->opts.pump_userdata);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                continue;
+                }
+                (void) poll(NULL, 0, 1);
+        }
+}
+
 int vu_frontend_connect(const VuFrontendOptions *o, const char *path, VuFrontend **ret) {
-        _cleanup_close_ int fd = -EBADF;
+        _cleanup_(vu_frontend_freep) VuFrontend *fe = NULL;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        VuFrontend *fe;
         int r;
 
-        if (!path || strlen(path) >= sizeof(sa.sun_path))
+        if (!path || !ret || strlen(path) >= sizeof(sa.sun_path))
                 return -EINVAL;
         strcpy(sa.sun_path, path);
         r = frontend_new(o, &fe);
         if (r < 0)
                 return r;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                r = -errno;
-                vu_frontend_free(fe);
+        fe->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fe->sock < 0)
+                return -errno;
+        r = connect_retry(fe, fe->sock, &sa);
+        if (r < 0)
                 return r;
-        }
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                r = -errno;
-                vu_frontend_free(fe);
-                return r;
-        }
-        fe->sock = TAKE_FD(fd);
-        *ret = fe;
+        *ret = TAKE_PTR(fe);
         return 0;
 }
 

@@ -690,6 +690,23 @@ static void test_reconnect_100_times_without_leaks(void **state) {
         assert_true(mallinfo2().uordblks <= heap + 8192);
 }
 
+static void test_second_frontend_waits_its_turn(void **state) {
+        Env *env = *state;
+        VuFrontend *first = connect_default(env), *second;
+
+        assert_int_equal(vu_frontend_start(first), 0);
+        /* Queued in the listen backlog while the first one is served. */
+        second = connect_default(env);
+        check_echo(first, 0, 100, 0);
+        assert_int_equal(env->echo.connects, 1);
+        vu_frontend_free(first);
+        /* Served as soon as the first one is gone. */
+        assert_int_equal(vu_frontend_start(second), 0);
+        check_echo(second, 1, 100, VU_POST_INDIRECT);
+        assert_int_equal(env->echo.connects, 2);
+        close_and_wait(env, second);
+}
+
 /* ---- a malicious frontend ----------------------------------------------------------------------------- */
 
 typedef enum Expect {
@@ -1046,6 +1063,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_driver_reset_drops_held_requests, env_setup,
                                                 env_teardown),
                 cmocka_unit_test_setup_teardown(test_reconnect_100_times_without_leaks, env_setup,
+                                                env_teardown),
+                cmocka_unit_test_setup_teardown(test_second_frontend_waits_its_turn, env_setup,
                                                 env_teardown),
                 cmocka_unit_test_setup_teardown(test_malicious_frontend, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_bad_head_breaks_only_that_ring, env_setup,
