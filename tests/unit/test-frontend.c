@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1204,6 +1205,56 @@ static void test_publish_bad_head_and_reserve(void **state) {
         ctx_free(c);
 }
 
+typedef struct Acceptor {
+        int listen_fd;
+        int accepted;
+} Acceptor;
+
+static int accept_pump(void *userdata) {
+        Acceptor *a = userdata;
+        int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (fd < 0)
+                return errno == EAGAIN ? 0 : -errno;
+        a->accepted++;
+        close(fd);
+        return 1;
+}
+
+static void test_connect_retries_while_backlog_full(void **state) {
+        Acceptor a = { .listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0) };
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char dir[] = "/tmp/vvid-fe-unit-XXXXXX";
+        VuFrontendOptions o;
+        VuFrontend *first = NULL, *second = NULL;
+
+        assert_true(a.listen_fd >= 0);
+        assert_non_null(mkdtemp(dir));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
+        assert_int_equal(bind(a.listen_fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(a.listen_fd, 0), 0); /* room for one pending connection */
+
+        vu_frontend_options_init(&o);
+        o.mem_size = 1 << 20;
+        o.timeout_ms = 50;
+        assert_int_equal(vu_frontend_connect(&o, sa.sun_path, &first), 0);
+        /* Backlog full and nobody accepting: connect() would block; we get a timeout instead. */
+        assert_int_equal(vu_frontend_connect(&o, sa.sun_path, &second), -ETIMEDOUT);
+        assert_null(second);
+        /* With a pump that accepts, the retry gets through. */
+        o.timeout_ms = 5000;
+        o.pump = accept_pump;
+        o.pump_userdata = &a;
+        assert_int_equal(vu_frontend_connect(&o, sa.sun_path, &second), 0);
+        assert_true(a.accepted >= 1);
+
+        vu_frontend_free(first);
+        vu_frontend_free(second);
+        close(a.listen_fd);
+        unlink(sa.sun_path);
+        rmdir(dir);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_mem_alloc_aligns_and_coalesces),
@@ -1226,6 +1277,7 @@ int main(void) {
                 cmocka_unit_test(test_stop_resume_keeps_rings),
                 cmocka_unit_test(test_raw_messages_and_hangup),
                 cmocka_unit_test(test_publish_bad_head_and_reserve),
+                cmocka_unit_test(test_connect_retries_while_backlog_full),
         };
 
         signal(SIGPIPE, SIG_IGN);
