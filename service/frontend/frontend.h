@@ -80,8 +80,9 @@ void vu_frontend_options_init(VuFrontendOptions *o);
 
 /* ---- lifecycle --------------------------------------------------------------------------------------- */
 
-/* Creates guest memory and eventfds, and connects to a listening unix socket at path (or takes
- * ownership of a connected socket fd, e.g. one end of a socketpair). Sends nothing yet. */
+/* Creates guest memory, rings and eventfds, and connects to a listening unix socket at path (retrying,
+ * with the pump, while its backlog is full), or takes ownership of a connected socket fd (e.g. one end
+ * of a socketpair). Sends nothing yet. */
 int vu_frontend_connect(const VuFrontendOptions *o, const char *path, VuFrontend **ret);
 int vu_frontend_new_from_fd(const VuFrontendOptions *o, int fd, VuFrontend **ret);
 /* Closes the socket (a disconnect, as when QEMU exits: no GET_VRING_BASE), then frees everything.
@@ -101,10 +102,12 @@ int vu_frontend_socket_fd(VuFrontend *fe);
 int vu_frontend_init(VuFrontend *fe);
 /* §2.2 + §2.3: runs vu_frontend_init() if not done yet, GET_CONFIG when config_size > 0, then
  * SET_FEATURES, the memory table, per queue SET_VRING_NUM/BASE(0)/ADDR/KICK/CALL, SET_VRING_ENABLE(1)
- * per queue, and the second SET_VRING_CALL per queue of vub_start. Rings are allocated on first start. */
+ * per queue, and the second SET_VRING_CALL per queue of vub_start. */
 int vu_frontend_start(VuFrontend *fe);
-/* §2.4 stop: SET_VRING_ENABLE(0) then GET_VRING_BASE per queue. ret_bases (num_queues entries, may be
- * NULL) gets each ring's last_avail_idx. In-flight chains stay tracked. */
+/* §2.4 stop: SET_VRING_ENABLE(0) then GET_VRING_BASE per queue (each base checked to lie between the
+ * ring's used and avail indices), then SET_VRING_CALL with the masked eventfd as vub_stop does.
+ * ret_bases (num_queues entries, may be NULL) gets each ring's last_avail_idx. In-flight chains stay
+ * tracked: completions the backend makes after resume() still arrive. */
 int vu_frontend_stop(VuFrontend *fe, uint16_t *ret_bases);
 /* Restart after stop with the same rings and the bases returned by GET_VRING_BASE (VM resume); with
  * CONFIGURE_MEM_SLOTS the region is not re-sent, as QEMU only sends the diff. */
@@ -129,8 +132,9 @@ int vu_frontend_set_config(VuFrontend *fe, uint32_t offset, const void *buf, uin
 /* ---- raw messages (negative tests, probes) ----------------------------------------------------------- */
 
 /* One request the way the library sends them: header (flags version 1, plus NEED_REPLY when reply is
- * NULL and REPLY_ACK is negotiated) + payload + fds in one sendmsg. With reply != NULL, waits for a
- * reply of exactly reply_size bytes; otherwise, with REPLY_ACK, for the u64 ack (non-zero: -EIO). */
+ * NULL, REPLY_ACK is negotiated and ack_every_message or QEMU would ask) + payload + fds in one sendmsg.
+ * With reply != NULL, waits for a reply of exactly reply_size bytes; otherwise, with REPLY_ACK, for the u64
+ * ack (non-zero: -EIO). */
 int vu_frontend_message(VuFrontend *fe,
                         uint32_t request,
                         const void *payload,
@@ -212,7 +216,7 @@ int vu_frontend_kick_if_needed(VuFrontend *fe, unsigned queue);
 
 /* Takes the next completion, first from those already reaped by a wait on another tag, then from the
  * used ring (acquire load of used->idx). 1 with *ret set, 0 when there is none. Buffers the library
- * allocated for vu_frontend_submit() are freed. -EBADMSG when the backend published an id that is not
+ * allocated (submit(), event buffers) are freed. -EBADMSG when the backend published an id that is not
  * an in-flight head, or a length beyond the chain's writable bytes. */
 int vu_frontend_get_used(VuFrontend *fe, unsigned queue, VuUsed *ret);
 /* Like get_used() but waits (call eventfd + pump, with the timeout); with EVENT_IDX it first sets
