@@ -863,6 +863,20 @@ int vu_frontend_reset_rings(VuFrontend *fe) {
         return start_rings(fe);
 }
 
+int vu_frontend_reset_device(VuFrontend *fe) {
+        int r;
+
+        if (!fe)
+                return -EINVAL;
+        if (!(fe->protocol_features & BIT_ULL(VHOST_USER_PROTOCOL_F_RESET_DEVICE)))
+                return -EOPNOTSUPP;
+        r = vu_frontend_message(fe, VHOST_USER_RESET_DEVICE, NULL, 0, NULL, 0, NULL, 0);
+        if (r < 0)
+                return r;
+        fe->running = false;
+        return 0;
+}
+
 /* ---- config ------------------------------------------------------------------------------------------ */
 
 int vu_frontend_get_config(VuFrontend *fe, uint32_t offset, void *buf, uint32_t size) {

@@ -115,6 +115,9 @@ int vu_frontend_resume(VuFrontend *fe);
 /* Restart as after a guest driver reset: stops first when running, forgets every in-flight chain
  * (buffers the library owns are freed), allocates fresh rings and starts them with base 0. */
 int vu_frontend_reset_rings(VuFrontend *fe);
+/* RESET_DEVICE (needs the protocol feature): the backend drops rings and device state but keeps the
+ * connection. The rings count as stopped; restart them with reset_rings() as a re-probing driver. */
+int vu_frontend_reset_device(VuFrontend *fe);
 bool vu_frontend_is_running(VuFrontend *fe);
 
 /* What the backend offered and what was negotiated (valid after init / start). */

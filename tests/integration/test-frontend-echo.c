@@ -646,6 +646,31 @@ static void test_driver_reset_drops_held_requests(void **state) {
         close_and_wait(env, fe);
 }
 
+static void test_reset_device_then_reprobe(void **state) {
+        Env *env = *state;
+        VuFrontend *fe = connect_default(env);
+        unsigned resets;
+
+        assert_int_equal(vu_frontend_start(fe), 0);
+        env->echo.hold = true;
+        assert_int_equal(vu_frontend_submit(fe, 0, "a", 1, 4, 0, 1), 0);
+        PUMP_UNTIL(env, env->echo.n_held == 1);
+        env->echo.hold = false;
+        resets = env->echo.resets;
+
+        assert_int_equal(vu_frontend_reset_device(fe), 0);
+        assert_false(vu_frontend_is_running(fe));
+        assert_int_equal(env->echo.resets, resets + 1);
+        assert_int_equal(env->echo.n_held, 0);
+        assert_false(env->echo.started[0] || env->echo.started[1]);
+        /* The connection survived: a new SET_FEATURES and fresh rings bring the device back. */
+        assert_int_equal(vu_frontend_reset_rings(fe), 0);
+        assert_true(env->echo.started[0] && env->echo.started[1]);
+        check_echo(fe, 0, 50, 0);
+        check_echo(fe, 1, 50, VU_POST_INDIRECT);
+        close_and_wait(env, fe);
+}
+
 /* ---- connection lifecycle ----------------------------------------------------------------------------- */
 
 static unsigned count_fds(void) {
@@ -1062,6 +1087,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_stop_resume_keeps_in_flight, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_driver_reset_drops_held_requests, env_setup,
                                                 env_teardown),
+                cmocka_unit_test_setup_teardown(test_reset_device_then_reprobe, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_reconnect_100_times_without_leaks, env_setup,
                                                 env_teardown),
                 cmocka_unit_test_setup_teardown(test_second_frontend_waits_its_turn, env_setup,

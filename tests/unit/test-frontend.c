@@ -827,6 +827,8 @@ static void test_config_roundtrip(void **state) {
         assert_int_equal(buf[5], 4);
         assert_int_equal(buf[0], 0xa0 + 6);
         assert_int_equal(vu_frontend_get_config(c->fe, 0, buf, 300), -EINVAL);
+        /* The fake does not offer RESET_DEVICE. */
+        assert_int_equal(vu_frontend_reset_device(c->fe), -EOPNOTSUPP);
         ctx_free(c);
 }
 
