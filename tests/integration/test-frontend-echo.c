@@ -623,6 +623,30 @@ static void test_stop_resume_keeps_in_flight(void **state) {
         close_and_wait(env, fe);
 }
 
+static void test_kick_while_stopped_served_on_resume(void **state) {
+        Env *env = *state;
+        VuFrontend *fe = connect_default(env);
+        uint16_t bases[2];
+        char resp[8];
+        size_t len;
+
+        assert_int_equal(vu_frontend_start(fe), 0);
+        check_echo(fe, 1, 8, 0);
+        assert_int_equal(vu_frontend_stop(fe, bases), 0);
+        /* Posted and kicked while the VM is paused: nobody may take it now... */
+        assert_int_equal(vu_frontend_submit(fe, 1, "late", 4, sizeof(resp), 0, 5), 0);
+        for (unsigned i = 0; i < 10 && sd_event_run(env->event, 0) > 0; i++)
+                ;
+        assert_int_equal(vu_frontend_get_used(fe, 1, &(VuUsed){}), 0);
+        /* ...and the kick is not lost: served after the resume. */
+        assert_int_equal(vu_frontend_resume(fe), 0);
+        assert_int_equal(vu_frontend_collect(fe, 1, 5, resp, sizeof(resp), &len), 0);
+        assert_int_equal(len, 4);
+        assert_memory_equal(resp, "late", 4);
+        assert_int_equal(env->echo.resets, 0);
+        close_and_wait(env, fe);
+}
+
 static void test_driver_reset_drops_held_requests(void **state) {
         Env *env = *state;
         VuFrontend *fe = connect_default(env);
@@ -1085,6 +1109,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_no_interrupt_suppresses_calls, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_event_buffers_stay_posted, env_setup, env_teardown),
                 cmocka_unit_test_setup_teardown(test_stop_resume_keeps_in_flight, env_setup, env_teardown),
+                cmocka_unit_test_setup_teardown(test_kick_while_stopped_served_on_resume, env_setup,
+                                                env_teardown),
                 cmocka_unit_test_setup_teardown(test_driver_reset_drops_held_requests, env_setup,
                                                 env_teardown),
                 cmocka_unit_test_setup_teardown(test_reset_device_then_reprobe, env_setup, env_teardown),
