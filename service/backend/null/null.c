@@ -325,7 +325,10 @@ static void decoder_set_geometry(NullStream *s, uint32_t w, uint32_t h) {
 
         s->width = w;
         s->height = h;
-        (void) raw_params_fix(out, w, h); /* strides were valid for the old size; w <= 4096 fits */
+        /* The decoder picks the layout for the new size (strides = width); the guest may ask for more. */
+        for (unsigned i = 0; i < VIDEO_MAX_PLANES; i++)
+                out->planes[i].stride = 0;
+        (void) raw_params_fix(out, w, h); /* cannot fail: w <= 4096 */
         s->params[VIDEO_QUEUE_INPUT].frame_width = w;
         s->params[VIDEO_QUEUE_INPUT].frame_height = h;
 }
