@@ -469,12 +469,14 @@ static void encoder_run(NullStream *s) {
                 if (!out)
                         return;
                 (void) fifo_pop(&s->q[VIDEO_QUEUE_INPUT]);
+                /* `in` belongs to the device model again once given back: read it first. */
+                uint64_t ts = in->timestamp;
 
                 payload = null_frame_payload_size(s->width, s->height);
                 if (out->planes[0].length < NULL_FRAME_HEADER_SIZE + payload || s->frame_cap < payload) {
                         /* The output buffer cannot hold the frame: fail both, as a codec would. */
-                        give_back(s, in, VIDEO_BUFFER_F_ERR, in->timestamp, NULL);
-                        give_back(s, out, VIDEO_BUFFER_F_ERR, in->timestamp, NULL);
+                        give_back(s, in, VIDEO_BUFFER_F_ERR, ts, NULL);
+                        give_back(s, out, VIDEO_BUFFER_F_ERR, ts, NULL);
                         continue;
                 }
                 raw_copy(p, s->width, s->height, in, s->frame, /* to_buf= */ false);
@@ -482,9 +484,9 @@ static void encoder_run(NullStream *s) {
                 buf_to_iov(out->planes[0].iov, out->planes[0].n_iov, 0, hdr, sizeof(hdr));
                 buf_to_iov(out->planes[0].iov, out->planes[0].n_iov, sizeof(hdr), s->frame, payload);
                 sizes[0] = (uint32_t) (sizeof(hdr) + payload);
-                give_back(s, in, 0, in->timestamp, NULL);
+                give_back(s, in, 0, ts, NULL);
                 /* Every null frame stands alone: all are key frames. */
-                give_back(s, out, VIDEO_BUFFER_F_IFRAME, in->timestamp, sizes);
+                give_back(s, out, VIDEO_BUFFER_F_IFRAME, ts, sizes);
         }
 }
 
