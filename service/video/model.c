@@ -672,11 +672,11 @@ static int cmd_resource_queue(VideoModel *m, Stream *s, const VideoCmd *c, void 
         res = resource_find(s, q, c->resource_queue.resource_id);
         if (!res)
                 return -EBADSLT;
-        if (res->pending)
-                return -EINVAL;
         /* §4.6, §4.8: nothing is queued while a clear runs, and no input while a drain runs. */
         if (s->clearing[q] || s->destroy_token[q] || (q == VIDEO_QUEUE_INPUT && s->drain_token))
                 return -EBUSY;
+        if (res->pending)
+                return -EINVAL;
 
         r = pending_build(m, s, res, c, token, &p);
         if (r < 0)

@@ -325,7 +325,10 @@ static void decoder_set_geometry(NullStream *s, uint32_t w, uint32_t h) {
 
         s->width = w;
         s->height = h;
-        (void) raw_params_fix(out, w, h); /* strides were valid for the old size; w <= 4096 fits */
+        /* The decoder picks the layout for the new size (strides = width); the guest may ask for more. */
+        for (unsigned i = 0; i < VIDEO_MAX_PLANES; i++)
+                out->planes[i].stride = 0;
+        (void) raw_params_fix(out, w, h); /* cannot fail: w <= 4096 */
         s->params[VIDEO_QUEUE_INPUT].frame_width = w;
         s->params[VIDEO_QUEUE_INPUT].frame_height = h;
 }
@@ -466,11 +469,12 @@ static void encoder_run(NullStream *s) {
                 if (!out)
                         return;
                 (void) fifo_pop(&s->q[VIDEO_QUEUE_INPUT]);
+                /* `in` belongs to the device model again once given back: read it first. */
+                uint64_t ts = in->timestamp;
 
                 payload = null_frame_payload_size(s->width, s->height);
                 if (out->planes[0].length < NULL_FRAME_HEADER_SIZE + payload || s->frame_cap < payload) {
                         /* The output buffer cannot hold the frame: fail both, as a codec would. */
-                        uint64_t ts = in->timestamp; /* give_back() frees the input */
                         give_back(s, in, VIDEO_BUFFER_F_ERR, ts, NULL);
                         give_back(s, out, VIDEO_BUFFER_F_ERR, ts, NULL);
                         continue;
@@ -480,11 +484,9 @@ static void encoder_run(NullStream *s) {
                 buf_to_iov(out->planes[0].iov, out->planes[0].n_iov, 0, hdr, sizeof(hdr));
                 buf_to_iov(out->planes[0].iov, out->planes[0].n_iov, sizeof(hdr), s->frame, payload);
                 sizes[0] = (uint32_t) (sizeof(hdr) + payload);
-                /* give_back() hands the input to the device model, which frees it: read it first. */
-                uint64_t timestamp = in->timestamp;
-                give_back(s, in, 0, timestamp, NULL);
+                give_back(s, in, 0, ts, NULL);
                 /* Every null frame stands alone: all are key frames. */
-                give_back(s, out, VIDEO_BUFFER_F_IFRAME, timestamp, sizes);
+                give_back(s, out, VIDEO_BUFFER_F_IFRAME, ts, sizes);
         }
 }
 
