@@ -33,13 +33,18 @@ typedef struct Decoder {
         size_t scratch_size;
         size_t pos;         /* bytes of the bitstream queued */
         unsigned chunk;     /* next chunk index */
-        bool drain_sent, eos;
+        bool created, drain_sent, eos;
         uint64_t drain_tag;
 } Decoder;
 
 static int check(int r) {
         /* A device error reply where OK was needed ends the session: report it as a protocol error. */
         return r > 0 ? -EREMOTEIO : r;
+}
+
+/* Whether a failed session may still talk to the device (to destroy its stream). */
+static bool transport_alive(int r) {
+        return r != -ETIMEDOUT && r != -ECONNRESET && r != -EPIPE && r != -ENOMEM;
 }
 
 static size_t next_chunk_size(Decoder *d) {
@@ -258,6 +263,7 @@ static int decode_setup(Decoder *d) {
         r = check(video_client_stream_create(d->c, d->o->stream_id, coded, "video-client"));
         if (r < 0)
                 return r;
+        d->created = true;
         r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &p));
         if (r < 0)
                 return r;
@@ -356,6 +362,8 @@ int video_client_decode(VideoClient *c, const VcDecodeOptions *o, VcDecodeResult
         }
         if (r >= 0)
                 r = check(video_client_stream_destroy(c, o->stream_id));
+        else if (d.created && transport_alive(r))
+                (void) video_client_stream_destroy(c, o->stream_id); /* best effort, like close() */
         free(d.scratch);
         if (r < 0)
                 return r;
@@ -374,7 +382,7 @@ typedef struct Encoder {
         Buf in[SESSION_MAX_BUFFERS], out[SESSION_MAX_BUFFERS];
         unsigned n_in, n_out;
         unsigned next_frame;
-        bool drain_sent, eos;
+        bool created, drain_sent, eos;
         uint64_t drain_tag;
         uint8_t *scratch;
 } Encoder;
@@ -539,6 +547,7 @@ static int encode_setup(Encoder *e) {
         r = check(video_client_stream_create(e->c, e->o->stream_id, coded, "video-client"));
         if (r < 0)
                 return r;
+        e->created = true;
         for (unsigned q = 0; q < 2; q++) {
                 uint32_t qt = q == 0 ? VIRTIO_VIDEO_QUEUE_TYPE_INPUT : VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT;
                 VcParams *p = q == 0 ? &e->inp : &e->outp;
@@ -644,6 +653,8 @@ int video_client_encode(VideoClient *c, const VcEncodeOptions *o, VcEncodeResult
                 r = video_client_wait_reply(c, e.drain_tag, drain_resp, sizeof(drain_resp), NULL);
         if (r >= 0)
                 r = check(video_client_stream_destroy(c, o->stream_id));
+        else if (e.created && transport_alive(r))
+                (void) video_client_stream_destroy(c, o->stream_id); /* best effort, like close() */
         free(e.scratch);
         if (r < 0)
                 return r;
