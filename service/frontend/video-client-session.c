@@ -31,8 +31,8 @@ typedef struct Decoder {
         VcParams outp;
         uint8_t *scratch;
         size_t scratch_size;
-        size_t pos;         /* bytes of the bitstream queued */
-        unsigned chunk;     /* next chunk index */
+        size_t pos;     /* bytes of the bitstream queued */
+        unsigned chunk; /* next chunk index */
         bool created, drain_sent, eos;
         uint64_t drain_tag;
 } Decoder;
@@ -72,8 +72,8 @@ static int queue_inputs(Decoder *d) {
                 size = (uint32_t) next_chunk_size(d);
                 if (size > d->in_size)
                         return -E2BIG;
-                r = video_client_resource_write(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, b->id, 0, 0,
-                                                d->o->bitstream + d->pos, size);
+                r = video_client_resource_write(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, b->id,
+                                                0, 0, d->o->bitstream + d->pos, size);
                 if (r < 0)
                         return r;
                 /* Linux passes nanoseconds from a timeval: multiples of 1000 (§4.6). */
@@ -111,7 +111,8 @@ static int on_resolution_change(Decoder *d) {
                 r = check(video_client_queue_clear(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
                 if (r < 0)
                         return r;
-                r = check(video_client_resource_destroy_all(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
+                r = check(video_client_resource_destroy_all(d->c, d->o->stream_id,
+                                                            VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
                 if (r < 0)
                         return r;
                 for (unsigned i = 0; i < d->n_out; i++)
@@ -128,7 +129,8 @@ static int on_resolution_change(Decoder *d) {
                 if (r < 0)
                         return r;
         }
-        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext, &d->outp));
+        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext,
+                                          &d->outp));
         if (r < 0)
                 return r;
         if (d->outp.num_planes == 0)
@@ -152,8 +154,9 @@ static int on_resolution_change(Decoder *d) {
                 Buf *b = &d->out[i];
 
                 b->id = d->next_id++;
-                r = check(video_client_resource_create(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id,
-                                                       d->outp.num_planes, sizes, d->o->entries_per_plane ?: 1));
+                r = check(video_client_resource_create(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT,
+                                                       b->id, d->outp.num_planes, sizes,
+                                                       d->o->entries_per_plane ?: 1));
                 if (r < 0)
                         return r;
                 b->live = true;
@@ -213,8 +216,8 @@ static int on_output(Decoder *d, const VcCompletion *v) {
         };
         for (unsigned p = 0; p < d->outp.num_planes; p++) {
                 uint32_t size = d->outp.planes[p].plane_size;
-                r = video_client_resource_read(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id, p, 0,
-                                               d->scratch + off, size);
+                r = video_client_resource_read(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id,
+                                               p, 0, d->scratch + off, size);
                 if (r < 0)
                         return r;
                 f.planes[p] = d->scratch + off;
@@ -267,13 +270,15 @@ static int decode_setup(Decoder *d) {
         r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &p));
         if (r < 0)
                 return r;
-        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext, &d->outp));
+        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext,
+                                          &d->outp));
         if (r < 0)
                 return r;
         /* Step 3: S_FMT on the bitstream queue. */
         p.format = coded;
         p.num_planes = 1;
-        p.planes[0].plane_size = d->o->input_buffer_size ?: (p.planes[0].plane_size ?: DEFAULT_INPUT_BUFFER_SIZE);
+        p.planes[0].plane_size =
+                d->o->input_buffer_size ?: (p.planes[0].plane_size ?: DEFAULT_INPUT_BUFFER_SIZE);
         p.resource_type = VIRTIO_VIDEO_MEM_TYPE_GUEST_PAGES;
         r = check(video_client_set_params(d->c, d->o->stream_id, ext, &p));
         if (r < 0)
@@ -281,7 +286,8 @@ static int decode_setup(Decoder *d) {
         r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &p));
         if (r < 0)
                 return r;
-        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext, &d->outp));
+        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext,
+                                          &d->outp));
         if (r < 0)
                 return r;
         if (p.format != coded || p.num_planes < 1 || p.planes[0].plane_size == 0)
@@ -292,7 +298,8 @@ static int decode_setup(Decoder *d) {
         for (unsigned i = 0; i < d->n_in; i++) {
                 d->in[i].id = d->next_id++;
                 r = check(video_client_resource_create(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT,
-                                                       d->in[i].id, 1, &d->in_size, d->o->entries_per_plane ?: 1));
+                                                       d->in[i].id, 1, &d->in_size,
+                                                       d->o->entries_per_plane ?: 1));
                 if (r < 0)
                         return r;
                 d->in[i].live = true;
@@ -372,7 +379,8 @@ int video_client_decode(VideoClient *c, const VcDecodeOptions *o, VcDecodeResult
         return 0;
 }
 
-/* ---- encoder ------------------------------------------------------------------------------------------- */
+/* ---- encoder -------------------------------------------------------------------------------------------
+ */
 
 typedef struct Encoder {
         VideoClient *c;
@@ -459,8 +467,9 @@ static int write_raw_picture(Encoder *e, uint32_t id, const uint8_t *src, uint32
                 for (size_t y = 0; y < k->rows; y++) {
                         if (used + k->row > e->o->frame_size)
                                 return -EINVAL;
-                        r = video_client_resource_write(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, id,
-                                                        k->plane, k->offset + y * k->stride, src + used, k->row);
+                        r = video_client_resource_write(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT,
+                                                        id, k->plane, k->offset + y * k->stride, src + used,
+                                                        k->row);
                         if (r < 0)
                                 return r;
                         used += k->row;
@@ -485,7 +494,8 @@ static int encode_queue_inputs(Encoder *e) {
                 if (r < 0)
                         return r;
                 r = video_client_resource_queue(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, b->id,
-                                                (uint64_t) (e->next_frame + 1) * 1000, e->inp.num_planes, sizes);
+                                                (uint64_t) (e->next_frame + 1) * 1000, e->inp.num_planes,
+                                                sizes);
                 if (r < 0)
                         return r;
                 b->queued = true;
@@ -568,10 +578,12 @@ static int encode_setup(Encoder *e) {
                 if (r < 0)
                         return r;
         }
-        r = check(video_client_get_params(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &e->inp));
+        r = check(
+                video_client_get_params(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &e->inp));
         if (r < 0)
                 return r;
-        r = check(video_client_get_params(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext, &e->outp));
+        r = check(video_client_get_params(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext,
+                                          &e->outp));
         if (r < 0)
                 return r;
         if (e->inp.num_planes == 0 || e->outp.num_planes == 0 || e->outp.planes[0].plane_size == 0)
@@ -597,10 +609,10 @@ static int encode_setup(Encoder *e) {
                         sizes[k] = p->planes[k].plane_size ?: 1;
                 for (unsigned i = 0; i < n; i++) {
                         bufs[i].id = (e->o->stream_id << 12) + q * SESSION_MAX_BUFFERS + i + 1;
-                        r = check(video_client_resource_create(
-                                e->c, e->o->stream_id,
-                                q == 0 ? VIRTIO_VIDEO_QUEUE_TYPE_INPUT : VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, bufs[i].id,
-                                p->num_planes, sizes, 1));
+                        r = check(video_client_resource_create(e->c, e->o->stream_id,
+                                                               q == 0 ? VIRTIO_VIDEO_QUEUE_TYPE_INPUT
+                                                                      : VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT,
+                                                               bufs[i].id, p->num_planes, sizes, 1));
                         if (r < 0)
                                 return r;
                         bufs[i].live = true;

@@ -146,7 +146,8 @@ static int worker_handle_control_msg(Worker *w, const CtlMsg *m) {
         case _CTL_MSG_TYPE_INVALID:
         default:
                 /* A worker-to-manager type coming the other way is a protocol violation. */
-                log_error("Unexpected control message %s from the manager.", ctl_msg_type_to_string(m->type));
+                log_error("Unexpected control message %s from the manager.",
+                          ctl_msg_type_to_string(m->type));
                 return sd_event_exit(w->event, -EBADMSG);
         }
 }

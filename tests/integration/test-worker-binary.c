@@ -118,7 +118,8 @@ static void append(char **buf, size_t *len, const char *data, size_t n) {
 /* Reads stdout and stderr to EOF (the child exited or closed them), then reaps it. */
 static void child_wait(Child *c) {
         while (c->out_fd >= 0 || c->err_fd >= 0) {
-                struct pollfd p[2] = { { .fd = c->out_fd, .events = POLLIN }, { .fd = c->err_fd, .events = POLLIN } };
+                struct pollfd p[2] = { { .fd = c->out_fd, .events = POLLIN },
+                                       { .fd = c->err_fd, .events = POLLIN } };
                 char buf[4096];
 
                 assert_true(poll(p, 2, SAFETY_TIMEOUT_MS) > 0);
@@ -148,8 +149,8 @@ static void child_wait(Child *c) {
 
 static int child_exit_status(const Child *c) {
         if (!WIFEXITED(c->status)) {
-                fprintf(stderr, "# worker did not exit normally (status 0x%x), stderr: %s\n", (unsigned) c->status,
-                        c->err);
+                fprintf(stderr, "# worker did not exit normally (status 0x%x), stderr: %s\n",
+                        (unsigned) c->status, c->err);
                 return -1;
         }
         return WEXITSTATUS(c->status);
@@ -165,10 +166,10 @@ static void child_done(Child *c) {
 static void expect_usage_error(const char *const *args, const char *needle) {
         Child c = spawn(args, -1, -1);
         child_wait(&c);
-        if (child_exit_status(&c) != 1 || strncmp(c.err, "vhost-user-video: ", 18) != 0 || !strstr(c.err, needle) ||
-            strchr(c.err, '\n') != c.err + c.err_len - 1)
-                fail_msg("args '%s': status %d, stderr '%s' (wanted '%s')", args[0], child_exit_status(&c), c.err,
-                         needle);
+        if (child_exit_status(&c) != 1 || strncmp(c.err, "vhost-user-video: ", 18) != 0 ||
+            !strstr(c.err, needle) || strchr(c.err, '\n') != c.err + c.err_len - 1)
+                fail_msg("args '%s': status %d, stderr '%s' (wanted '%s')", args[0], child_exit_status(&c),
+                         c.err, needle);
         child_done(&c);
 }
 
@@ -618,8 +619,8 @@ static void test_control_wrong_direction_exits_1(void **state) {
 
 /* --socket-fd: an inherited listening socket is served and the file is left to its owner. */
 static void test_inherited_socket_fd(void **state) {
-        const char *args[] = { "--backend=null", "--socket-fd=4", "--control-fd=3", "--vm=test vm", "--alias=v0",
-                               NULL };
+        const char *args[] = { "--backend=null", "--socket-fd=4", "--control-fd=3",
+                               "--vm=test vm",   "--alias=v0",    NULL };
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char path[100];
         int lfd, fds[2], status;
