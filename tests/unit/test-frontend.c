@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -69,8 +70,8 @@ typedef struct Fake {
         FakeVq vq[2];
         uint8_t config[FAKE_CONFIG_SIZE];
 
-        bool echo;          /* run the echo device from the pump */
-        bool reverse;       /* complete everything available in reverse order */
+        bool echo;    /* run the echo device from the pump */
+        bool reverse; /* complete everything available in reverse order */
         Misbehave mb;
         uint32_t mb_request; /* the request the misbehaviour applies to */
 } Fake;
@@ -111,7 +112,8 @@ static void *fake_gpa(Fake *f, uint64_t gpa, uint64_t len) {
         return (uint8_t *) f->map + f->mmap_offset + (gpa - f->gpa);
 }
 
-static void fake_send(Fake *f, uint32_t request, uint32_t flags, const void *payload, uint32_t size, int fd) {
+static void
+fake_send(Fake *f, uint32_t request, uint32_t flags, const void *payload, uint32_t size, int fd) {
         uint8_t buf[12 + 512];
         union {
                 struct cmsghdr align;
@@ -215,7 +217,9 @@ static bool fake_step(Fake *f) {
         uint32_t h[3];
         uint8_t payload[4096];
         struct iovec iov = { .iov_base = h, .iov_len = sizeof(h) };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof(control) };
+        struct msghdr mh = {
+                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &control, .msg_controllen = sizeof(control)
+        };
         int fds[8], n_fds = 0;
         uint64_t v = 0;
         ssize_t k;
@@ -413,7 +417,8 @@ static void fake_walk(Fake *f, FakeVq *vq, uint16_t head, Chain *c) {
                 } else {
                         assert_int_equal(c->n_wr, 0);
                         assert_true(c->rd_len + le32toh(d.len) <= sizeof(c->rd));
-                        memcpy(c->rd + c->rd_len, fake_gpa(f, le64toh(d.addr), le32toh(d.len)), le32toh(d.len));
+                        memcpy(c->rd + c->rd_len, fake_gpa(f, le64toh(d.addr), le32toh(d.len)),
+                               le32toh(d.len));
                         c->rd_len += le32toh(d.len);
                 }
                 if (!(fl & VRING_DESC_F_NEXT))
@@ -489,12 +494,12 @@ typedef struct Ctx {
         VuFrontendOptions o;
 } Ctx;
 
-#define ALL_FEATURES                                                                                        \
-        (BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |                           \
+#define ALL_FEATURES                                                             \
+        (BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | \
          BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(VIRTIO_RING_F_EVENT_IDX) | BIT_ULL(0) | BIT_ULL(5))
-#define ALL_PROTOCOL                                                                                        \
-        (BIT_ULL(VHOST_USER_PROTOCOL_F_MQ) | BIT_ULL(VHOST_USER_PROTOCOL_F_REPLY_ACK) |                    \
-         BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIG) | BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |      \
+#define ALL_PROTOCOL                                                                                  \
+        (BIT_ULL(VHOST_USER_PROTOCOL_F_MQ) | BIT_ULL(VHOST_USER_PROTOCOL_F_REPLY_ACK) |               \
+         BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIG) | BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) | \
          BIT_ULL(5) /* BACKEND_REQ: never acked by us */)
 
 static Ctx *ctx_new_with(uint64_t features, uint64_t protocol, void (*tweak)(VuFrontendOptions *o)) {
@@ -532,7 +537,8 @@ static void assert_log(Fake *f, unsigned *at, uint32_t request, bool need_reply,
         assert_true(*at < f->n_log);
         if (f->log[*at].request != request)
                 fail_msg("message %u: request %u, expected %u", *at, f->log[*at].request, request);
-        assert_int_equal(f->log[*at].flags, VHOST_USER_VERSION | (need_reply ? VHOST_USER_NEED_REPLY_MASK : 0));
+        assert_int_equal(f->log[*at].flags,
+                         VHOST_USER_VERSION | (need_reply ? VHOST_USER_NEED_REPLY_MASK : 0));
         assert_int_equal(f->log[*at].n_fds, n_fds);
         (*at)++;
 }
@@ -562,7 +568,7 @@ static void test_mem_alloc_aligns_and_coalesces(void **state) {
 
         /* Free in an order that needs merging on both sides. */
         assert_int_equal(vu_frontend_mem_free(c->fe, g[1]), 0);
-        assert_int_equal(vu_frontend_mem_free(c->fe, g[1]), -EINVAL); /* double free */
+        assert_int_equal(vu_frontend_mem_free(c->fe, g[1]), -EINVAL);     /* double free */
         assert_int_equal(vu_frontend_mem_free(c->fe, g[3] + 1), -EINVAL); /* not an allocation */
         assert_int_equal(vu_frontend_mem_free(c->fe, g[5]), 0);
         assert_int_equal(vu_frontend_mem_free(c->fe, g[0]), 0);
@@ -591,7 +597,8 @@ static void test_mem_translation_keeps_spaces_apart(void **state) {
         assert_non_null(base);
         assert_true(vu_frontend_mem_user_addr(c->fe) != gpa);
         assert_true(vu_frontend_mem_user_addr(c->fe) != (uint64_t) (uintptr_t) base);
-        assert_int_equal(vu_frontend_gpa_to_uaddr(c->fe, gpa + 0x123), vu_frontend_mem_user_addr(c->fe) + 0x123);
+        assert_int_equal(vu_frontend_gpa_to_uaddr(c->fe, gpa + 0x123),
+                         vu_frontend_mem_user_addr(c->fe) + 0x123);
         assert_ptr_equal(vu_frontend_gpa_to_ptr(c->fe, gpa + size - 4, 4), base + size - 4);
         assert_null(vu_frontend_gpa_to_ptr(c->fe, gpa + size - 4, 5));
         assert_null(vu_frontend_gpa_to_ptr(c->fe, gpa - 1, 1));
@@ -655,7 +662,8 @@ static void test_start_sends_qemu_sequence_with_mem_slots(void **state) {
         /* §2.2 */
         assert_log(f, &at, VHOST_USER_GET_CONFIG, false, 0);
         /* §2.3 */
-        assert_int_equal(f->log[at].u64, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+        assert_int_equal(f->log[at].u64, BIT_ULL(VIRTIO_F_VERSION_1) |
+                                                 BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
                                                  BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC) | BIT_ULL(0));
         assert_log(f, &at, VHOST_USER_SET_FEATURES, true, 0);
         assert_log(f, &at, VHOST_USER_ADD_MEM_REG, true, 1);
@@ -686,7 +694,8 @@ static void test_start_sends_qemu_sequence_with_mem_slots(void **state) {
                 assert_int_equal(f->vq[i].used_ua, vu_frontend_gpa_to_uaddr(c->fe, v.used_gpa));
                 /* Same bytes through the backend's own mapping. */
                 v.desc[3].len = htole32(0x1234 + i);
-                assert_int_equal(((struct vring_desc *) fake_ua(f, f->vq[i].desc_ua, 256))[3].len, htole32(0x1234 + i));
+                assert_int_equal(((struct vring_desc *) fake_ua(f, f->vq[i].desc_ua, 256))[3].len,
+                                 htole32(0x1234 + i));
                 assert_true(f->vq[i].enabled);
                 assert_true(f->vq[i].kick >= 0 && f->vq[i].call >= 0 && f->vq[i].err >= 0);
         }
@@ -818,6 +827,8 @@ static void test_config_roundtrip(void **state) {
         assert_int_equal(buf[5], 4);
         assert_int_equal(buf[0], 0xa0 + 6);
         assert_int_equal(vu_frontend_get_config(c->fe, 0, buf, 300), -EINVAL);
+        /* The fake does not offer RESET_DEVICE. */
+        assert_int_equal(vu_frontend_reset_device(c->fe), -EOPNOTSUPP);
         ctx_free(c);
 }
 
@@ -849,7 +860,8 @@ static void test_post_direct_chain_layout(void **state) {
                         assert_int_equal(le64toh(v.desc[d].addr), segs[i].gpa);
                         assert_int_equal(le32toh(v.desc[d].len), segs[i].len);
                         assert_int_equal(le16toh(v.desc[d].flags),
-                                         (i < 2 ? VRING_DESC_F_NEXT : 0) | (i == 2 ? VRING_DESC_F_WRITE : 0));
+                                         (i < 2 ? VRING_DESC_F_NEXT : 0) |
+                                                 (i == 2 ? VRING_DESC_F_WRITE : 0));
                         d = le16toh(v.desc[d].next);
                 }
         }
@@ -927,7 +939,8 @@ static void test_indirect_needs_negotiation(void **state) {
         assert_int_equal(vu_frontend_start(c->fe), 0);
         assert_false(vu_frontend_features(c->fe) & BIT_ULL(VIRTIO_RING_F_INDIRECT_DESC));
         assert_int_equal(vu_frontend_post(c->fe, 0, &s, 1, VU_POST_INDIRECT, 0, &head), -EOPNOTSUPP);
-        assert_int_equal(vu_frontend_post(c->fe, 0, &s, 1, VU_POST_INDIRECT | VU_POST_UNCHECKED, 0, &head), 0);
+        assert_int_equal(vu_frontend_post(c->fe, 0, &s, 1, VU_POST_INDIRECT | VU_POST_UNCHECKED, 0, &head),
+                         0);
         ctx_free(c);
 }
 
@@ -972,7 +985,9 @@ static void test_requests_complete_out_of_order(void **state) {
         assert_int_equal(vu_frontend_request(c->fe, 0, "hello", 5, resp, sizeof(resp), 0, &len), 0);
         assert_int_equal(len, 5);
         assert_memory_equal(resp, "hello", 5);
-        assert_int_equal(vu_frontend_request(c->fe, 0, "indirect", 8, resp, sizeof(resp), VU_POST_INDIRECT, &len), 0);
+        assert_int_equal(vu_frontend_request(c->fe, 0, "indirect", 8, resp, sizeof(resp), VU_POST_INDIRECT,
+                                             &len),
+                         0);
         assert_memory_equal(resp, "indirect", 8);
         /* A response larger than the caller's buffer is cut, the used length tells the truth. */
         assert_int_equal(vu_frontend_request(c->fe, 0, "0123456789", 10, resp, 4, 0, &len), 0);
@@ -984,7 +999,9 @@ static void test_requests_complete_out_of_order(void **state) {
                 char req[8];
 
                 snprintf(req, sizeof(req), "req%u", i);
-                assert_int_equal(vu_frontend_submit(c->fe, 0, req, 5, 16, i % 2 ? VU_POST_INDIRECT : 0, 100 + i), 0);
+                assert_int_equal(vu_frontend_submit(c->fe, 0, req, 5, 16, i % 2 ? VU_POST_INDIRECT : 0,
+                                                    100 + i),
+                                 0);
         }
         c->fake->echo = true;
         /* Collect the first one submitted: the others complete (in reverse) and are kept. */
@@ -1165,10 +1182,12 @@ static void test_raw_messages_and_hangup(void **state) {
         assert_int_equal(recv(c->fake->sock, junk, sizeof(junk), 0), 3);
         c->fake->sock = safe_close(c->fake->sock);
         assert_int_equal(vu_frontend_wait_hangup(c->fe), 0);
-        assert_int_equal(vu_frontend_message(c->fe, VHOST_USER_GET_FEATURES, NULL, 0, NULL, 0, &v, 8), -ECONNRESET);
+        assert_int_equal(vu_frontend_message(c->fe, VHOST_USER_GET_FEATURES, NULL, 0, NULL, 0, &v, 8),
+                         -ECONNRESET);
         vu_frontend_disconnect(c->fe);
         assert_int_equal(vu_frontend_socket_fd(c->fe), -EBADF);
-        assert_int_equal(vu_frontend_message(c->fe, VHOST_USER_GET_FEATURES, NULL, 0, NULL, 0, &v, 8), -ENOTCONN);
+        assert_int_equal(vu_frontend_message(c->fe, VHOST_USER_GET_FEATURES, NULL, 0, NULL, 0, &v, 8),
+                         -ENOTCONN);
         ctx_free(c);
 }
 
@@ -1186,6 +1205,56 @@ static void test_publish_bad_head_and_reserve(void **state) {
         assert_int_equal(vu_frontend_reserve_desc(c->fe, 0, 15, d), -ENOSPC);
         assert_int_equal(vu_frontend_ring_view(c->fe, 2, &v), -EINVAL);
         ctx_free(c);
+}
+
+typedef struct Acceptor {
+        int listen_fd;
+        int accepted;
+} Acceptor;
+
+static int accept_pump(void *userdata) {
+        Acceptor *a = userdata;
+        int fd = accept4(a->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+        if (fd < 0)
+                return errno == EAGAIN ? 0 : -errno;
+        a->accepted++;
+        close(fd);
+        return 1;
+}
+
+static void test_connect_retries_while_backlog_full(void **state) {
+        Acceptor a = { .listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0) };
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char dir[] = "/tmp/vvid-fe-unit-XXXXXX";
+        VuFrontendOptions o;
+        VuFrontend *first = NULL, *second = NULL;
+
+        assert_true(a.listen_fd >= 0);
+        assert_non_null(mkdtemp(dir));
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/s", dir);
+        assert_int_equal(bind(a.listen_fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(a.listen_fd, 0), 0); /* room for one pending connection */
+
+        vu_frontend_options_init(&o);
+        o.mem_size = 1 << 20;
+        o.timeout_ms = 50;
+        assert_int_equal(vu_frontend_connect(&o, sa.sun_path, &first), 0);
+        /* Backlog full and nobody accepting: connect() would block; we get a timeout instead. */
+        assert_int_equal(vu_frontend_connect(&o, sa.sun_path, &second), -ETIMEDOUT);
+        assert_null(second);
+        /* With a pump that accepts, the retry gets through. */
+        o.timeout_ms = 5000;
+        o.pump = accept_pump;
+        o.pump_userdata = &a;
+        assert_int_equal(vu_frontend_connect(&o, sa.sun_path, &second), 0);
+        assert_true(a.accepted >= 1);
+
+        vu_frontend_free(first);
+        vu_frontend_free(second);
+        close(a.listen_fd);
+        unlink(sa.sun_path);
+        rmdir(dir);
 }
 
 int main(void) {
@@ -1210,6 +1279,7 @@ int main(void) {
                 cmocka_unit_test(test_stop_resume_keeps_rings),
                 cmocka_unit_test(test_raw_messages_and_hangup),
                 cmocka_unit_test(test_publish_bad_head_and_reserve),
+                cmocka_unit_test(test_connect_retries_while_backlog_full),
         };
 
         signal(SIGPIPE, SIG_IGN);
