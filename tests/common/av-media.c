@@ -95,11 +95,15 @@ int media_encode(const char *encoder, unsigned width, unsigned height, unsigned 
                 /* B-frames, so the decoder under test has to reorder. */
                 ctx->max_b_frames = 2;
                 av_opt_set(ctx->priv_data, "preset", "fast", 0);
-        } else {
+        } else if (strcmp(encoder, "libx265") == 0) {
+                av_opt_set(ctx->priv_data, "preset", "ultrafast", 0);
+                av_opt_set(ctx->priv_data, "x265-params", "log-level=none:bframes=2", 0);
+        } else if (strncmp(encoder, "libvpx", 6) == 0) {
                 av_opt_set(ctx->priv_data, "deadline", "realtime", 0);
                 av_opt_set_int(ctx->priv_data, "cpu-used", 8, 0);
                 av_opt_set_int(ctx->priv_data, "lag-in-frames", 0, 0);
-        }
+        } else
+                ctx->max_b_frames = 2; /* mpeg2video, mpeg4: reordering as well */
         r = avcodec_open2(ctx, codec, NULL);
         for (unsigned i = 0; r >= 0 && i < n; i++) {
                 AVFrame *f = media_pattern(width, height, first_t + i);

@@ -33,8 +33,8 @@ typedef struct MediaFrames {
 
 /* A yuv420p picture of the pattern at time t (caller frees with av_frame_free). */
 AVFrame *media_pattern(unsigned width, unsigned height, unsigned t);
-/* Appends the packets of n frames (pattern times first_t...) coded by `encoder` ("libx264", "libvpx",
- * "libvpx-vp9") to s, in decode order. */
+/* Appends the packets of n frames (pattern times first_t...) coded by `encoder` ("libx264", "libx265",
+ * "libvpx", "libvpx-vp9", "mpeg2video", "mpeg4") to s, in decode order. */
 int media_encode(const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t,
                  MediaStream *s);
 void media_stream_free(MediaStream *s);

@@ -435,6 +435,50 @@ static void test_vp9_resolution_change_yvu420(void **state) {
         run_decode(&c);
 }
 
+/* The other codecs the backend advertises, through their parsers, with reordering. */
+static void test_hevc_random_chunks(void **state) {
+        const DecodeCase c = {
+                .coded_format = VIDEO_FORMAT_HEVC,
+                .codec_id = AV_CODEC_ID_HEVC,
+                .encoder = "libx265",
+                .parts = { { 96, 64, 10 } },
+                .out_format = VIDEO_FORMAT_NV12,
+                .max_chunk = 300,
+                .seed = 6,
+                .n_outputs = 3,
+        };
+        run_decode(&c);
+}
+
+static void test_mpeg2_random_chunks(void **state) {
+        const DecodeCase c = {
+                .coded_format = VIDEO_FORMAT_MPEG2,
+                .codec_id = AV_CODEC_ID_MPEG2VIDEO,
+                .encoder = "mpeg2video",
+                .parts = { { 160, 96, 16 } },
+                .out_format = VIDEO_FORMAT_YUV420,
+                .max_chunk = 800,
+                .seed = 7,
+                .n_outputs = 3,
+        };
+        run_decode(&c);
+}
+
+static void test_mpeg4_random_chunks(void **state) {
+        const DecodeCase c = {
+                .coded_format = VIDEO_FORMAT_MPEG4,
+                .codec_id = AV_CODEC_ID_MPEG4,
+                .encoder = "mpeg4",
+                .parts = { { 160, 96, 16 } },
+                .out_format = VIDEO_FORMAT_NV12,
+                .per_plane = true,
+                .max_chunk = 500,
+                .seed = 8,
+                .n_outputs = 3,
+        };
+        run_decode(&c);
+}
+
 static bool pred_drained(Harness *h, void *userdata) {
         return h->drains_done > 0;
 }
@@ -613,6 +657,9 @@ int main(void) {
                 cmocka_unit_test(test_h264_seek),
                 cmocka_unit_test(test_vp8_yuv420),
                 cmocka_unit_test(test_vp9_resolution_change_yvu420),
+                cmocka_unit_test(test_hevc_random_chunks),
+                cmocka_unit_test(test_mpeg2_random_chunks),
+                cmocka_unit_test(test_mpeg4_random_chunks),
                 cmocka_unit_test(test_drain_waits_for_output_buffer),
                 cmocka_unit_test(test_corrupt_input),
                 cmocka_unit_test(test_free_with_work_in_flight),
