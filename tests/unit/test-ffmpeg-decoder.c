@@ -138,7 +138,8 @@ static bool pred_clear_input(Harness *h, void *userdata) {
         return h->clears_done[VIDEO_QUEUE_INPUT] == *(unsigned *) userdata;
 }
 
-static void run_check_output(Run *run, HarnessBuffer *b, bool requeue) {
+/* Checks an output completion and queues the buffer again, as the driver does. */
+static void run_check_output(Run *run, HarnessBuffer *b) {
         const VideoBufferResult *res = &b->result;
 
         if (res->flags & VIDEO_BUFFER_F_EOS) {
@@ -158,8 +159,7 @@ static void run_check_output(Run *run, HarnessBuffer *b, bool requeue) {
         assert_int_equal(res->timestamp, (uint64_t) ref->pts);
         run->next_frame++;
         run->frames_total++;
-        if (requeue)
-                assert_int_equal(harness_queue(run->h, b, 0, 0), 0);
+        assert_int_equal(harness_queue(run->h, b, 0, 0), 0);
 }
 
 /* The guest's reaction to format_changed (virtio-video-v3.md §7.3 step 10). */
@@ -182,7 +182,10 @@ static void run_reallocate(Run *run) {
                                                 run->in_free[i] = true;
                                 continue;
                         }
-                        run_check_output(run, b, false); /* the old size, before the change */
+                        /* Frames of the old size, before the change. The buffer goes back in as a driver
+                         * may do before it stops the capture queue: no frame of the new size may land in
+                         * it, so the clear below must give it back cancelled. */
+                        run_check_output(run, b);
                 }
                 assert_int_equal(ops->clear(h->stream, VIDEO_QUEUE_OUTPUT), 0);
                 assert_true(harness_run_until(h, pred_clear_output, &clears));
@@ -262,7 +265,7 @@ static void run_seek(Run *run) {
         assert_true(harness_run_until(h, pred_clear_input, &clears));
         for (HarnessBuffer *b; (b = harness_take_done(h));) {
                 if (b->vb.queue == VIDEO_QUEUE_OUTPUT) {
-                        run_check_output(run, b, true);
+                        run_check_output(run, b);
                         continue;
                 }
                 for (unsigned i = 0; i < N_INPUTS; i++)
@@ -302,7 +305,7 @@ static void run_decode(const DecodeCase *c) {
                 }
                 for (HarnessBuffer *b; (b = harness_take_done(run.h));) {
                         if (b->vb.queue == VIDEO_QUEUE_OUTPUT) {
-                                run_check_output(&run, b, true);
+                                run_check_output(&run, b);
                                 continue;
                         }
                         assert_int_equal(b->result.flags, 0);

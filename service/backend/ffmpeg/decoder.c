@@ -8,9 +8,12 @@
  * A packet's timestamp is the one of the input its first byte came from: we track where inputs start
  * ourselves, as the parser's own table holds only four inputs, too few for small chunks.
  *
- * Output: the first frame's size, and every later change, bumps the format generation and raises
- * format_changed. Output buffers queued before the guest learned of that generation are held until
- * clear(OUTPUT); frames wait for buffers of the current generation (§7.5, §7.7d).
+ * Output: the first frame's size, and every later change, raises format_changed. When output buffers
+ * were queued before the change (since the last clear(OUTPUT)), every output buffer is held from then on
+ * until clear(OUTPUT), also those queued after the event: the driver re-queues old buffers before it
+ * stops the capture queue, and no frame of the new geometry may land in them (§7.5, §7.7d). Only
+ * buffers queued after the clear take frames again. The very first format of a driver that sets up
+ * its capture queue after the event (§7.3 step 7) needs no clear.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -97,7 +100,9 @@ typedef struct Decoder {
         uint64_t stream_offset; /* bytes given to the parser */
 
         FfList outputs; /* of the current format generation */
-        FfList stale;   /* queued before the guest knew of the current generation */
+        FfList stale;     /* held until clear(OUTPUT) */
+        bool out_seen;    /* an output buffer was queued since the last clear(OUTPUT) */
+        bool out_blocked; /* a change happened since: outputs go to `stale` */
         uint64_t out_gen;
         int out_width, out_height;
 
@@ -321,6 +326,8 @@ static void decoder_check_format(Decoder *d) {
         /* Buffers queued so far were sized for the old geometry: they wait for clear(OUTPUT). */
         for (FfWork *o; (o = ff_list_pop(&d->outputs));)
                 ff_list_push(&d->stale, o);
+        if (d->out_seen)
+                d->out_blocked = true;
         log_debug("ffmpeg-decoder: output %dx%d, generation %" PRIu64, f->width, f->height, d->out_gen);
         ff_stream_complete(&d->s, w);
 }
@@ -482,10 +489,10 @@ static void decoder_apply(FfStream *s, FfWork *w) {
                         ff_stream_buffer_done(s, w, VIDEO_BUFFER_F_ERR, w->buf->timestamp);
                 else if (w->queue == VIDEO_QUEUE_INPUT)
                         ff_list_push(&d->inputs, w);
-                else if (w->gen < d->out_gen)
-                        ff_list_push(&d->stale, w);
-                else
-                        ff_list_push(&d->outputs, w);
+                else {
+                        d->out_seen = true;
+                        ff_list_push(d->out_blocked ? &d->stale : &d->outputs, w);
+                }
                 break;
         case FF_CMD_DRAIN:
                 if (d->broken) {
@@ -502,6 +509,7 @@ static void decoder_apply(FfStream *s, FfWork *w) {
                 else {
                         ff_stream_cancel_list(s, &d->stale);
                         ff_stream_cancel_list(s, &d->outputs);
+                        d->out_seen = d->out_blocked = false;
                 }
                 w->type = FF_DONE_CLEAR;
                 ff_stream_complete(s, w);
