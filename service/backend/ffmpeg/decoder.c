@@ -815,6 +815,7 @@ static int decoder_backend_new(const BackendConfig *config, sd_event *event, Bac
 
         if (!event)
                 return -EINVAL;
+        ff_av_log_setup();
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;

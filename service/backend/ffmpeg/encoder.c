@@ -847,6 +847,7 @@ static int encoder_backend_new(const BackendConfig *config, sd_event *event, Bac
 
         if (!event)
                 return -EINVAL;
+        ff_av_log_setup();
         eb = calloc(1, sizeof(*eb));
         if (!eb)
                 return -ENOMEM;

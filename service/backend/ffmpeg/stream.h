@@ -94,6 +94,9 @@ struct FfStream {
         bool in_dispatch, free_requested;
 };
 
+/* Routes libav* log messages to our log (debug level); once per process. */
+void ff_av_log_setup(void);
+
 /* Loop thread. Sets up the eventfd, its source on `event` and the codec thread. */
 int ff_stream_start(FfStream *s, sd_event *event);
 /* Loop thread: ends the thread and frees s (through class->destroy). Safe from inside a callback. */
