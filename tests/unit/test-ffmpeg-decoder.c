@@ -482,6 +482,72 @@ static void test_mpeg4_random_chunks(void **state) {
         run_decode(&c);
 }
 
+static bool pred_all_done(Harness *h, void *userdata);
+
+static bool pred_error(Harness *h, void *userdata) {
+        return h->errors > 0;
+}
+
+/* 4:2:2 H.264 decodes to a pixel format the guest formats cannot carry: a fatal stream error (the error
+ * callback), after which every buffer still comes back. */
+static void test_unsupported_pixel_format_is_fatal(void **state) {
+        const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
+        AVCodecContext *ctx = avcodec_alloc_context3(codec);
+        AVPacket *pkt = av_packet_alloc();
+        AVFrame *f = av_frame_alloc();
+        uint8_t coded[65536];
+        size_t coded_size = 0, size = sizeof(coded), out_size = 640 * 480 * 3 / 2;
+        const BackendOps *ops = &backend_ffmpeg_decoder_ops;
+        HarnessBuffer *in, *out;
+        Harness *h;
+
+        ctx->width = 64;
+        ctx->height = 64;
+        ctx->pix_fmt = AV_PIX_FMT_YUV422P;
+        ctx->time_base = (AVRational) { 1, 30 };
+        assert_int_equal(avcodec_open2(ctx, codec, NULL), 0);
+        f->format = AV_PIX_FMT_YUV422P;
+        f->width = f->height = 64;
+        assert_int_equal(av_frame_get_buffer(f, 0), 0);
+        for (int p = 0; p < 3; p++)
+                memset(f->data[p], 100 + 20 * p, (size_t) f->linesize[p] * 64);
+        for (int i = 0; i < 3; i++) {
+                f->pts = i;
+                assert_int_equal(avcodec_send_frame(ctx, i < 2 ? f : NULL), 0);
+                while (avcodec_receive_packet(ctx, pkt) == 0) {
+                        assert_true(coded_size + (size_t) pkt->size <= sizeof(coded));
+                        memcpy(coded + coded_size, pkt->data, (size_t) pkt->size);
+                        coded_size += (size_t) pkt->size;
+                        av_packet_unref(pkt);
+                }
+        }
+
+        assert_int_equal(harness_new(ops, 1, &h), 0);
+        assert_int_equal(harness_stream_new(h, VIDEO_FORMAT_H264), 0);
+        in = harness_buffer_new(VIDEO_QUEUE_INPUT, 1, &size, 3, 1);
+        out = harness_buffer_new(VIDEO_QUEUE_OUTPUT, 1, &out_size, 2, 2);
+        harness_buffer_write(in, 0, coded, coded_size);
+        assert_int_equal(harness_queue(h, in, 7, (uint32_t) coded_size), 0);
+        assert_int_equal(ops->drain(h->stream), 0);
+        assert_true(harness_run_until(h, pred_error, NULL));
+        assert_int_equal(h->last_error, -EOPNOTSUPP);
+        assert_int_equal(h->format_changes, 0);
+        /* Whatever is queued now comes back cancelled; a clear still completes. */
+        assert_int_equal(harness_queue(h, out, 0, 0), 0);
+        assert_int_equal(ops->clear(h->stream, VIDEO_QUEUE_INPUT), 0);
+        size_t want = 2;
+        assert_true(harness_run_until(h, pred_all_done, &want));
+        assert_false(in->queued);
+        assert_int_equal(out->result.flags, VIDEO_BUFFER_F_ERR);
+
+        harness_free(h);
+        harness_buffer_free(in);
+        harness_buffer_free(out);
+        av_frame_free(&f);
+        av_packet_free(&pkt);
+        avcodec_free_context(&ctx);
+}
+
 static bool pred_drained(Harness *h, void *userdata) {
         return h->drains_done > 0;
 }
@@ -672,6 +738,7 @@ int main(void) {
                 cmocka_unit_test(test_mpeg4_random_chunks),
                 cmocka_unit_test(test_drain_waits_for_output_buffer),
                 cmocka_unit_test(test_corrupt_input),
+                cmocka_unit_test(test_unsupported_pixel_format_is_fatal),
                 cmocka_unit_test(test_free_with_work_in_flight),
         };
 

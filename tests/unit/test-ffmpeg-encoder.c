@@ -416,6 +416,83 @@ static void test_h264_new_size_after_drain(void **state) {
         media_stream_free(&second.stream);
 }
 
+static bool pred_clear_input(Harness *h, void *userdata) {
+        return h->clears_done[VIDEO_QUEUE_INPUT] > 0;
+}
+
+static bool pred_drain(Harness *h, void *userdata) {
+        return h->drains_done > 0;
+}
+
+/* A drain before any frame still ends with an EOS buffer. */
+static void test_drain_without_frames(void **state) {
+        const BackendOps *ops = &backend_ffmpeg_encoder_ops;
+        size_t size = 4096;
+        HarnessBuffer *out = harness_buffer_new(VIDEO_QUEUE_OUTPUT, 1, &size, 2, 1);
+        Harness *h;
+
+        assert_int_equal(harness_new(ops, 1, &h), 0);
+        assert_int_equal(harness_stream_new(h, VIDEO_FORMAT_H264), 0);
+        assert_int_equal(ops->drain(h->stream), 0);
+        assert_int_equal(ops->drain(h->stream), -EBUSY);
+        assert_int_equal(harness_queue(h, out, 0, 0), 0);
+        assert_true(harness_run_until(h, pred_drain, NULL));
+        assert_int_equal(out->result.flags, VIDEO_BUFFER_F_EOS);
+        assert_int_equal(out->result.sizes[0], 0);
+        harness_free(h);
+        harness_buffer_free(out);
+}
+
+/* clear(INPUT) resets the encoder: held frames come back, and what follows starts with a keyframe
+ * that decodes alone. */
+static void test_h264_clear_input_restarts(void **state) {
+        const EncodeCase c = {
+                .coded_format = VIDEO_FORMAT_H264,
+                .codec_id = AV_CODEC_ID_H264,
+                .in_format = VIDEO_FORMAT_NV12,
+                .width = 96,
+                .height = 64,
+                .frames = 6,
+                .force_keyframe_at = -1,
+                .prepend = -1,
+        };
+        HarnessBuffer *outs[N_OUTPUTS], *in[3];
+        Harness *h = encoder_start(&c, outs);
+        const BackendOps *ops = h->backend->ops;
+        Encoded after = {};
+        VideoParams p;
+        size_t sizes[VIDEO_MAX_PLANES];
+        unsigned np;
+
+        assert_int_equal(ops->get_params(h->stream, VIDEO_QUEUE_INPUT, &p), 0);
+        np = media_layout_sizes(&p, true, sizes);
+        for (unsigned i = 0; i < 3; i++) {
+                AVFrame *pic = media_pattern(96, 64, 40 + i);
+
+                in[i] = harness_buffer_new(VIDEO_QUEUE_INPUT, np, sizes, 2, i);
+                media_write_raw(pic, &p, in[i]);
+                av_frame_free(&pic);
+                assert_int_equal(harness_queue(h, in[i], 1 + i, 0), 0);
+        }
+        assert_int_equal(ops->clear(h->stream, VIDEO_QUEUE_INPUT), 0);
+        assert_true(harness_run_until(h, pred_clear_input, NULL));
+        for (unsigned i = 0; i < 3; i++)
+                assert_false(in[i]->queued);
+        /* Packets of the frames before the clear may have come out; skip them. */
+        for (HarnessBuffer *b; (b = harness_take_done(h));)
+                if (b->vb.queue == VIDEO_QUEUE_OUTPUT)
+                        assert_int_equal(harness_queue(h, b, 0, 0), 0);
+
+        encode_frames(h, &c, 0, c.frames, outs, &after);
+        assert_int_equal(after.stream.n, c.frames);
+        assert_int_equal(after.flags[0], VIDEO_BUFFER_F_IFRAME);
+        check_decodes(&c, &after, 0);
+        encoder_stop(h, outs);
+        for (unsigned i = 0; i < 3; i++)
+                harness_buffer_free(in[i]);
+        media_stream_free(&after.stream);
+}
+
 static void test_caps_and_controls(void **state) {
         const BackendOps *ops = &backend_ffmpeg_encoder_ops;
         Harness *h;
@@ -485,6 +562,8 @@ int main(void) {
                 cmocka_unit_test(test_vp8_force_keyframe),
                 cmocka_unit_test(test_h264_prepend_off),
                 cmocka_unit_test(test_h264_new_size_after_drain),
+                cmocka_unit_test(test_drain_without_frames),
+                cmocka_unit_test(test_h264_clear_input_restarts),
         };
 
         av_log_set_level(AV_LOG_QUIET);
