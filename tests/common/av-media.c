@@ -71,8 +71,8 @@ static int encode_collect(AVCodecContext *ctx, const AVFrame *f, AVPacket *pkt, 
         }
 }
 
-int media_encode(const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t,
-                 MediaStream *s) {
+int media_encode(
+        const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t, MediaStream *s) {
         const AVCodec *codec = avcodec_find_encoder_by_name(encoder);
         AVCodecContext *ctx;
         AVPacket *pkt = av_packet_alloc();
@@ -86,8 +86,8 @@ int media_encode(const char *encoder, unsigned width, unsigned height, unsigned 
         ctx->width = (int) width;
         ctx->height = (int) height;
         ctx->pix_fmt = AV_PIX_FMT_YUV420P;
-        ctx->time_base = (AVRational) { 1, 30 };
-        ctx->framerate = (AVRational) { 30, 1 };
+        ctx->time_base = (AVRational){ 1, 30 };
+        ctx->framerate = (AVRational){ 30, 1 };
         ctx->gop_size = 10;
         ctx->bit_rate = 1000000;
         ctx->thread_count = 1;
@@ -123,7 +123,7 @@ void media_stream_free(MediaStream *s) {
         for (size_t i = 0; i < s->n; i++)
                 free(s->pkts[i].data);
         free(s->pkts);
-        *s = (MediaStream) {};
+        *s = (MediaStream){};
 }
 
 uint8_t *media_stream_bytes(const MediaStream *s, size_t *ret_size, size_t **ret_offsets) {
@@ -179,7 +179,8 @@ static int decode_collect(AVCodecContext *ctx, const AVPacket *pkt, AVFrame *f, 
         }
 }
 
-int media_decode(enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out) {
+int media_decode(
+        enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out) {
         const AVCodec *codec = avcodec_find_decoder(id);
         AVCodecContext *ctx = avcodec_alloc_context3(codec);
         AVPacket *pkt = av_packet_alloc();
@@ -209,7 +210,7 @@ void media_frames_free(MediaFrames *f) {
         for (size_t i = 0; i < f->n; i++)
                 av_frame_free(&f->f[i]);
         free(f->f);
-        *f = (MediaFrames) {};
+        *f = (MediaFrames){};
 }
 
 double media_psnr(const AVFrame *a, const AVFrame *b) {
@@ -294,7 +295,8 @@ void media_write_raw(const AVFrame *pic, const VideoParams *p, HarnessBuffer *b)
                                 unsigned c, sx;
 
                                 layout_byte(p->format, i, x, &c, &sx);
-                                base[(size_t) y * p->planes[i].stride + x] = pic->data[c][y * pic->linesize[c] + sx];
+                                base[(size_t) y * p->planes[i].stride + x] =
+                                        pic->data[c][y * pic->linesize[c] + sx];
                         }
         }
         for (unsigned k = 0; k < b->vb.n_planes; k++) {
@@ -303,7 +305,9 @@ void media_write_raw(const AVFrame *pic, const VideoParams *p, HarnessBuffer *b)
         }
 }
 
-bool media_output_matches(const AVFrame *ref, const VideoParams *p, const HarnessBuffer *b,
+bool media_output_matches(const AVFrame *ref,
+                          const VideoParams *p,
+                          const HarnessBuffer *b,
                           const VideoBufferResult *result) {
         uint8_t *lin[VIDEO_MAX_PLANES] = {};
         size_t sizes[VIDEO_MAX_PLANES] = {};
@@ -317,7 +321,8 @@ bool media_output_matches(const AVFrame *ref, const VideoParams *p, const Harnes
         }
         for (unsigned k = 0; k < n; k++)
                 if (result->sizes[k] != sizes[k]) {
-                        fprintf(stderr, "# plane %u: %u bytes used, expected %zu\n", k, result->sizes[k], sizes[k]);
+                        fprintf(stderr, "# plane %u: %u bytes used, expected %zu\n", k, result->sizes[k],
+                                sizes[k]);
                         return false;
                 }
         for (unsigned k = 0; k < b->vb.n_planes; k++) {
@@ -337,7 +342,8 @@ bool media_output_matches(const AVFrame *ref, const VideoParams *p, const Harnes
                                 want = ref->data[c][y * ref->linesize[c] + sx];
                                 got = base[(size_t) y * p->planes[i].stride + x];
                                 if (want != got) {
-                                        fprintf(stderr, "# plane %u (%u,%u): %u, expected %u\n", i, x, y, got, want);
+                                        fprintf(stderr, "# plane %u (%u,%u): %u, expected %u\n", i, x, y,
+                                                got, want);
                                         ok = false;
                                 }
                         }

@@ -35,14 +35,15 @@ typedef struct MediaFrames {
 AVFrame *media_pattern(unsigned width, unsigned height, unsigned t);
 /* Appends the packets of n frames (pattern times first_t...) coded by `encoder` ("libx264", "libx265",
  * "libvpx", "libvpx-vp9", "mpeg2video", "mpeg4") to s, in decode order. */
-int media_encode(const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t,
-                 MediaStream *s);
+int media_encode(
+        const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t, MediaStream *s);
 void media_stream_free(MediaStream *s);
 /* Concatenation of every packet, and the offset where each starts. */
 uint8_t *media_stream_bytes(const MediaStream *s, size_t *ret_size, size_t **ret_offsets);
 
 /* Decodes packets [first, s->n) one by one with pts[i] (or i when pts is NULL); appends the frames. */
-int media_decode(enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out);
+int media_decode(
+        enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out);
 /* Decodes a byte stream fed in one piece through the codec's parser (for encoder outputs). */
 void media_frames_free(MediaFrames *f);
 
@@ -53,7 +54,9 @@ double media_psnr(const AVFrame *a, const AVFrame *b);
  * plane holding them packed). */
 void media_write_raw(const AVFrame *pic, const VideoParams *p, HarnessBuffer *b);
 /* Whether b holds exactly ref's pixels in layout p (padding ignored), and result->sizes are right. */
-bool media_output_matches(const AVFrame *ref, const VideoParams *p, const HarnessBuffer *b,
+bool media_output_matches(const AVFrame *ref,
+                          const VideoParams *p,
+                          const HarnessBuffer *b,
                           const VideoBufferResult *result);
 /* Buffer plane sizes for layout p: one per plane, or one for all when packed. */
 unsigned media_layout_sizes(const VideoParams *p, bool packed, size_t sizes[]);

@@ -47,8 +47,8 @@ void harness_free(Harness *h);
 
 /* A buffer with n_planes planes of the given sizes, each split into n_segments segments of
  * pseudo-random lengths taken from seed. */
-HarnessBuffer *harness_buffer_new(VideoQueue queue, unsigned n_planes, const size_t sizes[], unsigned n_segments,
-                                  unsigned seed);
+HarnessBuffer *harness_buffer_new(
+        VideoQueue queue, unsigned n_planes, const size_t sizes[], unsigned n_segments, unsigned seed);
 void harness_buffer_free(HarnessBuffer *b);
 /* Copies between a linear buffer and plane p of b. */
 void harness_buffer_write(HarnessBuffer *b, unsigned plane, const void *data, size_t len);

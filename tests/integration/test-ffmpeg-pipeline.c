@@ -50,7 +50,8 @@ static Env *env_open(const char *backend_name) {
         assert_non_null(env);
         assert_int_equal(sd_event_new(&env->event), 0);
         assert_int_equal(backend_new(backend_name, &bc, env->event, &env->backend), 0);
-        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device), 0);
+        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device),
+                         0);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
         assert_int_equal(vhost_dev_serve_fd(video_device_get_vhost(env->device), fds[0]), 0);
 
@@ -102,11 +103,13 @@ static int check_frame(void *userdata, const VcFrame *f) {
                 return 0;
         }
         for (unsigned y = 0; y < f->height; y++)
-                if (memcmp(f->planes[0] + (size_t) y * f->strides[0], ref->data[0] + y * ref->linesize[0], f->width))
+                if (memcmp(f->planes[0] + (size_t) y * f->strides[0], ref->data[0] + y * ref->linesize[0],
+                           f->width))
                         x->mismatches++;
         for (unsigned y = 0; y < (f->height + 1) / 2; y++)
                 for (unsigned i = 0; i < (f->width + 1) / 2; i++) {
-                        uint8_t u = ref->data[1][y * ref->linesize[1] + i], v = ref->data[2][y * ref->linesize[2] + i];
+                        uint8_t u = ref->data[1][y * ref->linesize[1] + i],
+                                v = ref->data[2][y * ref->linesize[2] + i];
                         uint8_t gu, gv;
 
                         if (f->format == VIDEO_FORMAT_NV12) {
@@ -192,7 +195,7 @@ static int on_packet(void *userdata, const uint8_t *data, size_t size, uint64_t 
         if (!a || size == 0 || timestamp <= p->last_ts)
                 return -EBADMSG;
         p->s.pkts = a;
-        a[p->s.n] = (MediaPacket) { .data = malloc(size), .size = size, .key = flags & 0x4 };
+        a[p->s.n] = (MediaPacket){ .data = malloc(size), .size = size, .key = flags & 0x4 };
         if (!a[p->s.n].data)
                 return -ENOMEM;
         memcpy(a[p->s.n].data, data, size);

@@ -33,9 +33,9 @@ typedef struct DecodeCase {
                 unsigned width, height, frames;
         } parts[2];
         uint32_t out_format;
-        bool per_plane;      /* one buffer plane per layout plane (else all packed in one) */
+        bool per_plane;        /* one buffer plane per layout plane (else all packed in one) */
         uint32_t extra_stride; /* bytes the guest adds to each stride */
-        size_t max_chunk;    /* 0: one packet per input */
+        size_t max_chunk;      /* 0: one packet per input */
         unsigned seed;
         unsigned seek_after; /* clear(INPUT) once this many chunks were consumed, then start over */
         unsigned n_outputs;
@@ -67,8 +67,8 @@ static void run_make_stream(Run *run) {
         const DecodeCase *c = run->c;
 
         for (unsigned i = 0; i < 2 && c->parts[i].frames > 0; i++)
-                assert_int_equal(media_encode(c->encoder, c->parts[i].width, c->parts[i].height, c->parts[i].frames,
-                                              i * 100, &run->stream),
+                assert_int_equal(media_encode(c->encoder, c->parts[i].width, c->parts[i].height,
+                                              c->parts[i].frames, i * 100, &run->stream),
                                  0);
         assert_true(run->stream.n >= c->parts[0].frames);
         run->bytes = media_stream_bytes(&run->stream, &run->size, &run->pkt_offsets);
@@ -126,8 +126,8 @@ static void run_free(Run *run) {
 static bool pred_news(Harness *h, void *userdata) {
         Run *run = userdata;
 
-        return h->n_taken < h->n_done || h->format_changes != run->format_changes_seen || h->drains_done > 0 ||
-               h->errors > 0;
+        return h->n_taken < h->n_done || h->format_changes != run->format_changes_seen ||
+               h->drains_done > 0 || h->errors > 0;
 }
 
 static bool pred_clear_output(Harness *h, void *userdata) {
@@ -245,7 +245,9 @@ static void run_feed(Run *run) {
                 if (run->c->seek_after > 0 && !run->seeked && k >= run->c->seek_after)
                         return;
                 harness_buffer_write(run->in[i], 0, run->bytes + run->chunk_off[k], run->chunk_len[k]);
-                assert_int_equal(harness_queue(run->h, run->in[i], run->chunk_ts[k], (uint32_t) run->chunk_len[k]), 0);
+                assert_int_equal(harness_queue(run->h, run->in[i], run->chunk_ts[k],
+                                               (uint32_t) run->chunk_len[k]),
+                                 0);
                 run->in_free[i] = false;
                 run->next_chunk++;
         }
@@ -504,7 +506,7 @@ static void test_unsupported_pixel_format_is_fatal(void **state) {
         ctx->width = 64;
         ctx->height = 64;
         ctx->pix_fmt = AV_PIX_FMT_YUV422P;
-        ctx->time_base = (AVRational) { 1, 30 };
+        ctx->time_base = (AVRational){ 1, 30 };
         assert_int_equal(avcodec_open2(ctx, codec, NULL), 0);
         f->format = AV_PIX_FMT_YUV422P;
         f->width = f->height = 64;
@@ -651,11 +653,15 @@ static void test_caps_and_params(void **state) {
         assert_true(have_h264);
         for (unsigned i = 0; i < 3; i++)
                 assert_true(video_format_is_raw(caps->formats[VIDEO_QUEUE_OUTPUT][i].format));
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values, 32), 4);
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 32), 15);
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values,
+                                            32),
+                         4);
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 32),
+                         15);
         assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_VP8, values, 32),
                          -EOPNOTSUPP);
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_FWHT, values, 32),
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_FWHT, values,
+                                            32),
                          -EOPNOTSUPP);
 
         assert_int_equal(harness_stream_new(h, VIDEO_FORMAT_FWHT), -EINVAL);

@@ -72,8 +72,8 @@ static void append_packet(Encoded *e, const HarnessBuffer *b) {
 }
 
 /* Queues frames [first, first + n) and drains; the packets are appended to e. */
-static void encode_frames(Harness *h, const EncodeCase *c, unsigned first, unsigned n, HarnessBuffer *outs[],
-                          Encoded *e) {
+static void encode_frames(
+        Harness *h, const EncodeCase *c, unsigned first, unsigned n, HarnessBuffer *outs[], Encoded *e) {
         const BackendOps *ops = h->backend->ops;
         HarnessBuffer *in[N_INPUTS];
         VideoParams p;
@@ -93,7 +93,9 @@ static void encode_frames(Harness *h, const EncodeCase *c, unsigned first, unsig
                         if (in[i]->queued)
                                 continue;
                         if (c->force_keyframe_at == (int) next)
-                                assert_int_equal(ops->set_control(h->stream, VIDEO_CONTROL_FORCE_KEYFRAME, 0), 0);
+                                assert_int_equal(ops->set_control(h->stream, VIDEO_CONTROL_FORCE_KEYFRAME,
+                                                                  0),
+                                                 0);
                         pic = media_pattern(p.frame_width, p.frame_height, next);
                         media_write_raw(pic, &p, in[i]);
                         av_frame_free(&pic);
@@ -148,7 +150,7 @@ static Harness *encoder_start(const EncodeCase *c, HarnessBuffer *outs[]) {
         p.frame_height = c->height;
         p.frame_rate = 30;
         for (unsigned i = 0; i < VIDEO_MAX_PLANES; i++)
-                p.planes[i] = (typeof(p.planes[i])) { 0, 0 };
+                p.planes[i] = (typeof(p.planes[i])){ 0, 0 };
         p.planes[0].stride = c->width + c->extra_stride;
         assert_int_equal(ops->set_params(h->stream, VIDEO_QUEUE_INPUT, &p), 0);
         assert_int_equal(ops->get_params(h->stream, VIDEO_QUEUE_INPUT, &p), 0);
@@ -291,7 +293,8 @@ static void check_bitrate_lowers_size(uint32_t coded_format, enum AVCodecID id) 
         c.bitrate = 60000;
         c.mode = VIDEO_BITRATE_MODE_CBR;
         run_encode(&c, &low);
-        printf("# format 0x%x: %zu bytes at 2 Mbit/s, %zu at 60 kbit/s\n", coded_format, high.bytes, low.bytes);
+        printf("# format 0x%x: %zu bytes at 2 Mbit/s, %zu at 60 kbit/s\n", coded_format, high.bytes,
+               low.bytes);
         assert_true(low.bytes * 2 < high.bytes);
         /* 60 kbit/s over one second of video, with generous room for the first keyframe. */
         assert_true(low.bytes < 60000 / 8 * 3);
@@ -310,7 +313,8 @@ static void test_vp8_bitrate(void **state) {
 /* Whether an Annex B access unit holds a NAL unit of this type. */
 static bool has_nal(const MediaPacket *p, unsigned type) {
         for (size_t i = 0; i + 3 < p->size; i++)
-                if (p->data[i] == 0 && p->data[i + 1] == 0 && p->data[i + 2] == 1 && (p->data[i + 3] & 0x1f) == type)
+                if (p->data[i] == 0 && p->data[i + 1] == 0 && p->data[i + 2] == 1 &&
+                    (p->data[i + 3] & 0x1f) == type)
                         return true;
         return false;
 }
@@ -515,11 +519,16 @@ static void test_caps_and_controls(void **state) {
         }
         assert_true(h264 && vp8);
         assert_true(caps->controls & (1u << VIDEO_CONTROL_FORCE_KEYFRAME));
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values, 32), 3);
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values,
+                                            32),
+                         3);
         assert_int_equal(values[0], 0x100);
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 2), 2);
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_VP8, values, 32), 4);
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_MPEG2, values, 32),
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 2),
+                         2);
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_VP8, values, 32),
+                         4);
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_MPEG2, values,
+                                            32),
                          -EOPNOTSUPP);
 
         assert_int_equal(harness_stream_new(h, VIDEO_FORMAT_NV12), -EINVAL);

@@ -69,10 +69,10 @@ typedef struct DecoderBackend {
 
 typedef enum DrainState {
         DRAIN_NONE,
-        DRAIN_INPUT,     /* decoding the input queued before the drain */
-        DRAIN_FLUSH,     /* parser flushed; the NULL packet goes to the decoder next */
-        DRAIN_DECODER,   /* the decoder is giving out its last frames */
-        DRAIN_EOS,       /* every frame is out: an output buffer carries the EOS */
+        DRAIN_INPUT,   /* decoding the input queued before the drain */
+        DRAIN_FLUSH,   /* parser flushed; the NULL packet goes to the decoder next */
+        DRAIN_DECODER, /* the decoder is giving out its last frames */
+        DRAIN_EOS,     /* every frame is out: an output buffer carries the EOS */
 } DrainState;
 
 typedef struct Decoder {
@@ -99,7 +99,7 @@ typedef struct Decoder {
         size_t n_marks, alloc_marks;
         uint64_t stream_offset; /* bytes given to the parser */
 
-        FfList outputs; /* of the current format generation */
+        FfList outputs;   /* of the current format generation */
         FfList stale;     /* held until clear(OUTPUT) */
         bool out_seen;    /* an output buffer was queued since the last clear(OUTPUT) */
         bool out_blocked; /* a change happened since: outputs go to `stale` */
@@ -221,7 +221,7 @@ static int decoder_start_input(Decoder *d) {
                 d->marks = m;
                 d->alloc_marks = n;
         }
-        d->marks[d->n_marks++] = (TsMark) { d->stream_offset, w->buf->timestamp };
+        d->marks[d->n_marks++] = (TsMark){ d->stream_offset, w->buf->timestamp };
         return 0;
 }
 
@@ -525,7 +525,7 @@ static void decoder_output_params(Decoder *d, uint32_t format, uint32_t width, u
         VideoParams *p = &d->s.params[VIDEO_QUEUE_OUTPUT];
         uint32_t rate = p->frame_rate;
 
-        *p = (VideoParams) {};
+        *p = (VideoParams){};
         (void) ff_layout_default(format, width, height, p);
         p->frame_rate = rate;
         p->min_buffers = DEC_MIN_OUTPUT_BUFFERS;
@@ -611,7 +611,7 @@ static int decoder_stream_new(Backend *b,
                 return r;
         }
 
-        d->s.params[VIDEO_QUEUE_INPUT] = (VideoParams) {
+        d->s.params[VIDEO_QUEUE_INPUT] = (VideoParams){
                 .format = coded_format,
                 .min_buffers = 1,
                 .max_buffers = DEC_MAX_BUFFERS,
@@ -647,7 +647,8 @@ static int decoder_set_input_params(Decoder *d, const VideoParams *params) {
                 p->frame_height = MIN(params->frame_height, FF_MAX_DIMENSION);
         }
         if (params->planes[0].plane_size > 0)
-                p->planes[0].plane_size = MIN(MAX(params->planes[0].plane_size, 4096u), DEC_INPUT_BUFFER_MAX);
+                p->planes[0].plane_size =
+                        MIN(MAX(params->planes[0].plane_size, 4096u), DEC_INPUT_BUFFER_MAX);
         p->frame_rate = params->frame_rate;
         return 0;
 }
@@ -825,7 +826,8 @@ static int decoder_backend_new(const BackendConfig *config, sd_event *event, Bac
         decoder_fill_caps(db);
         if (db->caps.n_formats[VIDEO_QUEUE_INPUT] == 0) {
                 free(db);
-                return log_debug_errno(-EOPNOTSUPP, "ffmpeg-decoder: this libavcodec has no usable decoder.");
+                return log_debug_errno(-EOPNOTSUPP,
+                                       "ffmpeg-decoder: this libavcodec has no usable decoder.");
         }
         *ret = &db->base;
         return 0;
@@ -839,8 +841,8 @@ static const VideoCaps *decoder_get_caps(Backend *b) {
         return &((DecoderBackend *) b)->caps;
 }
 
-static int decoder_query_control(Backend *b, VideoControl control, uint32_t format, uint32_t *values,
-                                 unsigned max_values) {
+static int decoder_query_control(
+        Backend *b, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
         const VideoCaps *c = decoder_get_caps(b);
 
         for (unsigned i = 0; i < c->n_formats[VIDEO_QUEUE_INPUT]; i++)

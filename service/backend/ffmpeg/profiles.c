@@ -36,7 +36,8 @@ static int list_for(VideoControl control, uint32_t format, bool decoder, const u
         switch (format) {
         case VIDEO_FORMAT_H264:
                 *ret_list = decoder ? h264_decoder_profiles : h264_encoder_profiles;
-                return decoder ? (int) ELEMENTSOF(h264_decoder_profiles) : (int) ELEMENTSOF(h264_encoder_profiles);
+                return decoder ? (int) ELEMENTSOF(h264_decoder_profiles)
+                               : (int) ELEMENTSOF(h264_encoder_profiles);
         case VIDEO_FORMAT_HEVC:
                 *ret_list = hevc_profiles;
                 return ELEMENTSOF(hevc_profiles);

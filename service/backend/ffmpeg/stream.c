@@ -138,7 +138,7 @@ static void *ff_stream_thread(void *userdata) {
                         break;
                 }
                 cmds = s->cmds;
-                s->cmds = (FfList) {};
+                s->cmds = (FfList){};
                 pthread_mutex_unlock(&s->lock);
 
                 while ((w = ff_list_pop(&cmds)))

@@ -37,10 +37,10 @@ struct FfWork {
         FfWorkType type;
         VideoQueue queue;
         VideoBuffer *buf;
-        VideoParams params;       /* QUEUE: the queue's params when it was queued; FORMAT: the new ones */
-        uint64_t gen;             /* QUEUE(decoder output): format generation; DRAIN: drain sequence */
-        bool force_keyframe;      /* QUEUE(encoder input) */
-        VideoControl control;     /* CONTROL */
+        VideoParams params;   /* QUEUE: the queue's params when it was queued; FORMAT: the new ones */
+        uint64_t gen;         /* QUEUE(decoder output): format generation; DRAIN: drain sequence */
+        bool force_keyframe;  /* QUEUE(encoder input) */
+        VideoControl control; /* CONTROL */
         uint32_t value;
         int error;                /* ERROR */
         VideoBufferResult result; /* BUFFER */
@@ -81,8 +81,8 @@ struct FfStream {
         bool thread_started;
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        FfList cmds, dones; /* under lock */
-        bool quit;          /* under lock */
+        FfList cmds, dones;  /* under lock */
+        bool quit;           /* under lock */
         FfWork *spare_error; /* for reporting ENOMEM without allocating */
 
         /* Loop thread only. */
