@@ -139,6 +139,8 @@ static int decoder_open_codec(Decoder *d) {
         return 0;
 }
 
+static void decoder_fail(Decoder *d, int error);
+
 static void decoder_reset_parser(Decoder *d) {
         if (!d->use_parser)
                 return;
@@ -146,10 +148,8 @@ static void decoder_reset_parser(Decoder *d) {
         d->stream_offset = 0;
         av_parser_close(d->parser);
         d->parser = av_parser_init(d->codec_id);
-        if (!d->parser) {
-                d->broken = true;
-                ff_stream_error(&d->s, -ENOMEM);
-        }
+        if (!d->parser)
+                decoder_fail(d, -ENOMEM);
 }
 
 /* The decoder took every frame out of the EOF state or lost its position: start over. */
@@ -160,13 +160,6 @@ static void decoder_reset_codec(Decoder *d) {
         decoder_reset_parser(d);
 }
 
-static void decoder_fail(Decoder *d, int error) {
-        if (d->broken)
-                return;
-        log_debug_errno(error, "ffmpeg-decoder: stream failed: %m");
-        d->broken = true;
-        ff_stream_error(&d->s, error);
-}
 
 static void decoder_finish_input(Decoder *d) {
         FfWork *w = TAKE_PTR(d->cur);
@@ -181,6 +174,18 @@ static void decoder_cancel_inputs(Decoder *d) {
                 decoder_finish_input(d);
         }
         ff_stream_cancel_list(&d->s, &d->inputs);
+}
+
+/* The stream cannot go on: report it, and give every held buffer back (later ones come back at once). */
+static void decoder_fail(Decoder *d, int error) {
+        if (d->broken)
+                return;
+        log_debug_errno(error, "ffmpeg-decoder: stream failed: %m");
+        d->broken = true;
+        ff_stream_error(&d->s, error);
+        decoder_cancel_inputs(d);
+        ff_stream_cancel_list(&d->s, &d->outputs);
+        ff_stream_cancel_list(&d->s, &d->stale);
 }
 
 /* Takes the next input: one copy out of guest memory, after which the guest buffer is not touched. */

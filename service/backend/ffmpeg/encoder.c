@@ -106,12 +106,15 @@ static Encoder *encoder_from(BackendStream *bs) {
 
 /* ---- codec thread ------------------------------------------------------------------------------- */
 
+/* The stream cannot go on: report it, and give every held buffer back (later ones come back at once). */
 static void encoder_fail(Encoder *e, int error) {
         if (e->broken)
                 return;
         log_debug_errno(error, "ffmpeg-encoder: stream failed: %m");
         e->broken = true;
         ff_stream_error(&e->s, error);
+        ff_stream_cancel_list(&e->s, &e->inputs);
+        ff_stream_cancel_list(&e->s, &e->outputs);
 }
 
 static void encoder_drop_packets(Encoder *e) {
