@@ -44,6 +44,10 @@ static void on_buffer_done(void *userdata, VideoBuffer *vb, const VideoBufferRes
         b->result = *result;
         b->done_count++;
         record_done(h, b);
+        if (h->free_stream_in_callback && h->stream) {
+                h->free_stream_in_callback = false;
+                harness_stream_free(h);
+        }
 }
 
 static void on_format_changed(void *userdata) {

@@ -37,6 +37,7 @@ typedef struct Harness {
         unsigned callbacks_after_free; /* must stay 0 */
         bool in_callback;
         unsigned reentrant_calls; /* a callback delivered from inside an op (must stay 0) */
+        bool free_stream_in_callback; /* the next buffer_done frees the stream from inside the callback */
 } Harness;
 
 int harness_new(const BackendOps *ops, unsigned threads, Harness **ret);

@@ -739,6 +739,36 @@ const char *__lsan_default_suppressions(void) {
         return "leak:libx265.so\n";
 }
 
+static bool pred_stream_gone(Harness *h, void *userdata) {
+        return !h->stream;
+}
+
+/* The device model may destroy the stream from inside a callback. */
+static void test_free_from_callback(void **state) {
+        Harness *h;
+        HarnessBuffer *in[4];
+        size_t size = 1024;
+        uint8_t junk[512];
+
+        memset(junk, 0x42, sizeof(junk));
+        assert_int_equal(harness_new(&backend_ffmpeg_decoder_ops, 1, &h), 0);
+        assert_int_equal(harness_stream_new(h, VIDEO_FORMAT_H264), 0);
+        for (unsigned i = 0; i < 4; i++) {
+                in[i] = harness_buffer_new(VIDEO_QUEUE_INPUT, 1, &size, 2, i);
+                harness_buffer_write(in[i], 0, junk, sizeof(junk));
+                assert_int_equal(harness_queue(h, in[i], i, sizeof(junk)), 0);
+        }
+        h->free_stream_in_callback = true;
+        assert_true(harness_run_until(h, pred_stream_gone, NULL));
+        assert_int_equal(h->n_done, 1);
+        harness_settle(h);
+        assert_int_equal(h->n_done, 1);
+        assert_int_equal(h->callbacks_after_free, 0);
+        harness_free(h);
+        for (unsigned i = 0; i < 4; i++)
+                harness_buffer_free(in[i]);
+}
+
 int main(void) {
         av_log_set_level(AV_LOG_QUIET);
         const struct CMUnitTest tests[] = {
@@ -757,6 +787,7 @@ int main(void) {
                 cmocka_unit_test(test_corrupt_input),
                 cmocka_unit_test(test_unsupported_pixel_format_is_fatal),
                 cmocka_unit_test(test_free_with_work_in_flight),
+                cmocka_unit_test(test_free_from_callback),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
