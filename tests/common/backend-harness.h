@@ -36,7 +36,7 @@ typedef struct Harness {
         int last_error;
         unsigned callbacks_after_free; /* must stay 0 */
         bool in_callback;
-        unsigned reentrant_calls; /* a callback delivered from inside an op (must stay 0) */
+        unsigned reentrant_calls;     /* a callback delivered from inside an op (must stay 0) */
         bool free_stream_in_callback; /* the next buffer_done frees the stream from inside the callback */
 } Harness;
 

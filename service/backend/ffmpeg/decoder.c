@@ -160,7 +160,6 @@ static void decoder_reset_codec(Decoder *d) {
         decoder_reset_parser(d);
 }
 
-
 static void decoder_finish_input(Decoder *d) {
         FfWork *w = TAKE_PTR(d->cur);
 
