@@ -690,7 +690,20 @@ static void test_err_invalid_operation(void **state) {
         assert_int_equal(video_client_stream_destroy(env->c, 41), 0);
         /* The drain cancelled by the destroy is answered too (§4.4). */
         assert_int_equal(video_client_wait_reply(env->c, d1, resp, sizeof(resp), &len), 0);
-        assert_int_not_equal(video_client_resp_type(resp, len), 0);
+        assert_int_equal(video_client_resp_type(resp, len), VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+
+        /* So is a drain cancelled by QUEUE_CLEAR(INPUT), a seek (§4.4, CROSVM). */
+        open_stream(env, 42, 1, size, 950);
+        assert_int_equal(video_client_stream_drain(env->c, 42, &d1), 0);
+        assert_int_equal(video_client_queue_clear(env->c, 42, QT_IN), 0);
+        assert_int_equal(video_client_wait_reply(env->c, d1, resp, sizeof(resp), &len), 0);
+        assert_int_equal(video_client_resp_type(resp, len), VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+        /* And the stream takes input again afterwards (not refused as during the drain). */
+        assert_int_equal(video_client_resource_queue(env->c, 42, QT_IN, 950, 1, 1, &size), 0);
+        v = wait_completion(env);
+        assert_int_equal(v.resource_id, 950);
+        assert_int_equal(v.resp_type, VIRTIO_VIDEO_RESP_OK_RESOURCE_QUEUE);
+        assert_int_equal(video_client_stream_destroy(env->c, 42), 0);
 }
 
 static void test_err_out_of_memory(void **state) {
