@@ -460,17 +460,23 @@ static int stop_worker(Running *r) {
         return status;
 }
 
-static VuFrontend *connect_frontend(const char *path) {
+static VuFrontend *connect_frontend_full(const char *path, bool event_idx) {
         VuFrontendOptions o;
         VuFrontend *fe = NULL;
 
         vu_frontend_options_init(&o);
+        o.event_idx = event_idx;
         o.config_size = sizeof(struct virtio_video_config);
         o.device_features = 1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES;
         o.timeout_ms = SAFETY_TIMEOUT_MS;
         assert_int_equal(vu_frontend_connect(&o, path, &fe), 0);
         assert_int_equal(vu_frontend_start(fe), 0);
+        assert_int_equal(!!(vu_frontend_features(fe) & (1ull << 29)), event_idx); /* VIRTIO_RING_F_EVENT_IDX */
         return fe;
+}
+
+static VuFrontend *connect_frontend(const char *path) {
+        return connect_frontend_full(path, false);
 }
 
 typedef struct Count {
@@ -686,7 +692,8 @@ static void test_inherited_socket_fd(void **state) {
         close(lfd);
         assert_int_equal(ctl_wait_recv(fds[0], &m), 1);
         assert_int_equal(m.type, CTL_MSG_HELLO);
-        fe = connect_frontend(path);
+        /* With EVENT_IDX the client must re-arm used_event before each sleep, or it waits in vain. */
+        fe = connect_frontend_full(path, true);
         decode_session(fe, 9);
         vu_frontend_free(fe);
         assert_int_equal(kill(c.pid, SIGTERM), 0);
