@@ -541,7 +541,9 @@ static void test_destroy_all_with_buffers_queued(void **state) {
                 uint32_t sizes[VC_MAX_PLANES];
                 for (unsigned k = 0; k < p.num_planes; k++)
                         sizes[k] = p.planes[k].plane_size;
-                assert_int_equal(video_client_resource_create(env->c, 13, QT_OUT, 610, p.num_planes, sizes, 1), 0);
+                assert_int_equal(video_client_resource_create(env->c, 13, QT_OUT, 610, p.num_planes, sizes,
+                                                              1),
+                                 0);
         }
         assert_int_equal(video_client_resource_destroy_all(env->c, 13, QT_IN), 0);
         assert_int_equal(video_client_resource_create(env->c, 13, QT_IN, 600, 1, &size, 1), 0);

@@ -471,7 +471,8 @@ static VuFrontend *connect_frontend_full(const char *path, bool event_idx) {
         o.timeout_ms = SAFETY_TIMEOUT_MS;
         assert_int_equal(vu_frontend_connect(&o, path, &fe), 0);
         assert_int_equal(vu_frontend_start(fe), 0);
-        assert_int_equal(!!(vu_frontend_features(fe) & (1ull << 29)), event_idx); /* VIRTIO_RING_F_EVENT_IDX */
+        assert_int_equal(!!(vu_frontend_features(fe) & (1ull << 29)),
+                         event_idx); /* VIRTIO_RING_F_EVENT_IDX */
         return fe;
 }
 
@@ -530,22 +531,26 @@ static void abandon_session(VuFrontend *fe) {
         assert_int_equal(video_client_new(fe, &co, &c), 0);
         assert_int_equal(video_client_probe(c), 0);
         assert_int_equal(video_client_stream_create(c, 1, 0x1006, "abandoned"), 0);
-        assert_int_equal(video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1, &size, 1), 0);
-        assert_int_equal(video_client_resource_write(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 0, 0, s.data, 100), 0);
+        assert_int_equal(video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1, &size, 1),
+                         0);
+        assert_int_equal(video_client_resource_write(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 0, 0, s.data,
+                                                     100),
+                         0);
         size = 100;
-        assert_int_equal(video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1000, 1, &size), 0);
+        assert_int_equal(video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1000, 1, &size),
+                         0);
         assert_int_equal(video_client_next_event(c, &e, true), 1);
         assert_int_equal(e.event_type, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED);
         assert_int_equal(video_client_get_params(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p), 0);
         for (unsigned k = 0; k < p.num_planes; k++)
                 sizes[k] = p.planes[k].plane_size;
         for (uint32_t id = 10; id < 13; id++) {
-                assert_int_equal(
-                        video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id, p.num_planes, sizes, 1),
-                        0);
-                assert_int_equal(
-                        video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id, 0, p.num_planes, zero),
-                        0);
+                assert_int_equal(video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id,
+                                                              p.num_planes, sizes, 1),
+                                 0);
+                assert_int_equal(video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id, 0,
+                                                             p.num_planes, zero),
+                                 0);
         }
         assert_int_equal(video_client_poll(c), 0);
         assert_int_equal(video_client_queued(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT), 3);
