@@ -449,15 +449,22 @@ static void start_worker(Running *r, const char *name, const char *const *extra)
         assert_true(exists(r->path));
 }
 
-static int stop_worker(Running *r) {
+/* Waits for the worker to exit; *ret_err (optional) gets what it wrote to stderr. */
+static int stop_worker_err(Running *r, char **ret_err) {
         int status;
 
         child_wait(&r->child);
         status = child_exit_status(&r->child);
+        if (ret_err)
+                *ret_err = TAKE_PTR(r->child.err);
         child_done(&r->child);
         safe_close(r->ctl);
         r->ctl = -1;
         return status;
+}
+
+static int stop_worker(Running *r) {
+        return stop_worker_err(r, NULL);
 }
 
 static VuFrontend *connect_frontend_full(const char *path, bool event_idx) {
@@ -602,6 +609,7 @@ static void test_sigint_exits_0(void **state) {
 }
 
 static void test_control_stats_disconnect_shutdown(void **state) {
+        char *err = NULL, *first;
         Running r = {};
         VuFrontend *fe;
         CtlMsg m;
@@ -643,8 +651,15 @@ static void test_control_stats_disconnect_shutdown(void **state) {
         assert_int_equal(ctl_send(r.ctl, &(CtlMsg){ .type = CTL_MSG_SHUTDOWN }), 0);
         assert_int_equal(vu_frontend_wait_hangup(fe), 0);
         vu_frontend_free(fe);
-        assert_int_equal(stop_worker(&r), 0);
+        assert_int_equal(stop_worker_err(&r, &err), 0);
         assert_false(exists(r.path));
+        /* SET_LOG_LEVEL took effect: the second connection's handshake was traced at debug level, the
+         * first one (at the default level) was not. */
+        assert_non_null(strstr(err, "Log level set to debug"));
+        first = strstr(err, "GET_FEATURES");
+        assert_non_null(first);
+        assert_true(first > strstr(err, "Log level set to debug"));
+        free(err);
 }
 
 static void test_control_eof_exits_0(void **state) {
