@@ -696,6 +696,7 @@ static void test_inherited_socket_fd(void **state) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char path[100];
         int lfd, fds[2], status;
+        bool context;
         VuFrontend *fe;
         Child c;
         CtlMsg m;
@@ -719,9 +720,12 @@ static void test_inherited_socket_fd(void **state) {
         assert_int_equal(kill(c.pid, SIGTERM), 0);
         child_wait(&c);
         status = child_exit_status(&c);
+        /* --vm/--alias become the context of every message (on stderr, a prefix). */
+        context = strstr(c.err, "VM=test vm ALIAS=v0 ") != NULL;
         child_done(&c);
         close(fds[0]);
         assert_int_equal(status, 0);
+        assert_true(context);
         assert_true(exists(path));
         unlink(path);
 }
