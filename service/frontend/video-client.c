@@ -712,6 +712,12 @@ static int parse_caps(const uint8_t *buf, size_t len, VcCaps *caps) {
         return cur.off == cur.len ? 0 : -EBADMSG;
 }
 
+int video_client_parse_capability(const void *buf, size_t len, VcCaps *ret) {
+        if (!buf || !ret)
+                return -EINVAL;
+        return parse_caps(buf, len, ret);
+}
+
 static int query_capability(VideoClient *c, uint32_t queue_type, VcCaps **ret) {
         struct virtio_video_query_capability q = {
                 .hdr = hdr(VIRTIO_VIDEO_CMD_QUERY_CAPABILITY, 0),
