@@ -433,8 +433,15 @@ static void test_handshake_replies(void **state) {
         fe_send(t, VHOST_USER_GET_CONFIG, NEED_REPLY, req, sizeof(req), NULL, 0);
         assert_int_equal(fe_recv(t, VHOST_USER_GET_CONFIG, buf, sizeof(buf)), 12 + CONFIG_SIZE);
         fe_expect_nothing(t);
-        /* Out of bounds: the spec's empty failure reply. */
+        /* Past our config space (QEMU's config_size larger than ours): zero-filled. */
         c = (struct vhost_user_config_hdr){ htole32(40), htole32(8), 0 };
+        memcpy(req, &c, sizeof(c));
+        fe_send(t, VHOST_USER_GET_CONFIG, VHOST_USER_VERSION, req, 12 + 8, NULL, 0);
+        assert_int_equal(fe_recv(t, VHOST_USER_GET_CONFIG, buf, sizeof(buf)), 12 + 8);
+        assert_memory_equal(buf + 12, t->config + 40, 4);
+        assert_memory_equal(buf + 16, "\0\0\0\0", 4);
+        /* Past the 256-byte config space: the spec's empty failure reply. */
+        c = (struct vhost_user_config_hdr){ htole32(252), htole32(8), 0 };
         memcpy(req, &c, sizeof(c));
         fe_send(t, VHOST_USER_GET_CONFIG, VHOST_USER_VERSION, req, 12 + 8, NULL, 0);
         assert_int_equal(fe_recv(t, VHOST_USER_GET_CONFIG, buf, sizeof(buf)), 0);
@@ -862,6 +869,160 @@ static void test_new_rejects_bad_config(void **state) {
         assert_int_equal(vhost_dev_listen_fd(t->d, -1), -EBADF);
 }
 
+static void test_reset_device_and_reset_owner(void **state) {
+        T *t = *state;
+
+        fe_start_all(t);
+        t->hold = true;
+        guest_request(t, 0);
+        kick(t, 0);
+        assert_int_equal(t->n_held, 1);
+
+        /* RESET_OWNER (deprecated): rings disabled, everything else kept. */
+        fe_send(t, VHOST_USER_RESET_OWNER, NEED_REPLY, NULL, 0, NULL, 0);
+        assert_int_equal(fe_recv_u64(t, VHOST_USER_RESET_OWNER), 0);
+        assert_int_equal(t->n_reset, 0);
+        assert_int_equal(t->n_held, 1);
+        guest_request(t, 2);
+        kick(t, 0);
+        assert_int_equal(t->n_elems, 1);
+        fe_enable(t, 0, true);
+        assert_int_equal(t->n_elems, 2);
+
+        /* RESET_DEVICE: device state dropped, rings stopped, connection and protocol features kept. */
+        fe_send(t, VHOST_USER_RESET_DEVICE, NEED_REPLY, NULL, 0, NULL, 0);
+        assert_int_equal(fe_recv_u64(t, VHOST_USER_RESET_DEVICE), 0);
+        assert_int_equal(t->n_reset, 1);
+        assert_int_equal(t->n_held, 0);
+        assert_int_equal(t->n_stopped[0], 1);
+        assert_int_equal(t->n_stopped[1], 1);
+        assert_true(vhost_dev_is_connected(t->d));
+        guest_request(t, 4);
+        kick(t, 0);
+        assert_int_equal(t->n_elems, 2);
+
+        /* Started again from scratch (REPLY_ACK still negotiated: the helpers expect acks). */
+        memset(guest_ptr(&t->g, GUEST_GPA), 0, 0x4000);
+        t->hold = false;
+        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES));
+        fe_start_ring(t, 0, 0);
+        fe_enable(t, 0, true);
+        assert_int_equal(t->n_reset, 1); /* no stop record after a reset: not a second reset */
+        guest_request(t, 0);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 1);
+}
+
+static void test_features_without_protocol_bit_enable_rings(void **state) {
+        T *t = *state;
+
+        fe_send(t, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, NULL, 0, NULL, 0);
+        fe_expect_closed(t); /* wrong size */
+        connect_fe(t);
+        pump(t);
+        /* No protocol features at all: no acks, rings enabled by SET_FEATURES itself (spec). */
+        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, BIT_ULL(VIRTIO_F_VERSION_1), NULL, 0);
+        struct {
+                struct vhost_user_mem_table_hdr h;
+                struct vhost_user_mem_region r;
+        } mt = { { htole32(1), 0 }, guest_region(&t->g) };
+        fe_send(t, VHOST_USER_SET_MEM_TABLE, NEED_REPLY, &mt, sizeof(mt), &t->g.memfd, 1);
+        fe_expect_nothing(t); /* NEED_REPLY without REPLY_ACK: no ack */
+        fe_send_state(t, VHOST_USER_SET_VRING_NUM, VHOST_USER_VERSION, 0, NUM);
+        fe_send_state(t, VHOST_USER_SET_VRING_BASE, VHOST_USER_VERSION, 0, 0);
+        struct vhost_user_vring_addr a = {
+                .desc_user_addr = htole64(guest_ua(GUEST_GPA + GUEST_DESC_OFF)),
+                .used_user_addr = htole64(guest_ua(GUEST_GPA + GUEST_USED_OFF)),
+                .avail_user_addr = htole64(guest_ua(GUEST_GPA + GUEST_AVAIL_OFF)),
+        };
+        fe_send(t, VHOST_USER_SET_VRING_ADDR, VHOST_USER_VERSION, &a, sizeof(a), NULL, 0);
+        fe_send_u64(t, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION, 0, &t->call[0], 1);
+        guest_request(t, 0);
+        fe_send_u64(t, VHOST_USER_SET_VRING_KICK, VHOST_USER_VERSION, 0, &t->kick[0], 1);
+        assert_int_equal(guest_used_idx(&t->g), 1);
+        assert_true(called(t, 0));
+        /* SET_VRING_ENABLE is invalid without the protocol bit: refused (no ack to carry it). */
+        fe_send_state(t, VHOST_USER_SET_VRING_ENABLE, VHOST_USER_VERSION, 0, 0);
+        guest_request(t, 2);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 2);
+        fe_expect_nothing(t);
+}
+
+static void test_replies_survive_a_full_socket(void **state) {
+        T *t = *state;
+        uint32_t h[3] = { htole32(VHOST_USER_GET_QUEUE_NUM), htole32(VHOST_USER_VERSION), 0 };
+        unsigned sent = 0, got = 0;
+
+        /* Send without reading until neither direction takes more: the backend must stop reading
+         * while its reply is pending, and lose nothing. */
+        for (unsigned idle = 0; idle < 3;) {
+                ssize_t n = send(t->fe, h, sizeof(h), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+                if (n == (ssize_t) sizeof(h)) {
+                        sent++;
+                        idle = 0;
+                        continue;
+                }
+                assert_true(n < 0 && errno == EAGAIN);
+                pump(t);
+                idle++;
+                assert_true(sent < 1000000);
+        }
+        assert_true(sent > 100);
+        assert_true(vhost_dev_is_connected(t->d));
+        while (got < sent) {
+                uint32_t r[3];
+                uint64_t v;
+
+                pump(t);
+                for (;;) {
+                        ssize_t n = recv(t->fe, r, sizeof(r), MSG_DONTWAIT | MSG_PEEK);
+
+                        if (n < (ssize_t) sizeof(r))
+                                break;
+                        assert_int_equal(fe_recv(t, VHOST_USER_GET_QUEUE_NUM, &v, sizeof(v)), 8);
+                        assert_int_equal(le64toh(v), 2);
+                        got++;
+                }
+        }
+        assert_int_equal(got, sent);
+        fe_expect_nothing(t);
+}
+
+static void test_listen_fd(void **state) {
+        T *t = *state;
+        char dir[] = "/tmp/test-vhost-XXXXXX", path[PATH_MAX];
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int lfd, sv[2], c;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/sock", dir);
+        assert_true(strlen(path) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(bind(lfd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        /* Not listening yet, or not a stream socket: refused (and taken). */
+        assert_int_equal(vhost_dev_listen_fd(t->d, dup(lfd)), -ENOTSOCK);
+        assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+        close(sv[1]);
+        assert_int_equal(vhost_dev_listen_fd(t->d, sv[0]), -ENOTSOCK);
+        assert_int_equal(listen(lfd, 1), 0);
+        assert_int_equal(vhost_dev_listen_fd(t->d, lfd), 0);
+
+        t->fe = safe_close(t->fe); /* the socketpair from setup */
+        pump(t);
+        c = connect_path(path);
+        pump(t);
+        assert_true(vhost_dev_is_connected(t->d));
+        t->fe = c;
+        assert_true(fe_get_features(t) != 0);
+        t->d = vhost_dev_free(t->d);
+        /* An inherited socket's file is not ours to remove. */
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 #define TEST(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
 
 int main(void) {
@@ -876,6 +1037,10 @@ int main(void) {
                 TEST(test_listen_serves_one_frontend_at_a_time),
                 TEST(test_peer_uid_policy),
                 TEST(test_new_rejects_bad_config),
+                TEST(test_reset_device_and_reset_owner),
+                TEST(test_features_without_protocol_bit_enable_rings),
+                TEST(test_replies_survive_a_full_socket),
+                TEST(test_listen_fd),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
