@@ -29,7 +29,11 @@ typedef struct VideoModelOps {
         void (*drop)(void *userdata, void *token);
         /* Translates guest memory [gpa, gpa + len) as the request `token` sees it (vhost_mem_translate()
          * semantics: segment count, -EFAULT, -E2BIG). The segments stay valid until `token` completes. */
-        int (*translate)(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov,
+        int (*translate)(void *userdata,
+                         void *token,
+                         uint64_t gpa,
+                         uint64_t len,
+                         struct iovec *iov,
                          unsigned max_iov);
 } VideoModelOps;
 
@@ -45,8 +49,8 @@ int video_model_new(Backend *backend, const VideoModelOps *ops, void *userdata, 
 VideoModel *video_model_free(VideoModel *m);
 
 /* A commandq request: readable bytes and the capacity of its writable part. */
-void video_model_request(VideoModel *m, const struct iovec *rd, unsigned n_rd, size_t resp_capacity,
-                         void *token);
+void video_model_request(
+        VideoModel *m, const struct iovec *rd, unsigned n_rd, size_t resp_capacity, void *token);
 /* An eventq buffer: held until an event needs it. */
 void video_model_event_buffer(VideoModel *m, void *token, size_t capacity);
 /* Drops all device state (driver reset, disconnect): streams freed, tokens dropped. */

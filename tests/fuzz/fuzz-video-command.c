@@ -50,8 +50,8 @@ static void op_drop(void *userdata, void *token) {
         op_complete(userdata, token, NULL, 0);
 }
 
-static int op_translate(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov,
-                        unsigned max_iov) {
+static int
+op_translate(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov, unsigned max_iov) {
         Fz *fz = userdata;
         uint64_t end;
 
@@ -95,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fz.guest = calloc(1, GUEST_SIZE);
         if (!fz.guest || sd_event_new(&event) < 0)
                 abort();
-        if (backend_new(size > 0 && (data[0] & 0xc0) == 0xc0 ? "null-encoder" : "null", NULL, event, &backend) < 0)
+        if (backend_new(size > 0 && (data[0] & 0xc0) == 0xc0 ? "null-encoder" : "null", NULL, event,
+                        &backend) < 0)
                 abort();
         if (video_model_new(backend, &ops, &fz, &model) < 0)
                 abort();

@@ -24,16 +24,17 @@
 #include "backend/backend.h"
 #include "backend/null/null-format.h"
 #include "common/macro.h"
+#include "vhost-guest.h"
 #include "vhost/vhost-user-proto.h"
 #include "vhost/vhost.h"
 #include "video/device.h"
 #include "video/virtio-video-proto.h"
-#include "vhost-guest.h"
 
 #define MIB (1024ULL * 1024ULL)
 #define NUM 64
 #define NEED_REPLY (VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK)
-#define VIDEO_FEATURES (BIT_ULL(VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | BIT_ULL(VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG))
+#define VIDEO_FEATURES \
+        (BIT_ULL(VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | BIT_ULL(VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG))
 
 typedef struct T {
         sd_event *e;
@@ -115,7 +116,12 @@ static int teardown(void **state) {
 
 /* ---- the raw frontend ---- */
 
-static void fe_send(T *t, uint32_t request, uint32_t flags, const void *payload, uint32_t size, const int *fds,
+static void fe_send(T *t,
+                    uint32_t request,
+                    uint32_t flags,
+                    const void *payload,
+                    uint32_t size,
+                    const int *fds,
                     unsigned n_fds) {
         uint8_t buf[VHOST_USER_HDR_SIZE + 512];
         union {
@@ -244,7 +250,8 @@ typedef struct Sent {
         uint64_t resp;
 } Sent;
 
-static Sent guest_chain(T *t, unsigned q, const void *const *rd, const size_t *rd_len, unsigned n_rd, size_t wr_len) {
+static Sent
+guest_chain(T *t, unsigned q, const void *const *rd, const size_t *rd_len, unsigned n_rd, size_t wr_len) {
         uint64_t table = ring_gpa(q, GUEST_DESC_OFF), avail = ring_gpa(q, GUEST_AVAIL_OFF);
         Sent s = { .head = t->next_desc[q] };
         uint16_t idx;
@@ -255,7 +262,8 @@ static Sent guest_chain(T *t, unsigned q, const void *const *rd, const size_t *r
                 if (i < n_rd) {
                         uint64_t gpa = guest_buf(t, rd_len[i]);
                         memcpy(guest_ptr(&t->g, gpa), rd[i], rd_len[i]);
-                        guest_set_desc(&t->g, table, d, gpa, (uint32_t) rd_len[i], VRING_DESC_F_NEXT, (uint16_t) (d + 1));
+                        guest_set_desc(&t->g, table, d, gpa, (uint32_t) rd_len[i], VRING_DESC_F_NEXT,
+                                       (uint16_t) (d + 1));
                 } else {
                         s.resp = guest_buf(t, wr_len);
                         memset(guest_ptr(&t->g, s.resp), 0, wr_len);
@@ -475,7 +483,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_config_and_features, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_commands_through_the_rings, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_pause_resume_keeps_streams_reset_drops_them, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pause_resume_keeps_streams_reset_drops_them, setup,
+                                                teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
