@@ -76,6 +76,7 @@ struct VideoModel {
 
         Stream *streams[VIDEO_MODEL_MAX_STREAMS];
         unsigned n_streams;
+        size_t n_entries_total;
 
         EventBuffer event_buffers[VIDEO_MODEL_MAX_EVENT_BUFFERS];
         unsigned eb_head, n_eb;
@@ -227,6 +228,8 @@ static void *pending_take(Pending *p) {
 static void resources_free(Stream *s, VideoQueue q) {
         for (unsigned i = 0; i < s->n_res[q]; i++) {
                 assert(!s->res[q][i]->pending);
+                assert(s->model->n_entries_total >= s->res[q][i]->n_entries);
+                s->model->n_entries_total -= s->res[q][i]->n_entries;
                 free(s->res[q][i]->entries);
                 free(s->res[q][i]);
                 s->res[q][i] = NULL;
@@ -499,7 +502,8 @@ static int cmd_resource_create(VideoModel *m, Stream *s, const VideoCmd *c, void
                 return -EBUSY;
         if (resource_find(s, q, rc->resource_id))
                 return -EBADSLT;
-        if (s->n_res[q] >= VIDEO_MODEL_MAX_RESOURCES)
+        if (s->n_res[q] >= VIDEO_MODEL_MAX_RESOURCES ||
+            m->n_entries_total + rc->n_entries > VIDEO_MODEL_MAX_ENTRIES_TOTAL)
                 return -ENOSPC;
         /* Guest pages: every entry is listed (10.11). */
         if (rc->n_entries != rc->sum_entries)
@@ -532,12 +536,14 @@ static int cmd_resource_create(VideoModel *m, Stream *s, const VideoCmd *c, void
 
         log_debug("STREAM_ID=%" PRIu32 ": %s resource %" PRIu32 " created, %" PRIu32 " planes, %u entries",
                   s->id, video_queue_to_string(q), res->id, res->num_planes, res->n_entries);
+        m->n_entries_total += rc->n_entries;
         s->res[q][s->n_res[q]++] = TAKE_PTR(res);
         reply_ok(m, token, s->id);
         return 0;
 }
 
 /* Translates entries [first, first + n) into a fresh iovec array. */
+/* Translates entries [first, first + n) into a fresh iovec array, sized to the segments it needs. */
 static int translate_entries(VideoModel *m,
                              void *token,
                              const Resource *res,
@@ -547,19 +553,24 @@ static int translate_entries(VideoModel *m,
                              unsigned *ret_n,
                              size_t *ret_len) {
         _cleanup_free_ struct iovec *iov = NULL;
-        unsigned n_iov = 0, cap;
+        unsigned n_iov = 0, cap = 0;
         size_t len = 0;
 
-        if (__builtin_mul_overflow(n, MODEL_MAX_SEGS_PER_ENTRY, &cap))
-                return -EINVAL;
-        iov = calloc(cap, sizeof(struct iovec));
-        if (!iov)
-                return -ENOMEM;
         for (unsigned i = first; i < first + n; i++) {
-                int r = m->ops->translate(m->userdata, token, res->entries[i].addr, res->entries[i].length,
-                                          iov + n_iov, cap - n_iov);
-                if (r < 0) /* the memory table changed under the resource (§5.9) */
+                struct iovec seg[MODEL_MAX_SEGS_PER_ENTRY];
+                int r = m->ops->translate(m->userdata, token, res->entries[i].addr, res->entries[i].length, seg,
+                                          ELEMENTSOF(seg));
+                if (r < 0) /* the memory table changed under the resource (vhost-user-backend.md §5.9) */
                         return -EFAULT;
+                if (n_iov + (unsigned) r > cap) {
+                        unsigned ncap = MAX(cap * 2, n_iov + (unsigned) r);
+                        struct iovec *t = reallocarray(iov, MAX(ncap, 4u), sizeof(struct iovec));
+                        if (!t)
+                                return -ENOMEM;
+                        iov = t;
+                        cap = MAX(ncap, 4u);
+                }
+                memcpy(iov + n_iov, seg, (size_t) r * sizeof(struct iovec));
                 n_iov += (unsigned) r;
                 len += res->entries[i].length;
         }
@@ -572,16 +583,17 @@ static int translate_entries(VideoModel *m,
 /* Copies the part [off, off + len) of src into a fresh iovec array. */
 static int
 iov_slice(const struct iovec *src, unsigned n, size_t off, size_t len, struct iovec **ret, unsigned *ret_n) {
-        _cleanup_free_ struct iovec *iov = calloc(MAX(n, 1u), sizeof(struct iovec));
-        unsigned k = 0;
+        _cleanup_free_ struct iovec *iov = NULL;
+        unsigned first = 0, k = 0;
 
+        while (first < n && off >= src[first].iov_len) {
+                off -= src[first].iov_len;
+                first++;
+        }
+        iov = calloc(MAX(n - first, 1u), sizeof(struct iovec));
         if (!iov)
                 return -ENOMEM;
-        for (unsigned i = 0; i < n && len > 0; i++) {
-                if (off >= src[i].iov_len) {
-                        off -= src[i].iov_len;
-                        continue;
-                }
+        for (unsigned i = first; i < n && len > 0; i++) {
                 size_t take = MIN(src[i].iov_len - off, len);
                 iov[k++] = (struct iovec){ (uint8_t *) src[i].iov_base + off, take };
                 len -= take;

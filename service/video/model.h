@@ -40,6 +40,8 @@ typedef struct VideoModelOps {
 /* Caps on what a guest can allocate (style.md §2.6). */
 #define VIDEO_MODEL_MAX_STREAMS 32u
 #define VIDEO_MODEL_MAX_RESOURCES 128u /* per queue of a stream */
+/* Mem entries stored for all resources of the device: 16 MiB of host memory at most. */
+#define VIDEO_MODEL_MAX_ENTRIES_TOTAL (1u << 20)
 #define VIDEO_MODEL_MAX_EVENTS 256u    /* events waiting for an event buffer */
 #define VIDEO_MODEL_MAX_EVENT_BUFFERS 1024u
 

@@ -662,6 +662,49 @@ static void test_resource_errors(void **state) {
                          VIRTIO_VIDEO_RESP_ERR_OUT_OF_MEMORY);
 }
 
+/* A resource of VIDEO_CMD_MAX_ENTRIES 16-byte entries, all in one small guest range. */
+static Req *resource_create_many(Gx *gx, uint32_t stream, uint32_t id, uint64_t gpa) {
+        const unsigned n = 16384;
+        size_t len = sizeof(struct virtio_video_resource_create) + n * sizeof(struct virtio_video_mem_entry);
+        uint8_t *buf = calloc(1, len);
+        struct virtio_video_resource_create rc = {
+                .hdr = hdr(VIRTIO_VIDEO_CMD_RESOURCE_CREATE, stream),
+                .queue_type = cpu_to_le32(VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT),
+                .resource_id = cpu_to_le32(id),
+                .planes_layout = cpu_to_le32(VIRTIO_VIDEO_PLANES_LAYOUT_SINGLE_BUFFER),
+                .num_planes = cpu_to_le32(1),
+                .num_entries[0] = cpu_to_le32(n),
+        };
+        struct virtio_video_mem_entry e = { cpu_to_le64(gpa), cpu_to_le32(16) };
+        Req *r;
+
+        assert_non_null(buf);
+        memcpy(buf, &rc, sizeof(rc));
+        for (unsigned i = 0; i < n; i++)
+                memcpy(buf + sizeof(rc) + i * sizeof(e), &e, sizeof(e));
+        r = req_send(gx, buf, len);
+        free(buf);
+        return r;
+}
+
+static void test_entries_are_capped_per_device(void **state) {
+        Gx *gx = *state;
+        uint64_t gpa = guest_alloc(gx, 64);
+        unsigned per = VIDEO_MODEL_MAX_ENTRIES_TOTAL / 16384;
+
+        assert_int_equal(rtype(stream_create(gx, 1, VIDEO_FORMAT_FWHT, 0)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(stream_create(gx, 2, VIDEO_FORMAT_FWHT, 0)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        for (unsigned i = 0; i < per; i++)
+                assert_int_equal(rtype(resource_create_many(gx, 1 + i % 2, i, gpa)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(resource_create_many(gx, 2, 1000, gpa)), VIRTIO_VIDEO_RESP_ERR_OUT_OF_MEMORY);
+        /* forgetting resources gives the room back */
+        assert_int_equal(rtype(cmd_queue_op(gx, VIRTIO_VIDEO_CMD_RESOURCE_DESTROY_ALL, 1, VIDEO_QUEUE_OUTPUT)),
+                         VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(resource_create_many(gx, 2, 1000, gpa)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(cmd_hdr(gx, VIRTIO_VIDEO_CMD_STREAM_DESTROY, 2)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(resource_create_many(gx, 1, 2000, gpa)), VIRTIO_VIDEO_RESP_OK_NODATA);
+}
+
 static void test_reset_drops_held_requests(void **state) {
         Gx *gx = *state;
         Req *in, *ev, *clear;
@@ -790,6 +833,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_stream_destroy_cancels_everything_first, setup_decoder,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_resource_errors, setup_decoder, teardown),
+                cmocka_unit_test_setup_teardown(test_entries_are_capped_per_device, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_reset_drops_held_requests, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_error_event_on_corrupt_stream, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_decoder_controls, setup_decoder, teardown),
