@@ -19,7 +19,7 @@
  *   00  a commandq request: parsed alone (cut into descriptors of op & 0x3f bytes), then fed to the model
  *   01  an eventq buffer (the bytes are ignored)
  *   10  a guest memory write: {le32 offset, bytes}, so resource entries can point at real frames
- *   11  as the first record: run the null encoder instead of the decoder; later: nothing
+ *   11  as the first record: run the null encoder instead of the decoder; later: a device reset
  * The model runs over the null backend with a 1 MiB guest memory at GUEST_BASE, and the event loop is
  * stepped after each record. Every request must be answered or dropped; nothing may crash or leak.
  */
@@ -145,6 +145,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         }
                         break;
                 default:
+                        if (p - 3 != data)
+                                video_model_reset(model);
                         break;
                 }
                 for (unsigned i = 0; i < 64 && sd_event_run(event, 0) > 0; i++)
