@@ -21,6 +21,12 @@ extern const BackendOps null_decoder_ops; /* "null" */
 extern const BackendOps null_encoder_ops; /* "null-encoder" */
 #define BACKEND_REGISTRY_NULL &null_decoder_ops, &null_encoder_ops,
 
+#if HAVE_LIBAVCODEC
+extern const BackendOps backend_ffmpeg_decoder_ops; /* "ffmpeg-decoder" */
+extern const BackendOps backend_ffmpeg_encoder_ops; /* "ffmpeg-encoder" */
+#define BACKEND_REGISTRY_FFMPEG &backend_ffmpeg_decoder_ops, &backend_ffmpeg_encoder_ops,
+#endif
+
 #ifndef BACKEND_REGISTRY_FFMPEG
 #define BACKEND_REGISTRY_FFMPEG
 #endif
