@@ -1057,6 +1057,26 @@ static void test_role_mismatch_rejected(void **state) {
         sd_event_unref(e);
 }
 
+static void test_registry_has_v4l2_backends(void **state) {
+        sd_event *e = NULL;
+        Backend *b = NULL;
+        BackendConfig missing = { .device_fd = -1, .device_path = "/nonexistent/video99" };
+        bool dec = false, enc = false;
+
+        assert_ptr_equal(backend_find("v4l2-decoder"), &backend_v4l2_decoder_ops);
+        assert_ptr_equal(backend_find("v4l2-encoder"), &backend_v4l2_encoder_ops);
+        for (const char *const *n = backend_names(); *n; n++) {
+                dec = dec || strcmp(*n, "v4l2-decoder") == 0;
+                enc = enc || strcmp(*n, "v4l2-encoder") == 0;
+        }
+        assert_true(dec && enc);
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(backend_new("v4l2-decoder", &missing, e, &b), -ENOENT);
+        assert_int_equal(backend_new("v4l2-encoder", NULL, e, &b), -EINVAL);
+        assert_null(b);
+        sd_event_unref(e);
+}
+
 static void test_production_ops_need_a_device(void **state) {
         sd_event *e = NULL;
         Backend *b = NULL;
@@ -1101,6 +1121,7 @@ int main(void) {
                 cmocka_unit_test(test_encoder_caps_and_query_control),
                 cmocka_unit_test(test_role_mismatch_rejected),
                 cmocka_unit_test(test_production_ops_need_a_device),
+                cmocka_unit_test(test_registry_has_v4l2_backends),
         };
 
         if (getenv("TEST_DEBUG"))
