@@ -274,25 +274,27 @@ static unsigned queue_stream(T *t, const uint8_t *data, size_t len, size_t chunk
 /* Checks a decoded picture (YUV420 layout from the params it was decoded with) against the fake's pattern. */
 static void check_picture_with(TBuf *tb, const VideoParams *pp, unsigned w, unsigned h, uint8_t seed) {
         VideoParams p = *pp;
+        bool nv12 = p.format == VIDEO_FORMAT_NV12;
 
-        assert_int_equal(p.format, VIDEO_FORMAT_YUV420);
-        assert_int_equal(p.num_planes, 3);
-        assert_int_equal(tb->vb.n_planes, 3);
-        for (unsigned pl = 0; pl < 3; pl++) {
-                unsigned pw = pl ? w / 2 : w, ph = pl ? h / 2 : h;
+        assert_true(p.format == VIDEO_FORMAT_YUV420 || nv12);
+        assert_int_equal(p.num_planes, nv12 ? 2 : 3);
+        assert_int_equal(tb->vb.n_planes, p.num_planes);
+        for (unsigned pl = 0; pl < p.num_planes; pl++) {
+                unsigned pw = pl == 0 || nv12 ? w : w / 2, ph = pl ? h / 2 : h;
                 uint32_t stride = p.planes[pl].stride;
 
                 assert_true(tb->res.sizes[pl] >= stride * (ph - 1) + pw);
                 for (unsigned y = 0; y < ph; y++)
                         for (unsigned x = 0; x < pw; x++) {
-                                uint8_t v = 0;
+                                /* NV12: the second plane interleaves U and V. */
+                                uint8_t v = 0, want = nv12 && pl == 1 ? fake_v4l2_pixel(1 + x % 2, x / 2, y, seed)
+                                                                      : fake_v4l2_pixel(pl, x, y, seed);
 
                                 assert_int_equal(iov_to_buf(tb->vb.planes[pl].iov, tb->vb.planes[pl].n_iov,
                                                             (size_t) y * stride + x, &v, 1),
                                                  1);
-                                if (v != fake_v4l2_pixel(pl, x, y, seed))
-                                        fail_msg("plane %u pixel %u,%u: %u != %u", pl, x, y, v,
-                                                 fake_v4l2_pixel(pl, x, y, seed));
+                                if (v != want)
+                                        fail_msg("plane %u pixel %u,%u: %u != %u", pl, x, y, v, want);
                         }
         }
 }
@@ -552,6 +554,38 @@ static void test_decode_clear_output(void **state) {
         t_queue(t, tbuf_input(t, data + flen, flen, 9, true));
         RUN_UNTIL(t, output_frames(t, frames, 4) >= 1 && frames[output_frames(t, frames, 4) - 1]->res.timestamp == 9);
         check_picture(t, frames[output_frames(t, frames, 4) - 1], 32, 32, 21);
+        t_free(t);
+}
+
+static void test_decode_output_format_change_after_clear(void **state) {
+        static uint8_t data[2 * (16 + 32 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
+        size_t flen = 16 + 32 * 32 * 3 / 2;
+        VideoParams p;
+        TBuf *frames[4];
+
+        make_stream(data, sizeof(data), 2, 32, 32, 60);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        decode_until_format(t, data, flen, flen, true);
+        t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 1);
+        check_picture(t, frames[0], 32, 32, 60);
+        t_queue(t, tbuf_output(t, true));
+        /* Output buffers held: the format is fixed. */
+        assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_OUTPUT, &p), 0);
+        p.format = VIDEO_FORMAT_NV12;
+        assert_int_equal(t->b->ops->set_params(t->s, VIDEO_QUEUE_OUTPUT, &p), -EBUSY);
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_OUTPUT] == 1);
+        /* After the clear the guest may pick another pixel format. */
+        assert_int_equal(t->b->ops->set_params(t->s, VIDEO_QUEUE_OUTPUT, &p), 0);
+        assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_OUTPUT, &p), 0);
+        assert_int_equal(p.format, VIDEO_FORMAT_NV12);
+        t_queue(t, tbuf_output(t, false));
+        t_queue(t, tbuf_input(t, data + flen, flen, 3, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 2);
+        check_picture(t, frames[1], 32, 32, 61);
+        assert_int_equal(t->n_error, 0);
         t_free(t);
 }
 
@@ -1102,6 +1136,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_drain_before_any_output),
                 cmocka_unit_test(test_decode_seek_clears_input),
                 cmocka_unit_test(test_decode_clear_output),
+                cmocka_unit_test(test_decode_output_format_change_after_clear),
                 cmocka_unit_test(test_decode_frame_error_flag),
                 cmocka_unit_test(test_decode_bad_stream_error_frame),
                 cmocka_unit_test(test_stream_free_while_busy),

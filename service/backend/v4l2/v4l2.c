@@ -850,9 +850,16 @@ static void stream_kick_or_fail(V4l2Stream *s) {
 /* ---- dequeue work (event loop) ------------------------------------------------------------------- */
 
 static int decoder_format_known(V4l2Stream *s) {
+        Queue *q = &s->q[VIDEO_QUEUE_OUTPUT];
         VideoBuffer *buf;
         int r;
 
+        /* Buffers of the old geometry go first, so that the guest's pixel format can be set again. */
+        if (q->memory && !q->streaming && q->n_queued == 0) {
+                r = queue_free_buffers(s, q);
+                if (r < 0)
+                        return r;
+        }
         r = decoder_read_capture(s);
         if (r < 0)
                 return r;
@@ -1173,6 +1180,16 @@ static int v4l2_get_params(BackendStream *bs, VideoQueue queue, VideoParams *ret
         return 0;
 }
 
+/* A queue whose buffers sit idle (stopped, nothing held) drops them, so that its format may change, as
+ * after the guest's QUEUE_CLEAR and RESOURCE_DESTROY_ALL. */
+static int queue_release_if_idle(V4l2Stream *s, Queue *q) {
+        if (!q->memory)
+                return 0;
+        if (q->streaming || q->n_queued > 0 || q->pending.head)
+                return -EBUSY;
+        return queue_free_buffers(s, q);
+}
+
 static bool caps_have(V4l2Backend *b, VideoQueue q, uint32_t format) {
         for (unsigned i = 0; i < b->caps.n_formats[q]; i++)
                 if (b->caps.formats[q][i].format == format)
@@ -1197,8 +1214,12 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                 /* The decoder decides the geometry; the guest picks the pixel format. */
                 if (p->format == 0)
                         return 0;
-                if (q->memory && s->cap == CAP_READY)
-                        return -EBUSY;
+                if (s->cap == CAP_READY) {
+                        r = queue_release_if_idle(s, q);
+                        if (r < 0)
+                                return r;
+                        s->cap = CAP_KNOWN;
+                }
                 s->raw_fourcc = v4l2_fourcc_from_format(p->format);
                 if (s->cap == CAP_UNKNOWN) {
                         s->params[queue].format = p->format;
@@ -1210,8 +1231,9 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                 return decoder_read_capture(s);
         }
 
-        if (q->memory)
-                return -EBUSY;
+        r = queue_release_if_idle(s, q);
+        if (r < 0)
+                return r;
 
         if (is_decoder(s)) {
                 uint32_t fmt = p->format ? p->format : s->coded_format;
@@ -1319,10 +1341,12 @@ static int buffer_check(V4l2Stream *s, VideoBuffer *buf) {
         if (raw) {
                 if (buf->n_planes != p->num_planes && buf->n_planes != s->q[buf->queue].n_mem_planes)
                         return -EINVAL;
-                if (buf->n_planes == p->num_planes)
+                if (buf->n_planes == p->num_planes) {
                         for (unsigned i = 0; i < buf->n_planes; i++)
                                 if (buf->planes[i].length < p->planes[i].plane_size)
                                         return -EINVAL;
+                } else if (buf->planes[0].length < s->q[buf->queue].mem_plane_size[0])
+                        return -EINVAL; /* one plane for the whole frame */
         } else {
                 if (buf->n_planes != 1)
                         return -EINVAL;
@@ -1401,10 +1425,11 @@ static int v4l2_clear(BackendStream *bs, VideoQueue queue) {
         if (queue == VIDEO_QUEUE_OUTPUT)
                 give_back_all(s, &s->stale);
         if (queue == VIDEO_QUEUE_INPUT && s->drain != DRAIN_NONE) {
-                /* dev-decoder.rst: STREAMOFF(OUTPUT) aborts a drain; backend.h: no drain_done then. */
-                s->drain = DRAIN_NONE;
-                if (s->q[VIDEO_QUEUE_OUTPUT].streaming && is_decoder(s))
+                /* STREAMOFF(OUTPUT) aborts a drain (dev-decoder.rst, dev-encoder.rst); backend.h: no
+                 * drain_done then. A STOP already sent is undone by restarting CAPTURE. */
+                if (s->drain == DRAIN_WAIT_LAST && s->q[VIDEO_QUEUE_OUTPUT].streaming)
                         r = r < 0 ? r : drain_over(s);
+                s->drain = DRAIN_NONE;
         }
         stream_post(s, EV_CLEAR, NULL, NULL, queue);
         if (r < 0)
