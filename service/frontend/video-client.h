@@ -263,6 +263,9 @@ unsigned video_client_bad_events(VideoClient *c);
 typedef struct VcFrame {
         uint32_t format;
         uint32_t width, height; /* frame_width/height of GET_PARAMS(OUTPUT) */
+        struct {
+                uint32_t left, top, width, height;
+        } crop; /* the visible rectangle of GET_PARAMS(OUTPUT) */
         uint64_t timestamp;
         uint32_t flags;
         unsigned n_planes;
