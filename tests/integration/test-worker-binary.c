@@ -730,6 +730,65 @@ static void test_inherited_socket_fd(void **state) {
         unlink(path);
 }
 
+static bool build_has_backend(const char *name) {
+        const char *args[] = { "--print-capabilities", NULL };
+        char quoted[64];
+        Child c = spawn(args, -1, -1);
+        bool found;
+
+        child_wait(&c);
+        assert_int_equal(child_exit_status(&c), 0);
+        snprintf(quoted, sizeof(quoted), "\"%s\"", name);
+        found = strstr(c.out, quoted) != NULL;
+        child_done(&c);
+        return found;
+}
+
+/* The codec flags reach the backends: ffmpeg takes --threads, v4l2 takes the manager's --device-fd. */
+static void test_backend_flags(void **state) {
+        if (build_has_backend("ffmpeg-decoder")) {
+                Running r = {};
+                int fds[2];
+                CtlMsg m;
+
+                sock_path(r.path, sizeof(r.path), "ffmpeg.sock");
+                assert_int_equal(ctl_socketpair(fds), 0);
+                {
+                        const char *a[] = { "--backend=ffmpeg-decoder", "-s", r.path, "--threads=2",
+                                            "--control-fd=3",           NULL };
+                        r.child = spawn(a, fds[1], -1);
+                }
+                close(fds[1]);
+                r.ctl = fds[0];
+                assert_int_equal(ctl_wait_recv(r.ctl, &m), 1);
+                assert_int_equal(m.type, CTL_MSG_HELLO);
+                assert_string_equal(m.hello.backend, "ffmpeg-decoder");
+                assert_int_equal(kill(r.child.pid, SIGTERM), 0);
+                assert_int_equal(stop_worker(&r), 0);
+                assert_false(exists(r.path));
+        }
+        if (build_has_backend("v4l2-decoder")) {
+                /* The node comes as an fd (here /dev/null, which is no V4L2 device): the backend must use
+                 * it, not -d, and refuse it in one line. */
+                const char *a[] = {
+                        "--backend=v4l2-decoder", "-s", "/tmp/unused-v4l2.sock", "--device-fd=4", "-d",
+                        "/nonexistent/video7",    NULL
+                };
+                int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+                Child c;
+
+                assert_true(fd >= 0);
+                c = spawn(a, -1, fd); /* lands on fd 4 */
+                close(fd);
+                child_wait(&c);
+                assert_int_equal(child_exit_status(&c), 1);
+                assert_non_null(strstr(c.err, "vhost-user-video: cannot set up the 'v4l2-decoder' backend"));
+                assert_null(strstr(c.err, "/nonexistent/video7"));
+                child_done(&c);
+                assert_false(exists("/tmp/unused-v4l2.sock"));
+        }
+}
+
 /* --allow-uid: a peer with another uid is refused (root is always allowed, so the peer drops root). */
 static void test_allow_uid_rejects_other_peers(void **state) {
         const char *extra[] = { "--allow-uid=4242", NULL };
@@ -812,6 +871,7 @@ int main(void) {
                 cmocka_unit_test(test_control_wrong_direction_exits_1),
                 cmocka_unit_test(test_inherited_socket_fd),
                 cmocka_unit_test(test_allow_uid_rejects_other_peers),
+                cmocka_unit_test(test_backend_flags),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);
