@@ -210,6 +210,7 @@ static int on_output(Decoder *d, const VcCompletion *v) {
                 .format = d->outp.format,
                 .width = d->outp.frame_width,
                 .height = d->outp.frame_height,
+                .crop = { d->outp.crop.left, d->outp.crop.top, d->outp.crop.width, d->outp.crop.height },
                 .timestamp = v->timestamp,
                 .flags = v->flags,
                 .n_planes = d->outp.num_planes,

@@ -122,6 +122,10 @@ static int check_frame(void *userdata, const VcFrame *f) {
                 return -E2BIG;
         if (!null_frame_matches(f, x->w[x->next], x->h[x->next], x->next + 1))
                 return -EBADMSG;
+        /* The visible rectangle is the picture (§4.9, typical decoder values). */
+        if (f->crop.left != 0 || f->crop.top != 0 || f->crop.width != x->w[x->next] ||
+            f->crop.height != x->h[x->next])
+                return -EBADMSG;
         if (x->timestamps)
                 x->timestamps[x->next] = f->timestamp;
         x->next++;
@@ -502,18 +506,46 @@ static void test_stream_destroy_with_buffers_queued(void **state) {
         null_stream_done(&s);
 }
 
-/* §4.7: RESOURCE_DESTROY_ALL with buffers queued; the ids may be created again afterwards. */
-static void test_destroy_all_then_recreate_ids(void **state) {
+/* §4.7 / §7.7c: RESOURCE_DESTROY_ALL with buffers queued completes them with ERR before its reply; the ids
+ * may be created again afterwards. */
+static void test_destroy_all_with_buffers_queued(void **state) {
         Env *env = *state;
         const uint32_t w[] = { 16 }, h[] = { 16 };
         NullStream s = {};
         uint32_t size = 4096;
+        unsigned errs = 0;
+        VcCompletion v;
+        VcParams p;
+        int r;
 
         build_stream(&s, 1, w, h);
         open_stream(env, 13, 2, size, 600);
-        queue_input(env, 13, 600, s.data, 4, 1000);
+        queue_input(env, 13, 600, s.data, NULL_FRAME_HEADER_SIZE, 1000);
+        assert_int_equal(wait_event(env).event_type, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED);
+        p = setup_outputs(env, 13, 3, 610);
+        assert_int_equal(video_client_queued(env->c, 13, QT_OUT), 3);
+        /* The client fails with -EPROTO when the reply overtakes one of the three. */
+        assert_int_equal(video_client_resource_destroy_all(env->c, 13, QT_OUT), 0);
+        assert_int_equal(video_client_queued(env->c, 13, QT_OUT), 0);
+        while ((r = video_client_next_completion(env->c, &v, false)) > 0)
+                if (v.queue_type == QT_OUT) {
+                        assert_true(v.flags & VIRTIO_VIDEO_BUFFER_FLAG_ERR);
+                        errs++;
+                }
+        assert_int_equal(r, 0);
+        assert_int_equal(errs, 3);
+        /* Forgotten: queueing one is refused, creating it again works. */
+        assert_int_equal(video_client_resource_queue(env->c, 13, QT_OUT, 610, 0, 1, &size), 0);
+        assert_int_equal(wait_completion(env).resp_type, VIRTIO_VIDEO_RESP_ERR_INVALID_RESOURCE_ID);
+        {
+                uint32_t sizes[VC_MAX_PLANES];
+                for (unsigned k = 0; k < p.num_planes; k++)
+                        sizes[k] = p.planes[k].plane_size;
+                assert_int_equal(video_client_resource_create(env->c, 13, QT_OUT, 610, p.num_planes, sizes,
+                                                              1),
+                                 0);
+        }
         assert_int_equal(video_client_resource_destroy_all(env->c, 13, QT_IN), 0);
-        assert_int_equal(video_client_queued(env->c, 13, QT_IN), 0);
         assert_int_equal(video_client_resource_create(env->c, 13, QT_IN, 600, 1, &size, 1), 0);
         assert_int_equal(video_client_stream_destroy(env->c, 13), 0);
         null_stream_done(&s);
@@ -660,7 +692,20 @@ static void test_err_invalid_operation(void **state) {
         assert_int_equal(video_client_stream_destroy(env->c, 41), 0);
         /* The drain cancelled by the destroy is answered too (§4.4). */
         assert_int_equal(video_client_wait_reply(env->c, d1, resp, sizeof(resp), &len), 0);
-        assert_int_not_equal(video_client_resp_type(resp, len), 0);
+        assert_int_equal(video_client_resp_type(resp, len), VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+
+        /* So is a drain cancelled by QUEUE_CLEAR(INPUT), a seek (§4.4, CROSVM). */
+        open_stream(env, 42, 1, size, 950);
+        assert_int_equal(video_client_stream_drain(env->c, 42, &d1), 0);
+        assert_int_equal(video_client_queue_clear(env->c, 42, QT_IN), 0);
+        assert_int_equal(video_client_wait_reply(env->c, d1, resp, sizeof(resp), &len), 0);
+        assert_int_equal(video_client_resp_type(resp, len), VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+        /* And the stream takes input again afterwards (not refused as during the drain). */
+        assert_int_equal(video_client_resource_queue(env->c, 42, QT_IN, 950, 1, 1, &size), 0);
+        v = wait_completion(env);
+        assert_int_equal(v.resource_id, 950);
+        assert_int_equal(v.resp_type, VIRTIO_VIDEO_RESP_OK_RESOURCE_QUEUE);
+        assert_int_equal(video_client_stream_destroy(env->c, 42), 0);
 }
 
 static void test_err_out_of_memory(void **state) {
@@ -744,12 +789,48 @@ static void test_err_invalid_parameter(void **state) {
         /* A buffer that runs past the end of guest memory. */
         assert_int_equal(raw_type(env, &rc, sizeof(rc), &outside, sizeof(outside)),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+        /* RESOURCE_QUEUE refusals are synchronous (§4.6): more than 8 data sizes, a size beyond the
+         * buffer, and a buffer that is already queued. */
+        {
+                uint32_t size = 4096, big = 8192;
+
+                assert_int_equal(video_client_resource_create(env->c, 61, QT_IN, 1201, 1, &size, 1), 0);
+                assert_int_equal(video_client_resource_queue(env->c, 61, QT_IN, 1201, 0, 9, NULL), 0);
+                assert_int_equal(wait_completion(env).resp_type, VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+                assert_int_equal(video_client_resource_queue(env->c, 61, QT_IN, 1201, 0, 1, &big), 0);
+                assert_int_equal(wait_completion(env).resp_type, VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+        }
         /* Two planes layouts at once. */
         rc.planes_layout = cpu_to_le32(3);
         outside.addr = cpu_to_le64(vu_frontend_mem_gpa(env->fe) + 0x100000);
         assert_int_equal(raw_type(env, &rc, sizeof(rc), &outside, sizeof(outside)),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
         assert_int_equal(video_client_stream_destroy(env->c, 61), 0);
+}
+
+/* An output buffer that is still queued cannot be queued again (§4.6). */
+static void test_err_queue_twice(void **state) {
+        Env *env = *state;
+        const uint32_t w[] = { 16 }, h[] = { 16 };
+        uint32_t zero[VC_MAX_PLANES] = {};
+        NullStream s = {};
+        VcCompletion v;
+        VcParams p;
+
+        build_stream(&s, 1, w, h);
+        open_stream(env, 62, 1, 4096, 1300);
+        queue_input(env, 62, 1300, s.data, NULL_FRAME_HEADER_SIZE, 1000);
+        assert_int_equal(wait_event(env).event_type, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED);
+        p = setup_outputs(env, 62, 1, 1310);
+        assert_int_equal(video_client_resource_queue(env->c, 62, QT_OUT, 1310, 0, p.num_planes, zero), 0);
+        do
+                v = wait_completion(env);
+        while (v.queue_type != QT_OUT);
+        assert_int_equal(v.resp_type, VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+        /* The first one is still queued, and comes back with ERR on the destroy. */
+        assert_int_equal(video_client_queued(env->c, 62, QT_OUT), 1);
+        assert_int_equal(video_client_stream_destroy(env->c, 62), 0);
+        null_stream_done(&s);
 }
 
 static void test_err_unsupported_control(void **state) {
@@ -913,7 +994,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_drain_without_input_gives_eos, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_queue_clear_mid_stream, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stream_destroy_with_buffers_queued, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_destroy_all_then_recreate_ids, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_destroy_all_with_buffers_queued, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_two_streams_at_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_params_both_dialects, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_invalid_operation, setup, teardown),
@@ -921,6 +1002,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_err_invalid_stream_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_invalid_resource_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_invalid_parameter, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_err_queue_twice, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_unsupported_control, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decode_after_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decoder_refuses_set_control, setup, teardown),
