@@ -11,6 +11,10 @@
 #include "common/macro.h"
 
 AVFrame *media_pattern(unsigned width, unsigned height, unsigned t) {
+        return media_pattern_noisy(width, height, t, 0);
+}
+
+AVFrame *media_pattern_noisy(unsigned width, unsigned height, unsigned t, unsigned noise) {
         AVFrame *f = av_frame_alloc();
         unsigned bx = (t * 3) % (width - 16), by = (t * 2) % (height - 16);
 
@@ -27,7 +31,16 @@ AVFrame *media_pattern(unsigned width, unsigned height, unsigned t) {
                 for (unsigned x = 0; x < width; x++) {
                         bool box = x >= bx && x < bx + 16 && y >= by && y < by + 16;
 
-                        f->data[0][y * f->linesize[0] + x] = box ? 235 : 16 + (x * 2 + y + t * 4) % 200;
+                        unsigned n = 0;
+
+                        if (noise > 0) {
+                                uint32_t hash = (x * 73856093u) ^ (y * 19349663u) ^ (t * 83492791u);
+
+                                hash ^= hash >> 13;
+                                hash *= 0x5bd1e995u;
+                                n = (hash >> 15) % noise;
+                        }
+                        f->data[0][y * f->linesize[0] + x] = box ? 235 : 16 + (x * 2 + y + t * 4) % 200 + n;
                 }
         for (unsigned y = 0; y < (height + 1) / 2; y++)
                 for (unsigned x = 0; x < (width + 1) / 2; x++) {

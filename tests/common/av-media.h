@@ -33,6 +33,9 @@ typedef struct MediaFrames {
 
 /* A yuv420p picture of the pattern at time t (caller frees with av_frame_free). */
 AVFrame *media_pattern(unsigned width, unsigned height, unsigned t);
+/* The same with pseudo-random luma noise of the given amplitude (< 40), which no encoder can squeeze:
+ * the coded size then follows the rate control. */
+AVFrame *media_pattern_noisy(unsigned width, unsigned height, unsigned t, unsigned noise);
 /* Appends the packets of n frames (pattern times first_t...) coded by `encoder` ("libx264", "libx265",
  * "libvpx", "libvpx-vp9", "mpeg2video", "mpeg4") to s, in decode order. */
 int media_encode(

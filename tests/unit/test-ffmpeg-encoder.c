@@ -36,6 +36,9 @@ typedef struct EncodeCase {
         uint32_t mode;         /* VIDEO_BITRATE_MODE_* */
         int force_keyframe_at; /* frame index, or -1 */
         int prepend;           /* PREPEND_SPSPPS_TO_IDR, or -1 to leave it */
+        unsigned noise;        /* luma noise in the source pictures (media_pattern_noisy()) */
+        int bitrate_change_at; /* frame index where BITRATE becomes bitrate_after, or 0 */
+        uint32_t bitrate_after;
 } EncodeCase;
 
 typedef struct Encoded {
@@ -92,11 +95,15 @@ static void encode_frames(
 
                         if (in[i]->queued)
                                 continue;
+                        if (c->bitrate_change_at > 0 && c->bitrate_change_at == (int) next)
+                                assert_int_equal(ops->set_control(h->stream, VIDEO_CONTROL_BITRATE,
+                                                                  c->bitrate_after),
+                                                 0);
                         if (c->force_keyframe_at == (int) next)
                                 assert_int_equal(ops->set_control(h->stream, VIDEO_CONTROL_FORCE_KEYFRAME,
                                                                   0),
                                                  0);
-                        pic = media_pattern(p.frame_width, p.frame_height, next);
+                        pic = media_pattern_noisy(p.frame_width, p.frame_height, next, c->noise);
                         media_write_raw(pic, &p, in[i]);
                         av_frame_free(&pic);
                         assert_int_equal(harness_queue(h, in[i], frame_ts(next), 0), 0);
@@ -199,22 +206,27 @@ static void run_encode(const EncodeCase *c, Encoded *e) {
         encoder_stop(h, outs);
 }
 
-static void check_decodes(const EncodeCase *c, const Encoded *e, size_t first) {
+/* Decodes e from packet `first` on: one frame per packet, each close to its source. */
+static void check_decodes_psnr(const EncodeCase *c, const Encoded *e, size_t first, double min_psnr) {
         MediaFrames frames = {};
 
         assert_int_equal(media_decode(c->codec_id, &e->stream, first, NULL, &frames), 0);
         assert_int_equal(frames.n, c->frames - first);
         for (size_t i = 0; i < frames.n; i++) {
-                AVFrame *src = media_pattern(c->width, c->height, (unsigned) (first + i));
+                AVFrame *src = media_pattern_noisy(c->width, c->height, (unsigned) (first + i), c->noise);
                 double psnr = media_psnr(src, frames.f[i]);
 
                 assert_int_equal(frames.f[i]->width, c->width);
                 assert_int_equal(frames.f[i]->height, c->height);
-                if (psnr < MIN_PSNR)
+                if (psnr < min_psnr)
                         fail_msg("frame %zu: PSNR %.2f dB", first + i, psnr);
                 av_frame_free(&src);
         }
         media_frames_free(&frames);
+}
+
+static void check_decodes(const EncodeCase *c, const Encoded *e, size_t first) {
+        check_decodes_psnr(c, e, first, MIN_PSNR);
 }
 
 static void test_h264_nv12(void **state) {
@@ -286,6 +298,7 @@ static void check_bitrate_lowers_size(uint32_t coded_format, enum AVCodecID id) 
                 .mode = VIDEO_BITRATE_MODE_VBR,
                 .force_keyframe_at = -1,
                 .prepend = -1,
+                .noise = 32,
         };
         Encoded high = {}, low = {};
 
@@ -295,9 +308,11 @@ static void check_bitrate_lowers_size(uint32_t coded_format, enum AVCodecID id) 
         run_encode(&c, &low);
         printf("# format 0x%x: %zu bytes at 2 Mbit/s, %zu at 60 kbit/s\n", coded_format, high.bytes,
                low.bytes);
-        assert_true(low.bytes * 2 < high.bytes);
+        assert_true(low.bytes * 4 < high.bytes);
         /* 60 kbit/s over one second of video, with generous room for the first keyframe. */
         assert_true(low.bytes < 60000 / 8 * 3);
+        check_decodes_psnr(&c, &low, 0, 0); /* every frame decodes, quality aside */
+        check_decodes_psnr(&c, &high, 0, 25);
         media_stream_free(&high.stream);
         media_stream_free(&low.stream);
 }
@@ -308,6 +323,48 @@ static void test_h264_bitrate(void **state) {
 
 static void test_vp8_bitrate(void **state) {
         check_bitrate_lowers_size(VIDEO_FORMAT_VP8, AV_CODEC_ID_VP8);
+}
+
+/* BITRATE set while the stream runs takes effect on the frames after it. */
+static void check_bitrate_change_midstream(uint32_t coded_format, enum AVCodecID id) {
+        EncodeCase c = {
+                .coded_format = coded_format,
+                .codec_id = id,
+                .in_format = VIDEO_FORMAT_NV12,
+                .width = 160,
+                .height = 96,
+                .frames = 30,
+                .bitrate = 2000000,
+                .mode = VIDEO_BITRATE_MODE_CBR,
+                .force_keyframe_at = -1,
+                .prepend = -1,
+                .noise = 32,
+        };
+        Encoded steady = {}, lowered = {};
+        size_t tail_steady = 0, tail_lowered = 0;
+
+        run_encode(&c, &steady);
+        c.bitrate_change_at = 12;
+        c.bitrate_after = 60000;
+        run_encode(&c, &lowered);
+        for (unsigned i = 20; i < 30; i++) {
+                tail_steady += steady.stream.pkts[i].size;
+                tail_lowered += lowered.stream.pkts[i].size;
+        }
+        printf("# format 0x%x: last 10 frames %zu bytes at 2 Mbit/s, %zu after lowering to 60 kbit/s\n",
+               coded_format, tail_steady, tail_lowered);
+        assert_true(tail_lowered * 4 < tail_steady);
+        check_decodes_psnr(&c, &lowered, 0, 0);
+        media_stream_free(&steady.stream);
+        media_stream_free(&lowered.stream);
+}
+
+static void test_h264_bitrate_change(void **state) {
+        check_bitrate_change_midstream(VIDEO_FORMAT_H264, AV_CODEC_ID_H264);
+}
+
+static void test_vp8_bitrate_change(void **state) {
+        check_bitrate_change_midstream(VIDEO_FORMAT_VP8, AV_CODEC_ID_VP8);
 }
 
 /* Whether an Annex B access unit holds a NAL unit of this type. */
@@ -567,6 +624,8 @@ int main(void) {
                 cmocka_unit_test(test_vp9_yvu420),
                 cmocka_unit_test(test_h264_bitrate),
                 cmocka_unit_test(test_vp8_bitrate),
+                cmocka_unit_test(test_h264_bitrate_change),
+                cmocka_unit_test(test_vp8_bitrate_change),
                 cmocka_unit_test(test_h264_force_keyframe),
                 cmocka_unit_test(test_vp8_force_keyframe),
                 cmocka_unit_test(test_h264_prepend_off),
