@@ -39,6 +39,7 @@ typedef struct DecodeCase {
         unsigned seed;
         unsigned seek_after; /* clear(INPUT) once this many chunks were consumed, then start over */
         unsigned n_outputs;
+        bool prequeue_outputs; /* output buffers of the default params queued before any input */
 } DecodeCase;
 
 typedef struct Run {
@@ -182,13 +183,26 @@ static void run_reallocate(Run *run) {
                                                 run->in_free[i] = true;
                                 continue;
                         }
+                        if (run->formats_handled == 0)
+                                fail_msg("an output queued before the headers completed before the clear");
                         /* Frames of the old size, before the change. The buffer goes back in as a driver
                          * may do before it stops the capture queue: no frame of the new size may land in
                          * it, so the clear below must give it back cancelled. */
                         run_check_output(run, b);
                 }
+                /* One more buffer of the old geometry, queued after the event as a driver may: taken
+                 * even when it is too small for the new geometry, never filled, cancelled by the clear. */
+                size_t old_sizes[VIDEO_MAX_PLANES];
+                unsigned n_old = media_layout_sizes(&run->out_params, !run->c->per_plane, old_sizes);
+                HarnessBuffer *late = harness_buffer_new(VIDEO_QUEUE_OUTPUT, n_old, old_sizes, 2, 99);
+
+                assert_int_equal(harness_queue(h, late, 0, 0), 0);
+                harness_settle(h);
+                assert_true(late->queued);
                 assert_int_equal(ops->clear(h->stream, VIDEO_QUEUE_OUTPUT), 0);
                 assert_true(harness_run_until(h, pred_clear_output, &clears));
+                assert_false(late->queued);
+                assert_int_equal(late->result.flags, VIDEO_BUFFER_F_ERR);
                 for (HarnessBuffer *b; (b = harness_take_done(h));) {
                         if (b->vb.queue == VIDEO_QUEUE_INPUT) {
                                 for (unsigned i = 0; i < N_INPUTS; i++)
@@ -198,6 +212,7 @@ static void run_reallocate(Run *run) {
                         }
                         assert_int_equal(b->result.flags, VIDEO_BUFFER_F_ERR);
                 }
+                harness_buffer_free(late); /* taken from the completions above */
                 for (unsigned i = 0; i < run->c->n_outputs; i++) {
                         assert_false(run->out[i]->queued);
                         harness_buffer_free(run->out[i]);
@@ -294,6 +309,21 @@ static void run_decode(const DecodeCase *c) {
         for (unsigned i = 0; i < N_INPUTS; i++) {
                 run.in[i] = harness_buffer_new(VIDEO_QUEUE_INPUT, 1, &in_size, 1 + i, 5 + i);
                 run.in_free[i] = true;
+        }
+        if (c->prequeue_outputs) {
+                /* Before the stream's headers: these have the default geometry, not the stream's, so
+                 * they must come back cancelled by the clear that follows the first format_changed. */
+                size_t sizes[VIDEO_MAX_PLANES];
+                unsigned n;
+
+                assert_int_equal(backend_ffmpeg_decoder_ops.get_params(run.h->stream, VIDEO_QUEUE_OUTPUT,
+                                                                       &run.out_params),
+                                 0);
+                n = media_layout_sizes(&run.out_params, true, sizes);
+                for (unsigned i = 0; i < c->n_outputs; i++) {
+                        run.out[i] = harness_buffer_new(VIDEO_QUEUE_OUTPUT, n, sizes, 2, 50 + i);
+                        assert_int_equal(harness_queue(run.h, run.out[i], 0, 0), 0);
+                }
         }
 
         while (!(run.eos && run.h->drains_done == 1)) {
@@ -395,6 +425,38 @@ static void test_h264_resolution_change(void **state) {
                 .max_chunk = 1500,
                 .seed = 3,
                 .n_outputs = 4,
+        };
+        run_decode(&c);
+}
+
+/* Growing: buffers of the small size, re-queued after the change, do not fit the new params; they
+ * are taken anyway and held until the clear. */
+static void test_h264_resolution_grows(void **state) {
+        const DecodeCase c = {
+                .coded_format = VIDEO_FORMAT_H264,
+                .codec_id = AV_CODEC_ID_H264,
+                .encoder = "libx264",
+                .parts = { { 96, 64, 10 }, { 160, 96, 10 } },
+                .out_format = VIDEO_FORMAT_YUV420,
+                .max_chunk = 1000,
+                .seed = 9,
+                .n_outputs = 3,
+        };
+        run_decode(&c);
+}
+
+/* Output buffers queued before the first format_changed are held until the clear, never filled. */
+static void test_h264_outputs_before_headers(void **state) {
+        const DecodeCase c = {
+                .coded_format = VIDEO_FORMAT_H264,
+                .codec_id = AV_CODEC_ID_H264,
+                .encoder = "libx264",
+                .parts = { { 160, 96, 10 } },
+                .out_format = VIDEO_FORMAT_NV12,
+                .max_chunk = 600,
+                .seed = 10,
+                .n_outputs = 3,
+                .prequeue_outputs = true,
         };
         run_decode(&c);
 }
@@ -777,6 +839,8 @@ int main(void) {
                 cmocka_unit_test(test_h264_tiny_chunks_yuv420_per_plane),
                 cmocka_unit_test(test_h264_three_byte_chunks),
                 cmocka_unit_test(test_h264_resolution_change),
+                cmocka_unit_test(test_h264_resolution_grows),
+                cmocka_unit_test(test_h264_outputs_before_headers),
                 cmocka_unit_test(test_h264_seek),
                 cmocka_unit_test(test_vp8_yuv420),
                 cmocka_unit_test(test_vp9_resolution_change_yvu420),

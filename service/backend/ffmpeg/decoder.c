@@ -81,6 +81,8 @@ typedef struct Decoder {
         uint32_t coded_format;
         enum AVCodecID codec_id;
         bool use_parser;
+        /* Loop thread: the same rule as out_seen/out_blocked below, as far as the guest has seen it. */
+        bool loop_out_seen, loop_out_blocked;
 
         /* Codec thread only, from here on. */
         AVCodecContext *ctx;
@@ -344,6 +346,16 @@ static bool decoder_output_frame(Decoder *d) {
         if (!d->outputs.head)
                 return false;
         w = ff_list_pop(&d->outputs);
+        if (w->params.frame_width != (uint32_t) d->frame->width ||
+            w->params.frame_height != (uint32_t) d->frame->height) {
+                /* Queued before the guest learned of this geometry (it was in flight when the change was
+                 * announced): like every buffer of the old geometry it waits for clear(OUTPUT). */
+                ff_list_push(&d->stale, w);
+                d->out_blocked = true;
+                for (FfWork *o; (o = ff_list_pop(&d->outputs));)
+                        ff_list_push(&d->stale, o);
+                return true;
+        }
         ts = (uint64_t) (d->frame->pts != AV_NOPTS_VALUE ? d->frame->pts : d->frame->best_effort_timestamp);
         if (d->frame->pts == AV_NOPTS_VALUE && d->frame->best_effort_timestamp == AV_NOPTS_VALUE)
                 ts = 0;
@@ -495,7 +507,7 @@ static void decoder_apply(FfStream *s, FfWork *w) {
                         ff_list_push(&d->inputs, w);
                 else {
                         d->out_seen = true;
-                        ff_list_push(d->out_blocked ? &d->stale : &d->outputs, w);
+                        ff_list_push(d->out_blocked || w->stale ? &d->stale : &d->outputs, w);
                 }
                 break;
         case FF_CMD_DRAIN:
@@ -541,6 +553,8 @@ static void decoder_output_params(Decoder *d, uint32_t format, uint32_t width, u
 static void decoder_format_changed(FfStream *s, const FfWork *w) {
         Decoder *d = (Decoder *) s;
 
+        if (d->loop_out_seen)
+                d->loop_out_blocked = true;
         decoder_output_params(d, s->params[VIDEO_QUEUE_OUTPUT].format, w->params.frame_width,
                               w->params.frame_height);
         s->params[VIDEO_QUEUE_INPUT].frame_width = w->params.frame_width;
@@ -712,6 +726,7 @@ static int decoder_set_control(BackendStream *bs, VideoControl control, uint32_t
 
 static int decoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         Decoder *d = decoder_from(bs);
+        bool stale = false;
         FfWork *w;
 
         switch (buf->queue) {
@@ -720,8 +735,13 @@ static int decoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
                         return -EINVAL;
                 break;
         case VIDEO_QUEUE_OUTPUT:
-                if (ff_layout_check_buffer(&d->s.params[VIDEO_QUEUE_OUTPUT], buf) < 0)
-                        return -EINVAL;
+                /* After a change, a driver may still re-queue buffers of the old geometry before it stops
+                 * the capture queue; they are taken and held until the clear gives them back. */
+                if (ff_layout_check_buffer(&d->s.params[VIDEO_QUEUE_OUTPUT], buf) < 0) {
+                        if (!d->loop_out_blocked)
+                                return -EINVAL;
+                        stale = true;
+                }
                 break;
         default:
                 return -EINVAL;
@@ -732,7 +752,9 @@ static int decoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         w->queue = buf->queue;
         w->buf = buf;
         w->params = d->s.params[buf->queue];
-        w->gen = d->s.gen;
+        w->stale = stale;
+        if (buf->queue == VIDEO_QUEUE_OUTPUT)
+                d->loop_out_seen = true;
         ff_stream_submit(&d->s, w);
         return 0;
 }
@@ -766,6 +788,8 @@ static int decoder_clear(BackendStream *bs, VideoQueue queue) {
                 d->s.draining = false;
                 d->s.drain_cancelled = d->s.drain_seq;
         }
+        if (queue == VIDEO_QUEUE_OUTPUT)
+                d->loop_out_seen = d->loop_out_blocked = false;
         ff_stream_submit(&d->s, w);
         return 0;
 }

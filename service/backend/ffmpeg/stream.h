@@ -40,6 +40,7 @@ struct FfWork {
         VideoParams params;   /* QUEUE: the queue's params when it was queued; FORMAT: the new ones */
         uint64_t gen;         /* QUEUE(decoder output): format generation; DRAIN: drain sequence */
         bool force_keyframe;  /* QUEUE(encoder input) */
+        bool stale;           /* QUEUE(decoder output): sized for an earlier geometry, held until clear */
         VideoControl control; /* CONTROL */
         uint32_t value;
         int error;                /* ERROR */
