@@ -92,10 +92,14 @@ struct FakeV4l2 {
         FakeV4l2Config cfg;
         FakeV4l2Stats stats;
         FakeInstance *instances[FAKE_MAX_INSTANCES];
-        FakeInstance *last_opened;
         FailRule fail;
         bool vanished;
         bool corrupt_next;
+        struct {
+                uint32_t id;
+                int32_t value;
+        } applied[16]; /* the last value any instance got for each control */
+        unsigned n_applied;
 };
 
 static bool is_enc(FakeInstance *in) {
@@ -195,8 +199,6 @@ static void instance_free(FakeInstance *in) {
         for (unsigned i = 0; i < FAKE_MAX_INSTANCES; i++)
                 if (in->node->instances[i] == in)
                         in->node->instances[i] = NULL;
-        if (in->node->last_opened == in)
-                in->node->last_opened = NULL;
         in->node->stats.open_instances--;
         safe_close(in->efd);
         free(in->bits);
@@ -257,7 +259,6 @@ static int fake_open(void *node, void **ret_dev) {
         in->ctrl_profile = V4L2_MPEG_VIDEO_H264_PROFILE_BASELINE;
         in->ctrl_level = V4L2_MPEG_VIDEO_H264_LEVEL_3_0;
         f->instances[slot] = in;
-        f->last_opened = in;
         f->stats.open_instances++;
         *ret_dev = in;
         return 0;
@@ -1118,6 +1119,18 @@ static int do_g_ctrl(FakeInstance *in, struct v4l2_control *c) {
         return 0;
 }
 
+static void remember_control(FakeV4l2 *f, uint32_t id, int32_t value) {
+        for (unsigned i = 0; i < f->n_applied; i++)
+                if (f->applied[i].id == id) {
+                        f->applied[i].value = value;
+                        return;
+                }
+        if (f->n_applied < ELEMENTSOF(f->applied)) {
+                f->applied[f->n_applied].id = id;
+                f->applied[f->n_applied++].value = value;
+        }
+}
+
 static int do_s_ctrl(FakeInstance *in, struct v4l2_control *c) {
         const CtrlDesc *d = find_ctrl(in, c->id);
         int32_t *v;
@@ -1137,6 +1150,7 @@ static int do_s_ctrl(FakeInstance *in, struct v4l2_control *c) {
         v = ctrl_value(in, c->id);
         if (v)
                 *v = c->value;
+        remember_control(in->node, c->id, c->value);
         return 0;
 }
 
@@ -1351,13 +1365,10 @@ const FakeV4l2Stats *fake_v4l2_stats(FakeV4l2 *f) {
 }
 
 int fake_v4l2_get_control(FakeV4l2 *f, uint32_t id, int32_t *ret) {
-        int32_t *v;
-
-        if (!f->last_opened)
-                return -ENODEV;
-        v = ctrl_value(f->last_opened, id);
-        if (!v)
-                return -EINVAL;
-        *ret = *v;
-        return 0;
+        for (unsigned i = 0; i < f->n_applied; i++)
+                if (f->applied[i].id == id) {
+                        *ret = f->applied[i].value;
+                        return 0;
+                }
+        return -ENOENT;
 }

@@ -56,7 +56,8 @@ void fake_v4l2_vanish(FakeV4l2 *f);
 /* Decoder: puts V4L2_BUF_FLAG_ERROR on the next decoded picture. */
 void fake_v4l2_corrupt_next_frame(FakeV4l2 *f);
 const FakeV4l2Stats *fake_v4l2_stats(FakeV4l2 *f);
-/* The value the last-opened instance has for a control (for checking what a backend applied). */
+/* The last value any instance was given for a control with S_CTRL (-ENOENT: never set), for checking
+ * what a backend applied even after its stream is gone. */
 int fake_v4l2_get_control(FakeV4l2 *f, uint32_t id, int32_t *ret);
 
 /* Null frames, for tests: writes one coded frame of a w x h I420 picture (payload from `seed`) into

@@ -102,6 +102,7 @@ typedef struct V4l2Stream {
         CaptureState cap;
         DrainState drain;
         BufList stale; /* decoder output buffers queued before a format change, held until clear */
+        bool await_clear; /* decoder: a format change caught output buffers; the guest clears next */
         bool broken;
         bool events_subscribed;
         sd_event_source *io, *defer;
@@ -866,6 +867,8 @@ static int decoder_format_known(V4l2Stream *s) {
         /* backend.h: output buffers queued before the change are held until the guest clears them. */
         while ((buf = buflist_pop(&s->q[VIDEO_QUEUE_OUTPUT].pending)))
                 buflist_push(&s->stale, buf);
+        /* Until the guest's QUEUE_CLEAR(OUTPUT), what it queues is still of the old geometry. */
+        s->await_clear = s->stale.head;
         s->cap = CAP_KNOWN;
         stream_post(s, EV_FORMAT, NULL, NULL, 0);
         return 0;
@@ -1294,10 +1297,8 @@ static int v4l2_get_control(BackendStream *bs, VideoControl control, uint32_t *r
 
         if (cid == 0 || !(s->b->caps.controls & (1u << control)))
                 return -EOPNOTSUPP;
-        if (control == VIDEO_CONTROL_FORCE_KEYFRAME) {
-                *ret = 0; /* a button: nothing to read */
-                return 0;
-        }
+        if (control == VIDEO_CONTROL_FORCE_KEYFRAME)
+                return -EOPNOTSUPP; /* a button: nothing to read (§4.12) */
         r = xioctl(s, VIDIOC_G_CTRL, &c);
         if (r == -EINVAL)
                 return -EOPNOTSUPP;
@@ -1336,7 +1337,7 @@ static int buffer_check(V4l2Stream *s, VideoBuffer *buf) {
                     iov_size(buf->planes[i].iov, buf->planes[i].n_iov) < buf->planes[i].length)
                         return -EINVAL;
         /* Decoder output before the format is known: held, checked once it is (stale by then anyway). */
-        if (is_decoder(s) && buf->queue == VIDEO_QUEUE_OUTPUT && s->cap == CAP_UNKNOWN)
+        if (is_decoder(s) && buf->queue == VIDEO_QUEUE_OUTPUT && (s->cap == CAP_UNKNOWN || s->await_clear))
                 return 0;
         if (raw) {
                 if (buf->n_planes != p->num_planes && buf->n_planes != s->q[buf->queue].n_mem_planes)
@@ -1371,6 +1372,10 @@ static int v4l2_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         if (r < 0)
                 return r;
 
+        if (is_decoder(s) && buf->queue == VIDEO_QUEUE_OUTPUT && s->await_clear) {
+                buflist_push(&s->stale, buf);
+                return 0;
+        }
         if (buf->queue == VIDEO_QUEUE_INPUT) {
                 if (s->drain == DRAIN_WAIT_INPUT || s->drain == DRAIN_WAIT_LAST)
                         return -EBUSY; /* 7.2: no input while draining */
@@ -1422,8 +1427,10 @@ static int v4l2_clear(BackendStream *bs, VideoQueue queue) {
                 r = queue_streamoff(s, q, &l);
         give_back_all(s, &l);
         give_back_all(s, &q->pending);
-        if (queue == VIDEO_QUEUE_OUTPUT)
+        if (queue == VIDEO_QUEUE_OUTPUT) {
                 give_back_all(s, &s->stale);
+                s->await_clear = false;
+        }
         if (queue == VIDEO_QUEUE_INPUT && s->drain != DRAIN_NONE) {
                 /* STREAMOFF(OUTPUT) aborts a drain (dev-decoder.rst, dev-encoder.rst); backend.h: no
                  * drain_done then. A STOP already sent is undone by restarting CAPTURE. */
