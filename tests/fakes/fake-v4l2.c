@@ -72,8 +72,8 @@ typedef struct FakeInstance {
         size_t bits_len, bits_cap;
         Chunk chunks[FAKE_MAX_BUFS * 2];
         unsigned n_chunks;
-        bool headers_parsed;   /* the capture format is known */
-        bool need_reconfig;    /* resolution changed: stalled until CAPTURE is restarted */
+        bool headers_parsed; /* the capture format is known */
+        bool need_reconfig;  /* resolution changed: stalled until CAPTURE is restarted */
         bool draining, stopped;
         bool bad_stream;
         uint32_t seq;
@@ -218,13 +218,19 @@ static void set_default_formats(FakeInstance *in) {
         FakeQueue *out = &in->q[0], *cap = &in->q[1];
 
         if (is_enc(in)) {
-                *out = (FakeQueue){ .fourcc = V4L2_PIX_FMT_YUV420, .width = 64, .height = 48, .fmt_valid = true };
+                *out = (FakeQueue){
+                        .fourcc = V4L2_PIX_FMT_YUV420, .width = 64, .height = 48, .fmt_valid = true
+                };
                 out->bpl = 64;
                 out->sizeimage = 64 * 48 * 3 / 2;
-                *cap = (FakeQueue){ .fourcc = V4L2_PIX_FMT_FWHT, .width = 64, .height = 48, .fmt_valid = true };
+                *cap = (FakeQueue){
+                        .fourcc = V4L2_PIX_FMT_FWHT, .width = 64, .height = 48, .fmt_valid = true
+                };
                 cap->sizeimage = CODED_SIZEIMAGE;
         } else {
-                *out = (FakeQueue){ .fourcc = V4L2_PIX_FMT_FWHT, .fmt_valid = true, .sizeimage = CODED_SIZEIMAGE };
+                *out = (FakeQueue){ .fourcc = V4L2_PIX_FMT_FWHT,
+                                    .fmt_valid = true,
+                                    .sizeimage = CODED_SIZEIMAGE };
                 *cap = (FakeQueue){ .fourcc = V4L2_PIX_FMT_YUV420 };
         }
 }
@@ -280,7 +286,8 @@ static bool queue_has_done(FakeQueue *q) {
 }
 
 static void update_poll(FakeInstance *in) {
-        bool ready = in->node->vanished || in->n_events > 0 || queue_has_done(&in->q[0]) || queue_has_done(&in->q[1]);
+        bool ready = in->node->vanished || in->n_events > 0 || queue_has_done(&in->q[0]) ||
+                     queue_has_done(&in->q[1]);
         uint64_t v = 1;
 
         if (ready && !in->signaled) {
@@ -302,7 +309,8 @@ void fake_v4l2_vanish(FakeV4l2 *f) {
 static void push_event(FakeInstance *in, uint32_t type, uint32_t changes) {
         struct v4l2_event *e;
 
-        if ((type == V4L2_EVENT_SOURCE_CHANGE && !in->sub_source_change) || (type == V4L2_EVENT_EOS && !in->sub_eos))
+        if ((type == V4L2_EVENT_SOURCE_CHANGE && !in->sub_source_change) ||
+            (type == V4L2_EVENT_EOS && !in->sub_eos))
                 return;
         if (in->n_events == MAX_EVENTS)
                 return;
@@ -360,7 +368,8 @@ static void write_picture(FakeQueue *q, uint8_t *dst, const uint8_t *i420, unsig
         }
         for (unsigned y = 0; y < h / 2; y++) {
                 memcpy(dst + (size_t) y * (bpl / 2), u + (size_t) y * (w / 2), w / 2);
-                memcpy(dst + (size_t) (bpl / 2) * (h / 2) + (size_t) y * (bpl / 2), v + (size_t) y * (w / 2), w / 2);
+                memcpy(dst + (size_t) (bpl / 2) * (h / 2) + (size_t) y * (bpl / 2), v + (size_t) y * (w / 2),
+                       w / 2);
         }
 }
 
@@ -379,7 +388,8 @@ static void read_picture(FakeQueue *q, uint8_t *i420, const uint8_t *src, unsign
                                 v[(size_t) y * (w / 2) + x] = src[(size_t) y * bpl + 2 * x + 1];
                         } else {
                                 u[(size_t) y * (w / 2) + x] = src[(size_t) y * (bpl / 2) + x];
-                                v[(size_t) y * (w / 2) + x] = src[(size_t) (bpl / 2) * (h / 2) + (size_t) y * (bpl / 2) + x];
+                                v[(size_t) y * (w / 2) + x] =
+                                        src[(size_t) (bpl / 2) * (h / 2) + (size_t) y * (bpl / 2) + x];
                         }
                 }
 }
@@ -484,9 +494,10 @@ static void dec_run(FakeInstance *in) {
                 }
                 w = get_le16(in->bits + 4);
                 h = get_le16(in->bits + 6);
-                if (memcmp(in->bits, "VVNF", 4) != 0 || w < 2 || h < 2 || w > FAKE_MAX_DIM || h > FAKE_MAX_DIM ||
-                    w % 2 || h % 2 || get_le32(in->bits + 8) != i420_size(w, h)) {
-                        /* A broken stream: the next picture comes out flagged ERROR and the rest is dropped. */
+                if (memcmp(in->bits, "VVNF", 4) != 0 || w < 2 || h < 2 || w > FAKE_MAX_DIM ||
+                    h > FAKE_MAX_DIM || w % 2 || h % 2 || get_le32(in->bits + 8) != i420_size(w, h)) {
+                        /* A broken stream: the next picture comes out flagged ERROR and the rest is dropped.
+                         */
                         if (cap->streaming && (cb = next_queued(cap))) {
                                 cb->bytesused = 0;
                                 buf_done(in, cb, V4L2_BUF_FLAG_ERROR);
@@ -738,7 +749,8 @@ static int do_s_fmt(FakeInstance *in, struct v4l2_format *f) {
                 } else {
                         q->width = in->q[0].width;
                         q->height = in->q[0].height;
-                        q->sizeimage = MAX(q->sizeimage, (uint32_t) (HDR_SIZE + i420_size(q->width, q->height)));
+                        q->sizeimage =
+                                MAX(q->sizeimage, (uint32_t) (HDR_SIZE + i420_size(q->width, q->height)));
                 }
                 q->bpl = 0;
                 q->fmt_valid = true;
@@ -795,7 +807,8 @@ static int do_reqbufs(FakeInstance *in, struct v4l2_requestbuffers *r) {
                 b->length = q->sizeimage;
                 if (q->memory == V4L2_MEMORY_MMAP) {
                         b->mem_len = ALIGN_TO((size_t) q->sizeimage, (size_t) 4096);
-                        b->mem = mmap(NULL, b->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                        b->mem = mmap(NULL, b->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                      -1, 0);
                         if (b->mem == MAP_FAILED) {
                                 b->mem = NULL;
                                 queue_release(q);
@@ -985,7 +998,8 @@ static int do_stop_cmd(FakeInstance *in, uint32_t cmd, bool enc) {
         if (enc != is_enc(in))
                 return -ENOTTY;
         /* The START and STOP codes are the same numbers for both ioctls. */
-        _Static_assert(V4L2_ENC_CMD_START == V4L2_DEC_CMD_START && V4L2_ENC_CMD_STOP == V4L2_DEC_CMD_STOP, "");
+        _Static_assert(V4L2_ENC_CMD_START == V4L2_DEC_CMD_START && V4L2_ENC_CMD_STOP == V4L2_DEC_CMD_STOP,
+                       "");
         if (cmd == V4L2_DEC_CMD_START) {
                 in->stopped = false;
                 in->q[1].last_dequeued = false;
@@ -1036,10 +1050,12 @@ typedef struct CtrlDesc {
 static const CtrlDesc ctrls[] = {
         { V4L2_CID_MIN_BUFFERS_FOR_CAPTURE, V4L2_CTRL_TYPE_INTEGER, 1, 32, 2, 0, false, true },
         { V4L2_CID_MPEG_VIDEO_BITRATE, V4L2_CTRL_TYPE_INTEGER, 1000, 100000000, 1000000, 0, true, false },
-        { V4L2_CID_MPEG_VIDEO_BITRATE_PEAK, V4L2_CTRL_TYPE_INTEGER, 1000, 100000000, 2000000, 0, true, false },
+        { V4L2_CID_MPEG_VIDEO_BITRATE_PEAK, V4L2_CTRL_TYPE_INTEGER, 1000, 100000000, 2000000, 0, true,
+          false },
         { V4L2_CID_MPEG_VIDEO_BITRATE_MODE, V4L2_CTRL_TYPE_MENU, 0, 1, 0, 0, true, false },
         { V4L2_CID_MPEG_VIDEO_H264_PROFILE, V4L2_CTRL_TYPE_MENU, 0, V4L2_MPEG_VIDEO_H264_PROFILE_HIGH, 0,
-          (1u << V4L2_MPEG_VIDEO_H264_PROFILE_CONSTRAINED_BASELINE) | (1u << V4L2_MPEG_VIDEO_H264_PROFILE_EXTENDED),
+          (1u << V4L2_MPEG_VIDEO_H264_PROFILE_CONSTRAINED_BASELINE) |
+                  (1u << V4L2_MPEG_VIDEO_H264_PROFILE_EXTENDED),
           true, false },
         { V4L2_CID_MPEG_VIDEO_H264_LEVEL, V4L2_CTRL_TYPE_MENU, 0, V4L2_MPEG_VIDEO_H264_LEVEL_4_0,
           V4L2_MPEG_VIDEO_H264_LEVEL_3_0, 1u << V4L2_MPEG_VIDEO_H264_LEVEL_1B, true, false },
@@ -1084,7 +1100,9 @@ static int do_queryctrl(FakeInstance *in, struct v4l2_queryctrl *qc) {
         qc->maximum = c->max;
         qc->step = 1;
         qc->default_value = c->def;
-        qc->flags = c->id == V4L2_CID_MIN_BUFFERS_FOR_CAPTURE ? V4L2_CTRL_FLAG_READ_ONLY | V4L2_CTRL_FLAG_VOLATILE : 0;
+        qc->flags = c->id == V4L2_CID_MIN_BUFFERS_FOR_CAPTURE
+                            ? V4L2_CTRL_FLAG_READ_ONLY | V4L2_CTRL_FLAG_VOLATILE
+                            : 0;
         if (c->type == V4L2_CTRL_TYPE_BUTTON)
                 qc->flags |= V4L2_CTRL_FLAG_WRITE_ONLY;
         return 0;
@@ -1095,7 +1113,8 @@ static int do_querymenu(FakeInstance *in, struct v4l2_querymenu *qm) {
 
         if (!c || c->type != V4L2_CTRL_TYPE_MENU)
                 return -EINVAL;
-        if ((int64_t) qm->index < c->min || (int64_t) qm->index > c->max || (c->skip & (UINT64_C(1) << qm->index)))
+        if ((int64_t) qm->index < c->min || (int64_t) qm->index > c->max ||
+            (c->skip & (UINT64_C(1) << qm->index)))
                 return -EINVAL;
         memset(qm->name, 0, sizeof(qm->name));
         qm->name[0] = 'x';
@@ -1184,8 +1203,8 @@ static int do_enum_framesizes(FakeInstance *in, struct v4l2_frmsizeenum *fs) {
 static int do_enum_frameintervals(FakeInstance *in, struct v4l2_frmivalenum *fi) {
         static const uint32_t fps[] = { 30, 60 };
 
-        if (!known_fourcc(in, fi->pixel_format) || fi->index >= ELEMENTSOF(fps) || fi->width > FAKE_MAX_DIM ||
-            fi->height > FAKE_MAX_DIM)
+        if (!known_fourcc(in, fi->pixel_format) || fi->index >= ELEMENTSOF(fps) ||
+            fi->width > FAKE_MAX_DIM || fi->height > FAKE_MAX_DIM)
                 return -EINVAL;
         fi->type = V4L2_FRMIVAL_TYPE_DISCRETE;
         fi->discrete.numerator = 1;
@@ -1353,7 +1372,9 @@ const V4l2DeviceOps fake_v4l2_ops = {
 };
 
 void fake_v4l2_fail_ioctl(FakeV4l2 *f, unsigned long request, int error, unsigned skip, unsigned count) {
-        f->fail = (FailRule){ .request = request, .error = error < 0 ? -error : error, .skip = skip, .count = count };
+        f->fail = (FailRule){
+                .request = request, .error = error < 0 ? -error : error, .skip = skip, .count = count
+        };
 }
 
 void fake_v4l2_corrupt_next_frame(FakeV4l2 *f) {

@@ -27,21 +27,21 @@ typedef struct FakeV4l2 FakeV4l2;
 
 typedef struct FakeV4l2Config {
         bool encoder;
-        bool mplane;              /* V4L2_CAP_VIDEO_M2M_MPLANE, else V4L2_CAP_VIDEO_M2M */
-        bool userptr;             /* accepts V4L2_MEMORY_USERPTR (always MMAP) */
-        unsigned max_instances;   /* 0: 64 */
-        unsigned min_buffers;     /* decoder: V4L2_CID_MIN_BUFFERS_FOR_CAPTURE (0: 2) */
-        bool last_with_frame;     /* a drain's final frame carries the LAST flag (no extra empty buffer) */
+        bool mplane;            /* V4L2_CAP_VIDEO_M2M_MPLANE, else V4L2_CAP_VIDEO_M2M */
+        bool userptr;           /* accepts V4L2_MEMORY_USERPTR (always MMAP) */
+        unsigned max_instances; /* 0: 64 */
+        unsigned min_buffers;   /* decoder: V4L2_CID_MIN_BUFFERS_FOR_CAPTURE (0: 2) */
+        bool last_with_frame;   /* a drain's final frame carries the LAST flag (no extra empty buffer) */
 } FakeV4l2Config;
 
 typedef struct FakeV4l2Stats {
         unsigned qbuf_userptr, qbuf_mmap;
         unsigned source_changes;
-        unsigned frames;          /* decoded or encoded */
-        unsigned streamoff[2];    /* [0] OUTPUT, [1] CAPTURE */
+        unsigned frames;       /* decoded or encoded */
+        unsigned streamoff[2]; /* [0] OUTPUT, [1] CAPTURE */
         unsigned open_instances;
         unsigned active_maps;
-        unsigned rejected;        /* ioctls refused for the wrong state or arguments */
+        unsigned rejected; /* ioctls refused for the wrong state or arguments */
 } FakeV4l2Stats;
 
 extern const V4l2DeviceOps fake_v4l2_ops;

@@ -55,10 +55,11 @@ static Env *env_open(const FakeV4l2Config *cfg, bool force_copy) {
         env->fake = fake_v4l2_new(cfg);
         assert_non_null(env->fake);
         assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, env->fake,
-                                                   cfg->encoder ? VIDEO_ROLE_ENCODER : VIDEO_ROLE_DECODER, &bc,
-                                                   env->event, &env->backend),
+                                                   cfg->encoder ? VIDEO_ROLE_ENCODER : VIDEO_ROLE_DECODER,
+                                                   &bc, env->event, &env->backend),
                          0);
-        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device), 0);
+        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device),
+                         0);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
         assert_int_equal(vhost_dev_serve_fd(video_device_get_vhost(env->device), fds[0]), 0);
 
@@ -66,7 +67,8 @@ static Env *env_open(const FakeV4l2Config *cfg, bool force_copy) {
         fo.pump = pump;
         fo.pump_userdata = env->event;
         fo.config_size = sizeof(struct virtio_video_config);
-        fo.device_features = (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
+        fo.device_features =
+                (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
         assert_int_equal(vu_frontend_new_from_fd(&fo, fds[1], &env->fe), 0);
         assert_int_equal(vu_frontend_start(env->fe), 0);
 
@@ -112,7 +114,8 @@ static int check_frame(void *userdata, const VcFrame *f) {
         return 0;
 }
 
-static void decode(const FakeV4l2Config *cfg, bool force_copy, unsigned entries_per_plane, uint32_t output_format) {
+static void
+decode(const FakeV4l2Config *cfg, bool force_copy, unsigned entries_per_plane, uint32_t output_format) {
         const uint32_t w[] = { 64, 64, 96, 96, 96 }, h[] = { 48, 48, 64, 64, 64 };
         Env *env = env_open(cfg, force_copy);
         NullStream s = {};
@@ -179,7 +182,8 @@ static void test_decode_device_vanishes(void **state) {
                 assert_int_equal(null_stream_append(&s, w[i], h[i], i + 1), 0);
         o.bitstream = s.data;
         o.size = s.size;
-        size_t chunks[] = { s.frame_offsets[1], s.frame_offsets[2] - s.frame_offsets[1], s.size - s.frame_offsets[2] };
+        size_t chunks[] = { s.frame_offsets[1], s.frame_offsets[2] - s.frame_offsets[1],
+                            s.size - s.frame_offsets[2] };
         o.chunk_sizes = chunks;
         o.n_chunks = 3;
         x.vanish_at_frame_of = env->fake;
@@ -198,7 +202,8 @@ typedef struct Packets {
         uint32_t flags[8];
 } Packets;
 
-static int check_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
+static int
+check_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
         Packets *x = userdata;
         size_t payload = (size_t) x->w * x->h * 3 / 2;
         _cleanup_free_ uint8_t *pic = malloc(payload);

@@ -122,8 +122,8 @@ static T *t_new(const FakeV4l2Config *cfg, bool force_copy) {
         t->fake = fake_v4l2_new(cfg);
         assert_non_null(t->fake);
         assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, t->fake,
-                                                   cfg->encoder ? VIDEO_ROLE_ENCODER : VIDEO_ROLE_DECODER, &bc, t->e,
-                                                   &t->b),
+                                                   cfg->encoder ? VIDEO_ROLE_ENCODER : VIDEO_ROLE_DECODER,
+                                                   &bc, t->e, &t->b),
                          0);
         return t;
 }
@@ -154,15 +154,15 @@ static void t_free(T *t) {
 
 /* Steps the loop until cond holds. The fake works synchronously, so an idle loop means a hang: the bound on
  * idle iterations is only a safety net. */
-#define RUN_UNTIL(t, cond)                                                                                  \
-        do {                                                                                                \
-                unsigned _idle = 0;                                                                         \
-                while (!(cond)) {                                                                           \
-                        int _r = sd_event_run((t)->e, 50000);                                               \
-                        assert_true(_r >= 0);                                                               \
-                        if (_r == 0)                                                                        \
-                                assert_true(++_idle < 40);                                                  \
-                }                                                                                           \
+#define RUN_UNTIL(t, cond)                                    \
+        do {                                                  \
+                unsigned _idle = 0;                           \
+                while (!(cond)) {                             \
+                        int _r = sd_event_run((t)->e, 50000); \
+                        assert_true(_r >= 0);                 \
+                        if (_r == 0)                          \
+                                assert_true(++_idle < 40);    \
+                }                                             \
         } while (0)
 
 /* Runs whatever is ready now, without waiting. */
@@ -271,7 +271,8 @@ static unsigned queue_stream(T *t, const uint8_t *data, size_t len, size_t chunk
         return n;
 }
 
-/* Checks a decoded picture (YUV420 layout from the params it was decoded with) against the fake's pattern. */
+/* Checks a decoded picture (YUV420 layout from the params it was decoded with) against the fake's pattern.
+ */
 static void check_picture_with(TBuf *tb, const VideoParams *pp, unsigned w, unsigned h, uint8_t seed) {
         VideoParams p = *pp;
         bool nv12 = p.format == VIDEO_FORMAT_NV12;
@@ -287,8 +288,9 @@ static void check_picture_with(TBuf *tb, const VideoParams *pp, unsigned w, unsi
                 for (unsigned y = 0; y < ph; y++)
                         for (unsigned x = 0; x < pw; x++) {
                                 /* NV12: the second plane interleaves U and V. */
-                                uint8_t v = 0, want = nv12 && pl == 1 ? fake_v4l2_pixel(1 + x % 2, x / 2, y, seed)
-                                                                      : fake_v4l2_pixel(pl, x, y, seed);
+                                uint8_t v = 0, want = nv12 && pl == 1
+                                                              ? fake_v4l2_pixel(1 + x % 2, x / 2, y, seed)
+                                                              : fake_v4l2_pixel(pl, x, y, seed);
 
                                 assert_int_equal(iov_to_buf(tb->vb.planes[pl].iov, tb->vb.planes[pl].n_iov,
                                                             (size_t) y * stride + x, &v, 1),
@@ -552,7 +554,8 @@ static void test_decode_clear_output(void **state) {
         assert_true(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_ERR, 0) >= 2);
         t_queue(t, tbuf_output(t, false));
         t_queue(t, tbuf_input(t, data + flen, flen, 9, true));
-        RUN_UNTIL(t, output_frames(t, frames, 4) >= 1 && frames[output_frames(t, frames, 4) - 1]->res.timestamp == 9);
+        RUN_UNTIL(t, output_frames(t, frames, 4) >= 1 &&
+                             frames[output_frames(t, frames, 4) - 1]->res.timestamp == 9);
         check_picture(t, frames[output_frames(t, frames, 4) - 1], 32, 32, 21);
         t_free(t);
 }
@@ -735,7 +738,8 @@ static void test_many_streams(void **state) {
                 assert_non_null(u[i]);
                 u[i]->e = t->e;
                 u[i]->b = t->b;
-                assert_int_equal(t->b->ops->stream_new(t->b, VIDEO_FORMAT_FWHT, &callbacks, u[i], &u[i]->s), 0);
+                assert_int_equal(t->b->ops->stream_new(t->b, VIDEO_FORMAT_FWHT, &callbacks, u[i], &u[i]->s),
+                                 0);
         }
         assert_int_equal(t->b->ops->stream_new(t->b, VIDEO_FORMAT_FWHT, &callbacks, t, &extra), -ENOSPC);
         for (unsigned i = 0; i < N; i++)
@@ -890,13 +894,15 @@ static void encode_session(const FakeV4l2Config *cfg, uint32_t raw, bool contigu
 
         /* Controls reach the device, mapped to its values. */
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_BITRATE, 3000000), 0);
-        assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_BITRATE_MODE, VIDEO_BITRATE_MODE_CBR), 0);
+        assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_BITRATE_MODE, VIDEO_BITRATE_MODE_CBR),
+                         0);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_PROFILE, 0x103 /* HIGH */), 0);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_LEVEL, 0x10A /* 4.0 */), 0);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR, 1), 0);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_PROFILE, 0x102 /* EXTENDED: skipped */),
                          -EINVAL);
-        assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_LEVEL, 0x10E /* 5.1: above max */), -EINVAL);
+        assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_LEVEL, 0x10E /* 5.1: above max */),
+                         -EINVAL);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_PROFILE, 0x9999), -EINVAL);
         assert_int_equal(fake_v4l2_get_control(t->fake, V4L2_CID_MPEG_VIDEO_BITRATE, &v), 0);
         assert_int_equal(v, 3000000);
@@ -954,17 +960,20 @@ static void encode_session(const FakeV4l2Config *cfg, uint32_t raw, bool contigu
 }
 
 static void test_encode_mplane_userptr_yuv420(void **state) {
-        encode_session(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true }, VIDEO_FORMAT_YUV420,
-                       true);
+        encode_session(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true },
+                       VIDEO_FORMAT_YUV420, true);
 }
 
 static void test_encode_single_planar_mmap_nv12_multi_segment(void **state) {
-        encode_session(&(FakeV4l2Config){ .encoder = true, .mplane = false, .userptr = false }, VIDEO_FORMAT_NV12,
-                       false);
+        encode_session(&(FakeV4l2Config){ .encoder = true, .mplane = false, .userptr = false },
+                       VIDEO_FORMAT_NV12, false);
 }
 
 static void test_encode_drain_last_with_frame(void **state) {
-        T *t = t_new(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true, .last_with_frame = true },
+        T *t = t_new(&(FakeV4l2Config){ .encoder = true,
+                                        .mplane = true,
+                                        .userptr = true,
+                                        .last_with_frame = true },
                      false);
         VideoParams p;
         TBuf *frames[4];
@@ -1029,7 +1038,8 @@ static void test_decoder_caps(void **state) {
         assert_int_equal(c->formats[VIDEO_QUEUE_INPUT][0].frames[0].rates[0].max, 30);
         assert_int_equal(c->formats[VIDEO_QUEUE_INPUT][0].frames[0].rates[1].min, 60);
         assert_int_equal(c->controls, 0);
-        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values, 16),
+        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values,
+                                                  16),
                          -EOPNOTSUPP);
         /* Wrong coded format for this backend. */
         assert_int_equal(t->b->ops->stream_new(t->b, VIDEO_FORMAT_VP9, &callbacks, t, &t->s), -EINVAL);
@@ -1051,9 +1061,10 @@ static void test_encoder_caps_and_query_control(void **state) {
         assert_int_equal(c->formats[VIDEO_QUEUE_OUTPUT][0].format, VIDEO_FORMAT_FWHT);
         assert_int_equal(c->formats[VIDEO_QUEUE_OUTPUT][1].format, VIDEO_FORMAT_H264);
         assert_int_equal(c->controls,
-                         (1u << VIDEO_CONTROL_BITRATE) | (1u << VIDEO_CONTROL_PROFILE) | (1u << VIDEO_CONTROL_LEVEL) |
-                                 (1u << VIDEO_CONTROL_FORCE_KEYFRAME) | (1u << VIDEO_CONTROL_BITRATE_MODE) |
-                                 (1u << VIDEO_CONTROL_BITRATE_PEAK) | (1u << VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR));
+                         (1u << VIDEO_CONTROL_BITRATE) | (1u << VIDEO_CONTROL_PROFILE) |
+                                 (1u << VIDEO_CONTROL_LEVEL) | (1u << VIDEO_CONTROL_FORCE_KEYFRAME) |
+                                 (1u << VIDEO_CONTROL_BITRATE_MODE) | (1u << VIDEO_CONTROL_BITRATE_PEAK) |
+                                 (1u << VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR));
         n = t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values, 16);
         assert_int_equal(n, 3); /* baseline, main, high: the fake skips constrained baseline and extended */
         assert_int_equal(values[0], 0x100);
@@ -1064,10 +1075,13 @@ static void test_encoder_caps_and_query_control(void **state) {
         assert_int_equal(values[0], 0x100);
         assert_int_equal(values[1], 0x101);
         assert_int_equal(values[10], 0x10A);
-        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 2), 2);
-        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_FWHT, values, 16),
+        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 2),
+                         2);
+        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_FWHT, values,
+                                                  16),
                          -EOPNOTSUPP);
-        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_BITRATE, VIDEO_FORMAT_H264, values, 16),
+        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_BITRATE, VIDEO_FORMAT_H264, values,
+                                                  16),
                          -EOPNOTSUPP);
         assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_VP8, values, 16),
                          -EOPNOTSUPP);
@@ -1080,12 +1094,15 @@ static void test_role_mismatch_rejected(void **state) {
         Backend *b = NULL;
 
         assert_int_equal(sd_event_new(&e), 0);
-        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_DECODER, NULL, e, &b), -ENODEV);
+        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_DECODER, NULL, e, &b),
+                         -ENODEV);
         assert_null(b);
         fake_v4l2_fail_ioctl(f, VIDIOC_QUERYCAP, ENOTTY, 0, 1);
-        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_ENCODER, NULL, e, &b), -ENOTTY);
+        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_ENCODER, NULL, e, &b),
+                         -ENOTTY);
         fake_v4l2_vanish(f);
-        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_ENCODER, NULL, e, &b), -ENODEV);
+        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_ENCODER, NULL, e, &b),
+                         -ENODEV);
         assert_int_equal(fake_v4l2_stats(f)->open_instances, 0);
         fake_v4l2_free(f);
         sd_event_unref(e);

@@ -15,10 +15,10 @@
 #include "common/log.h"
 #include "common/macro.h"
 
-#define MAX_SLOTS 32           /* VIDEO_MAX_FRAME */
+#define MAX_SLOTS 32 /* VIDEO_MAX_FRAME */
 #define INPUT_SLOTS 8
 #define MAX_STREAMS 32
-#define TS_RING 128            /* input timestamps remembered for the outputs made from them */
+#define TS_RING 128 /* input timestamps remembered for the outputs made from them */
 #define MAX_ENUM 64
 
 typedef struct V4l2Backend {
@@ -101,7 +101,7 @@ typedef struct V4l2Stream {
         Queue q[_VIDEO_QUEUE_MAX]; /* INPUT: V4L2 OUTPUT queue; OUTPUT: V4L2 CAPTURE queue */
         CaptureState cap;
         DrainState drain;
-        BufList stale; /* decoder output buffers queued before a format change, held until clear */
+        BufList stale;    /* decoder output buffers queued before a format change, held until clear */
         bool await_clear; /* decoder: a format change caught output buffers; the guest clears next */
         bool broken;
         bool events_subscribed;
@@ -157,7 +157,8 @@ static VideoBuffer *buflist_pop(BufList *l) {
         return buf;
 }
 
-static void stream_post(V4l2Stream *s, EvType type, VideoBuffer *buf, const VideoBufferResult *res, int arg) {
+static void
+stream_post(V4l2Stream *s, EvType type, VideoBuffer *buf, const VideoBufferResult *res, int arg) {
         Ev *e = calloc(1, sizeof(*e));
 
         if (!e) {
@@ -177,7 +178,8 @@ static void stream_post(V4l2Stream *s, EvType type, VideoBuffer *buf, const Vide
         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
 }
 
-static void post_buffer(V4l2Stream *s, VideoBuffer *buf, uint32_t flags, uint64_t ts, const uint32_t *sizes) {
+static void
+post_buffer(V4l2Stream *s, VideoBuffer *buf, uint32_t flags, uint64_t ts, const uint32_t *sizes) {
         VideoBufferResult res = { .flags = flags, .timestamp = ts };
 
         if (sizes)
@@ -253,8 +255,13 @@ static uint32_t fmt_fourcc(V4l2Stream *s, const struct v4l2_format *f) {
         return s->b->mplane ? f->fmt.pix_mp.pixelformat : f->fmt.pix.pixelformat;
 }
 
-static void fmt_set(V4l2Stream *s, struct v4l2_format *f, uint32_t fourcc, uint32_t w, uint32_t h,
-                    uint32_t sizeimage, uint32_t bytesperline) {
+static void fmt_set(V4l2Stream *s,
+                    struct v4l2_format *f,
+                    uint32_t fourcc,
+                    uint32_t w,
+                    uint32_t h,
+                    uint32_t sizeimage,
+                    uint32_t bytesperline) {
         if (s->b->mplane) {
                 f->fmt.pix_mp.pixelformat = fourcc;
                 f->fmt.pix_mp.width = w;
@@ -312,7 +319,12 @@ static int queue_g_fmt(V4l2Stream *s, VideoQueue vq) {
         return 0;
 }
 
-static int queue_s_fmt(V4l2Stream *s, VideoQueue vq, uint32_t fourcc, uint32_t w, uint32_t h, uint32_t sizeimage,
+static int queue_s_fmt(V4l2Stream *s,
+                       VideoQueue vq,
+                       uint32_t fourcc,
+                       uint32_t w,
+                       uint32_t h,
+                       uint32_t sizeimage,
                        uint32_t bpl) {
         struct v4l2_format f;
         int r;
@@ -377,8 +389,8 @@ static int decoder_read_capture(V4l2Stream *s) {
 
 /* ---- V4L2 buffers -------------------------------------------------------------------------------- */
 
-static void vbuf_init(V4l2Stream *s, Queue *q, unsigned index, struct v4l2_buffer *vb,
-                      struct v4l2_plane *planes) {
+static void
+vbuf_init(V4l2Stream *s, Queue *q, unsigned index, struct v4l2_buffer *vb, struct v4l2_plane *planes) {
         memset(vb, 0, sizeof(*vb));
         vb->type = q->type;
         vb->memory = q->memory;
@@ -450,7 +462,9 @@ static int queue_alloc(V4l2Stream *s, VideoQueue vq, unsigned count) {
 
         count = MAX(MIN(count, (unsigned) MAX_SLOTS), 1u);
         if (!s->b->force_copy) {
-                req = (struct v4l2_requestbuffers){ .type = q->type, .memory = V4L2_MEMORY_USERPTR, .count = count };
+                req = (struct v4l2_requestbuffers){ .type = q->type,
+                                                    .memory = V4L2_MEMORY_USERPTR,
+                                                    .count = count };
                 r = xioctl(s, VIDIOC_REQBUFS, &req);
                 if (r >= 0 && req.count > 0) {
                         q->memory = V4L2_MEMORY_USERPTR;
@@ -458,7 +472,9 @@ static int queue_alloc(V4l2Stream *s, VideoQueue vq, unsigned count) {
                 }
         }
         if (!q->memory) {
-                req = (struct v4l2_requestbuffers){ .type = q->type, .memory = V4L2_MEMORY_MMAP, .count = count };
+                req = (struct v4l2_requestbuffers){ .type = q->type,
+                                                    .memory = V4L2_MEMORY_MMAP,
+                                                    .count = count };
                 r = xioctl(s, VIDIOC_REQBUFS, &req);
                 if (r < 0)
                         return r;
@@ -474,7 +490,8 @@ static int queue_alloc(V4l2Stream *s, VideoQueue vq, unsigned count) {
         }
         if (!q->logged_memory) {
                 log_info("Stream uses %s on its %s queue (%u buffers).",
-                         q->memory == V4L2_MEMORY_USERPTR ? "USERPTR (zero copy)" : "MMAP buffers and a copy",
+                         q->memory == V4L2_MEMORY_USERPTR ? "USERPTR (zero copy)"
+                                                          : "MMAP buffers and a copy",
                          vq == VIDEO_QUEUE_INPUT ? "input" : "output", q->n_slots);
                 q->logged_memory = true;
         }
@@ -526,8 +543,8 @@ static size_t plane_offset(V4l2Stream *s, VideoQueue vq, unsigned i) {
 }
 
 /* The one host range a memory plane can be handed to the device as, if there is one. */
-static bool mem_plane_contiguous(V4l2Stream *s, VideoQueue vq, const VideoBuffer *buf, unsigned m, void **ret_ptr,
-                                 size_t *ret_len) {
+static bool mem_plane_contiguous(
+        V4l2Stream *s, VideoQueue vq, const VideoBuffer *buf, unsigned m, void **ret_ptr, size_t *ret_len) {
         if (!layout_concat(s, vq, buf)) {
                 if (buf->planes[m].n_iov != 1)
                         return false;
@@ -554,8 +571,9 @@ static void copy_in(V4l2Stream *s, VideoQueue vq, Slot *slot, const VideoBuffer 
                         void *dst = slot->map[m] ? slot->map[m] : slot->bounce[m];
                         size_t cap = slot->map[m] ? slot->map_len[m] : slot->bounce_len[m];
 
-                        bytesused[m] = (uint32_t) iov_to_buf(buf->planes[m].iov, buf->planes[m].n_iov, 0, dst,
-                                                             MIN((size_t) buf->planes[m].data_size, cap));
+                        bytesused[m] =
+                                (uint32_t) iov_to_buf(buf->planes[m].iov, buf->planes[m].n_iov, 0, dst,
+                                                      MIN((size_t) buf->planes[m].data_size, cap));
                 }
                 return;
         }
@@ -574,7 +592,11 @@ static void copy_in(V4l2Stream *s, VideoQueue vq, Slot *slot, const VideoBuffer 
 }
 
 /* Output sizes per colour plane from the bytes used per memory plane, copying out when needed. */
-static void copy_out(V4l2Stream *s, VideoQueue vq, Slot *slot, const VideoBuffer *buf, const uint32_t *bytesused,
+static void copy_out(V4l2Stream *s,
+                     VideoQueue vq,
+                     Slot *slot,
+                     const VideoBuffer *buf,
+                     const uint32_t *bytesused,
                      uint32_t *sizes) {
         if (!layout_concat(s, vq, buf)) {
                 for (unsigned m = 0; m < buf->n_planes; m++) {
@@ -584,7 +606,8 @@ static void copy_out(V4l2Stream *s, VideoQueue vq, Slot *slot, const VideoBuffer
                                 const void *src = slot->map[m] ? slot->map[m] : slot->bounce[m];
                                 size_t cap = slot->map[m] ? slot->map_len[m] : slot->bounce_len[m];
 
-                                n = buf_to_iov(buf->planes[m].iov, buf->planes[m].n_iov, 0, src, MIN(n, cap));
+                                n = buf_to_iov(buf->planes[m].iov, buf->planes[m].n_iov, 0, src,
+                                               MIN(n, cap));
                         }
                         sizes[m] = (uint32_t) n;
                 }
@@ -742,7 +765,8 @@ static int decoder_setup_capture(V4l2Stream *s) {
 }
 
 static int encoder_setup(V4l2Stream *s, VideoQueue vq) {
-        return queue_alloc(s, vq, vq == VIDEO_QUEUE_INPUT ? INPUT_SLOTS : MAX(s->params[vq].min_buffers + 2, 4u));
+        return queue_alloc(s, vq,
+                           vq == VIDEO_QUEUE_INPUT ? INPUT_SLOTS : MAX(s->params[vq].min_buffers + 2, 4u));
 }
 
 /* Delivers the empty EOS completion a drain still owes, on the next held output buffer. */
@@ -952,8 +976,9 @@ static int dequeue_one(V4l2Stream *s, VideoQueue vq, bool *progress) {
         }
 
         for (unsigned m = 0; m < q->n_mem_planes; m++)
-                bytesused[m] = s->b->mplane ? planes[m].bytesused - MIN(planes[m].data_offset, planes[m].bytesused)
-                                            : vb.bytesused;
+                bytesused[m] =
+                        s->b->mplane ? planes[m].bytesused - MIN(planes[m].data_offset, planes[m].bytesused)
+                                     : vb.bytesused;
         last = vb.flags & V4L2_BUF_FLAG_LAST;
         if (vb.flags & V4L2_BUF_FLAG_KEYFRAME)
                 flags |= VIDEO_BUFFER_F_IFRAME;
@@ -1119,8 +1144,11 @@ static int stream_init_formats(V4l2Stream *s) {
         return 0;
 }
 
-static int v4l2_stream_new(Backend *bb, uint32_t coded_format, const BackendStreamCallbacks *callbacks,
-                           void *userdata, BackendStream **ret) {
+static int v4l2_stream_new(Backend *bb,
+                           uint32_t coded_format,
+                           const BackendStreamCallbacks *callbacks,
+                           void *userdata,
+                           BackendStream **ret) {
         V4l2Backend *b = (V4l2Backend *) bb;
         VideoQueue coded_q = b->role == VIDEO_ROLE_DECODER ? VIDEO_QUEUE_INPUT : VIDEO_QUEUE_OUTPUT;
         bool found = false;
@@ -1145,8 +1173,10 @@ static int v4l2_stream_new(Backend *bb, uint32_t coded_format, const BackendStre
         s->cb = callbacks;
         s->userdata = userdata;
         s->coded_format = coded_format;
-        s->q[VIDEO_QUEUE_INPUT].type = b->mplane ? V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE : V4L2_BUF_TYPE_VIDEO_OUTPUT;
-        s->q[VIDEO_QUEUE_OUTPUT].type = b->mplane ? V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE : V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        s->q[VIDEO_QUEUE_INPUT].type =
+                b->mplane ? V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE : V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        s->q[VIDEO_QUEUE_OUTPUT].type =
+                b->mplane ? V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE : V4L2_BUF_TYPE_VIDEO_CAPTURE;
 
         r = b->ops->open(b->node, &s->dev);
         if (r < 0) {
@@ -1472,7 +1502,9 @@ static void caps_frame_sizes(V4l2Backend *b, void *dev, uint32_t fourcc, VideoFo
                         h = fs.stepwise.max_height;
                 }
                 for (unsigned j = 0; j < MAX_ENUM && f->n_rates < VIDEO_MAX_FRAME_RATES; j++) {
-                        struct v4l2_frmivalenum fi = { .index = j, .pixel_format = fourcc, .width = w, .height = h };
+                        struct v4l2_frmivalenum fi = {
+                                .index = j, .pixel_format = fourcc, .width = w, .height = h
+                        };
 
                         if (b->ops->ioctl(dev, VIDIOC_ENUM_FRAMEINTERVALS, &fi) < 0)
                                 break;
@@ -1487,13 +1519,14 @@ static void caps_frame_sizes(V4l2Backend *b, void *dev, uint32_t fourcc, VideoFo
                         } else {
                                 /* Frames per second are the inverse of the intervals. */
                                 uint32_t lo = fi.stepwise.max.numerator ? fi.stepwise.max.denominator /
-                                                                                   fi.stepwise.max.numerator
-                                                                         : 1;
+                                                                                  fi.stepwise.max.numerator
+                                                                        : 1;
                                 uint32_t hi = fi.stepwise.min.numerator ? fi.stepwise.min.denominator /
-                                                                                   fi.stepwise.min.numerator
-                                                                         : lo;
+                                                                                  fi.stepwise.min.numerator
+                                                                        : lo;
 
-                                f->rates[f->n_rates++] = (VideoRange){ MAX(lo, 1u), MAX(hi, MAX(lo, 1u)), 1 };
+                                f->rates[f->n_rates++] =
+                                        (VideoRange){ MAX(lo, 1u), MAX(hi, MAX(lo, 1u)), 1 };
                                 break;
                         }
                 }
@@ -1565,7 +1598,8 @@ static int caps_probe(V4l2Backend *b, VideoRole want) {
         else if (caps_bits & V4L2_CAP_VIDEO_M2M)
                 b->mplane = false;
         else {
-                r = log_error_errno(-ENODEV, "'%.32s' is not a memory-to-memory device.", (const char *) cap.card);
+                r = log_error_errno(-ENODEV, "'%.32s' is not a memory-to-memory device.",
+                                    (const char *) cap.card);
                 goto out;
         }
         if (!(caps_bits & V4L2_CAP_STREAMING)) {
@@ -1627,7 +1661,8 @@ static int caps_probe(V4l2Backend *b, VideoRole want) {
                 VideoQueue cq = b->role == VIDEO_ROLE_DECODER ? VIDEO_QUEUE_INPUT : VIDEO_QUEUE_OUTPUT;
 
                 for (unsigned i = 0; i < b->caps.n_formats[cq]; i++) {
-                        uint32_t cid = v4l2_cid_from_control((VideoControl) c, b->caps.formats[cq][i].format);
+                        uint32_t cid =
+                                v4l2_cid_from_control((VideoControl) c, b->caps.formats[cq][i].format);
                         struct v4l2_queryctrl qc = { .id = cid };
 
                         if (cid != 0 && b->ops->ioctl(dev, VIDIOC_QUERYCTRL, &qc) >= 0 &&
@@ -1646,8 +1681,8 @@ out:
         return r;
 }
 
-static int v4l2_query_control(Backend *bb, VideoControl control, uint32_t format, uint32_t *values,
-                              unsigned max_values) {
+static int v4l2_query_control(
+        Backend *bb, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
         V4l2Backend *b = (V4l2Backend *) bb;
         uint32_t cid = v4l2_cid_from_control(control, format);
         struct v4l2_queryctrl qc = { .id = cid };
@@ -1701,8 +1736,12 @@ static const BackendOps *ops_for(VideoRole role) {
         return role == VIDEO_ROLE_DECODER ? &backend_v4l2_decoder_ops : &backend_v4l2_encoder_ops;
 }
 
-int backend_v4l2_new_with_ops(const V4l2DeviceOps *ops, void *node, VideoRole role, const BackendConfig *config,
-                              sd_event *event, Backend **ret) {
+int backend_v4l2_new_with_ops(const V4l2DeviceOps *ops,
+                              void *node,
+                              VideoRole role,
+                              const BackendConfig *config,
+                              sd_event *event,
+                              Backend **ret) {
         V4l2Backend *b;
         int r;
 
@@ -1748,10 +1787,10 @@ static int v4l2_encoder_new(const BackendConfig *config, sd_event *event, Backen
         return new_for_role(VIDEO_ROLE_ENCODER, config, event, ret);
 }
 
-#define V4L2_OPS_COMMON                                                                                     \
-        .free = v4l2_free, .get_caps = v4l2_get_caps, .query_control = v4l2_query_control,                  \
-        .stream_new = v4l2_stream_new, .stream_free = v4l2_stream_free, .get_params = v4l2_get_params,      \
-        .set_params = v4l2_set_params, .get_control = v4l2_get_control, .set_control = v4l2_set_control,    \
+#define V4L2_OPS_COMMON                                                                                  \
+        .free = v4l2_free, .get_caps = v4l2_get_caps, .query_control = v4l2_query_control,               \
+        .stream_new = v4l2_stream_new, .stream_free = v4l2_stream_free, .get_params = v4l2_get_params,   \
+        .set_params = v4l2_set_params, .get_control = v4l2_get_control, .set_control = v4l2_set_control, \
         .queue_buffer = v4l2_queue_buffer, .drain = v4l2_drain, .clear = v4l2_clear
 
 const BackendOps backend_v4l2_decoder_ops = {
