@@ -3,6 +3,8 @@
 /* The V4L2 backends through the backend API, against the fake M2M device (tests/fakes/fake-v4l2.h).
  * Guest memory is heap memory described by iovecs, as the device model hands it over. */
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -434,9 +436,18 @@ static void test_decode_resolution_change(void **state) {
         assert_int_equal(p.frame_height, 64);
         assert_int_equal(fake_v4l2_stats(t->fake)->source_changes, 2);
         assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, 0, 0), 2);
+        /* The driver re-queues a returned buffer (old geometry) before it clears: held, not refused. */
+        {
+                size_t sizes[3] = { p_old.planes[0].plane_size, p_old.planes[1].plane_size,
+                                    p_old.planes[2].plane_size };
+
+                t_queue(t, tbuf_new(t, VIDEO_QUEUE_OUTPUT, 3, sizes, true));
+        }
+        t_settle(t);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, 0, 0), 2);
         assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
         RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_OUTPUT] == 1);
-        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_ERR, 0), 2);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_ERR, 0), 3);
         for (unsigned i = 0; i < 4; i++)
                 assert_true(old[i]->done);
 
@@ -1128,16 +1139,36 @@ static void test_registry_has_v4l2_backends(void **state) {
         sd_event_unref(e);
 }
 
+static unsigned count_fds(void) {
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/fd");
+
+        assert_non_null(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
+
 static void test_production_ops_need_a_device(void **state) {
         sd_event *e = NULL;
         Backend *b = NULL;
         BackendConfig none = { .device_fd = -1 };
         BackendConfig missing = { .device_fd = -1, .device_path = "/nonexistent/video99" };
+        BackendConfig not_v4l2 = { .device_fd = -1, .device_path = "/dev/null" };
+        unsigned fds;
 
         assert_int_equal(sd_event_new(&e), 0);
+        fds = count_fds();
         assert_int_equal(backend_v4l2_decoder_ops.new(&none, e, &b), -EINVAL);
         assert_int_equal(backend_v4l2_encoder_ops.new(&missing, e, &b), -ENOENT);
+        /* Not a V4L2 node, by path and by an fd handed over (reopened through /proc, and taken). */
+        assert_true(backend_v4l2_decoder_ops.new(&not_v4l2, e, &b) < 0);
+        not_v4l2 = (BackendConfig){ .device_fd = open("/dev/null", O_RDWR | O_CLOEXEC) };
+        assert_true(not_v4l2.device_fd >= 0);
+        assert_true(backend_v4l2_encoder_ops.new(&not_v4l2, e, &b) < 0);
         assert_null(b);
+        assert_int_equal(count_fds(), fds); /* nothing leaked, the handed-over fd closed */
         sd_event_unref(e);
 }
 
