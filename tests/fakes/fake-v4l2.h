@@ -32,6 +32,7 @@ typedef struct FakeV4l2Config {
         unsigned max_instances; /* 0: 64 */
         unsigned min_buffers;   /* decoder: V4L2_CID_MIN_BUFFERS_FOR_CAPTURE (0: 2) */
         bool last_with_frame;   /* a drain's final frame carries the LAST flag (no extra empty buffer) */
+        bool mem_planes;        /* mplane only: raw formats YU12M/NV12M, one memory plane per colour plane */
 } FakeV4l2Config;
 
 typedef struct FakeV4l2Stats {

@@ -170,6 +170,11 @@ static void test_decode_force_copy(void **state) {
         decode(&(FakeV4l2Config){ .mplane = true, .userptr = true }, true, 1, VIDEO_FORMAT_YUV420);
 }
 
+static void test_decode_separate_memory_planes(void **state) {
+        decode(&(FakeV4l2Config){ .mplane = true, .userptr = true, .mem_planes = true }, false, 1,
+               VIDEO_FORMAT_NV12);
+}
+
 static void test_decode_device_vanishes(void **state) {
         const uint32_t w[] = { 32, 32, 32 }, h[] = { 32, 32, 32 };
         Env *env = env_open(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
@@ -305,6 +310,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_userptr_non_contiguous_nv12),
                 cmocka_unit_test(test_decode_single_planar_mmap),
                 cmocka_unit_test(test_decode_force_copy),
+                cmocka_unit_test(test_decode_separate_memory_planes),
                 cmocka_unit_test(test_decode_device_vanishes),
                 cmocka_unit_test(test_encode_yuv420_userptr),
                 cmocka_unit_test(test_encode_nv12_single_planar_mmap),

@@ -410,6 +410,17 @@ static void test_decode_single_planar_userptr(void **state) {
         decode_session(&(FakeV4l2Config){ .mplane = false, .userptr = true }, false, true);
 }
 
+/* A device with one memory plane per colour plane (YU12M/NV12M): the planes map one to one. */
+static void test_decode_separate_memory_planes_userptr(void **state) {
+        decode_session(&(FakeV4l2Config){ .mplane = true, .userptr = true, .mem_planes = true }, false,
+                       true);
+}
+
+static void test_decode_separate_memory_planes_mmap(void **state) {
+        decode_session(&(FakeV4l2Config){ .mplane = true, .userptr = false, .mem_planes = true }, false,
+                       false);
+}
+
 static void test_decode_resolution_change(void **state) {
         static uint8_t data[2 * (16 + 64 * 48 * 3 / 2) + 2 * (16 + 96 * 64 * 3 / 2)];
         T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
@@ -980,6 +991,14 @@ static void test_encode_single_planar_mmap_nv12_multi_segment(void **state) {
                        VIDEO_FORMAT_NV12, false);
 }
 
+static void test_encode_separate_memory_planes_nv12m(void **state) {
+        encode_session(&(FakeV4l2Config){ .encoder = true,
+                                          .mplane = true,
+                                          .userptr = true,
+                                          .mem_planes = true },
+                       VIDEO_FORMAT_NV12, false);
+}
+
 static void test_encode_drain_last_with_frame(void **state) {
         T *t = t_new(&(FakeV4l2Config){ .encoder = true,
                                         .mplane = true,
@@ -1179,6 +1198,8 @@ int main(void) {
                 cmocka_unit_test(test_decode_single_planar_mmap_multi_segment),
                 cmocka_unit_test(test_decode_force_copy_uses_mmap),
                 cmocka_unit_test(test_decode_single_planar_userptr),
+                cmocka_unit_test(test_decode_separate_memory_planes_userptr),
+                cmocka_unit_test(test_decode_separate_memory_planes_mmap),
                 cmocka_unit_test(test_decode_resolution_change),
                 cmocka_unit_test(test_decode_drain_last_buffer_with_frame),
                 cmocka_unit_test(test_decode_drain_before_any_output),
@@ -1198,6 +1219,7 @@ int main(void) {
                 cmocka_unit_test(test_decoder_output_format_choice),
                 cmocka_unit_test(test_encode_mplane_userptr_yuv420),
                 cmocka_unit_test(test_encode_single_planar_mmap_nv12_multi_segment),
+                cmocka_unit_test(test_encode_separate_memory_planes_nv12m),
                 cmocka_unit_test(test_encode_drain_last_with_frame),
                 cmocka_unit_test(test_encoder_set_params_busy),
                 cmocka_unit_test(test_decoder_caps),

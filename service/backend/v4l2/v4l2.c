@@ -30,6 +30,7 @@ typedef struct V4l2Backend {
         bool force_copy;
         sd_event *event;
         VideoCaps caps;
+        uint32_t fourcc[_VIDEO_QUEUE_MAX][VIDEO_MAX_FORMATS]; /* the device's fourcc for caps.formats */
         unsigned n_streams;
 } V4l2Backend;
 
@@ -117,6 +118,14 @@ typedef struct V4l2Stream {
 
 static bool is_decoder(V4l2Stream *s) {
         return s->b->role == VIDEO_ROLE_DECODER;
+}
+
+/* The device's own fourcc for a format of a queue (NV12M on a device that has no NV12, say). */
+static uint32_t fourcc_for(V4l2Backend *b, VideoQueue q, uint32_t format) {
+        for (unsigned i = 0; i < b->caps.n_formats[q]; i++)
+                if (b->caps.formats[q][i].format == format)
+                        return b->fourcc[q][i];
+        return v4l2_fourcc_from_format(format);
 }
 
 static int xioctl(V4l2Stream *s, unsigned long req, void *arg) {
@@ -1108,7 +1117,8 @@ static void v4l2_stream_free(BackendStream *bs) {
 
 static int stream_init_formats(V4l2Stream *s) {
         V4l2Backend *b = s->b;
-        uint32_t coded = v4l2_fourcc_from_format(s->coded_format);
+        uint32_t coded =
+                fourcc_for(b, is_decoder(s) ? VIDEO_QUEUE_INPUT : VIDEO_QUEUE_OUTPUT, s->coded_format);
         int r;
 
         if (is_decoder(s)) {
@@ -1121,7 +1131,7 @@ static int stream_init_formats(V4l2Stream *s) {
                 if (r < 0)
                         return r;
                 s->events_subscribed = true;
-                s->raw_fourcc = v4l2_fourcc_from_format(b->caps.formats[VIDEO_QUEUE_OUTPUT][0].format);
+                s->raw_fourcc = b->fourcc[VIDEO_QUEUE_OUTPUT][0];
                 s->params[VIDEO_QUEUE_OUTPUT].format = b->caps.formats[VIDEO_QUEUE_OUTPUT][0].format;
                 s->params[VIDEO_QUEUE_OUTPUT].num_planes =
                         v4l2_format_color_planes(s->params[VIDEO_QUEUE_OUTPUT].format);
@@ -1253,7 +1263,7 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                                 return r;
                         s->cap = CAP_KNOWN;
                 }
-                s->raw_fourcc = v4l2_fourcc_from_format(p->format);
+                s->raw_fourcc = fourcc_for(s->b, queue, p->format);
                 if (s->cap == CAP_UNKNOWN) {
                         s->params[queue].format = p->format;
                         s->params[queue].num_planes = v4l2_format_color_planes(p->format);
@@ -1271,7 +1281,7 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
         if (is_decoder(s)) {
                 uint32_t fmt = p->format ? p->format : s->coded_format;
 
-                r = queue_s_fmt(s, queue, v4l2_fourcc_from_format(fmt), p->frame_width, p->frame_height,
+                r = queue_s_fmt(s, queue, fourcc_for(s->b, queue, fmt), p->frame_width, p->frame_height,
                                 p->planes[0].plane_size, 0);
                 if (r < 0)
                         return r == -EBUSY ? -EBUSY : -EINVAL;
@@ -1283,7 +1293,7 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                 uint32_t fmt = p->format ? p->format : s->params[queue].format;
                 VideoParams *in = &s->params[VIDEO_QUEUE_INPUT];
 
-                r = queue_s_fmt(s, queue, v4l2_fourcc_from_format(fmt), p->frame_width, p->frame_height, 0,
+                r = queue_s_fmt(s, queue, fourcc_for(s->b, queue, fmt), p->frame_width, p->frame_height, 0,
                                 p->num_planes > 0 ? p->planes[0].stride : 0);
                 if (r < 0)
                         return r == -EBUSY ? -EBUSY : -EINVAL;
@@ -1304,13 +1314,14 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                 if (!s->q[VIDEO_QUEUE_OUTPUT].memory) {
                         VideoParams *out = &s->params[VIDEO_QUEUE_OUTPUT];
 
-                        (void) queue_s_fmt(s, VIDEO_QUEUE_OUTPUT, v4l2_fourcc_from_format(s->coded_format),
+                        (void) queue_s_fmt(s, VIDEO_QUEUE_OUTPUT,
+                                           fourcc_for(s->b, VIDEO_QUEUE_OUTPUT, s->coded_format),
                                            in->frame_width, in->frame_height, out->planes[0].plane_size, 0);
                 }
                 return 0;
         }
 
-        r = queue_s_fmt(s, queue, v4l2_fourcc_from_format(p->format ? p->format : s->coded_format),
+        r = queue_s_fmt(s, queue, fourcc_for(s->b, queue, p->format ? p->format : s->coded_format),
                         s->params[VIDEO_QUEUE_INPUT].frame_width, s->params[VIDEO_QUEUE_INPUT].frame_height,
                         p->planes[0].plane_size, 0);
         if (r < 0)
@@ -1565,6 +1576,7 @@ static int caps_queue(V4l2Backend *b, void *dev, uint32_t type, VideoQueue vq, u
                         dup = dup || c->formats[vq][j].format == format;
                 if (dup)
                         continue;
+                b->fourcc[vq][c->n_formats[vq]] = fd.pixelformat;
                 d = &c->formats[vq][c->n_formats[vq]++];
                 d->format = format;
                 if (video_format_is_raw(format))
@@ -1638,8 +1650,10 @@ static int caps_probe(V4l2Backend *b, VideoRole want) {
                 unsigned n = 0;
 
                 for (unsigned i = 0; i < b->caps.n_formats[vq]; i++)
-                        if (video_format_is_coded(b->caps.formats[vq][i].format) == want_coded)
+                        if (video_format_is_coded(b->caps.formats[vq][i].format) == want_coded) {
+                                b->fourcc[vq][n] = b->fourcc[vq][i];
                                 b->caps.formats[vq][n++] = b->caps.formats[vq][i];
+                        }
                 b->caps.n_formats[vq] = n;
         }
         if (b->caps.n_formats[0] == 0 || b->caps.n_formats[1] == 0) {
