@@ -975,6 +975,9 @@ static int do_qbuf(FakeInstance *in, struct v4l2_buffer *vb) {
                 for (unsigned p = 0; p < q->np; p++)
                         if (!userptr[p] || length[p] < q->alloc_size[p])
                                 return -EINVAL;
+                /* Like vb2-dma-contig on memory that is not physically contiguous. */
+                if (in->node->cfg.userptr_qbuf_fails)
+                        return -EFAULT;
                 memcpy(b->userptr, userptr, sizeof(userptr));
                 memcpy(b->length, length, sizeof(length));
                 in->node->stats.qbuf_userptr++;

@@ -27,12 +27,13 @@ typedef struct FakeV4l2 FakeV4l2;
 
 typedef struct FakeV4l2Config {
         bool encoder;
-        bool mplane;            /* V4L2_CAP_VIDEO_M2M_MPLANE, else V4L2_CAP_VIDEO_M2M */
-        bool userptr;           /* accepts V4L2_MEMORY_USERPTR (always MMAP) */
-        unsigned max_instances; /* 0: 64 */
-        unsigned min_buffers;   /* decoder: V4L2_CID_MIN_BUFFERS_FOR_CAPTURE (0: 2) */
-        bool last_with_frame;   /* a drain's final frame carries the LAST flag (no extra empty buffer) */
-        bool mem_planes;        /* mplane only: raw formats YU12M/NV12M, one memory plane per colour plane */
+        bool mplane;             /* V4L2_CAP_VIDEO_M2M_MPLANE, else V4L2_CAP_VIDEO_M2M */
+        bool userptr;            /* accepts V4L2_MEMORY_USERPTR (always MMAP) */
+        unsigned max_instances;  /* 0: 64 */
+        unsigned min_buffers;    /* decoder: V4L2_CID_MIN_BUFFERS_FOR_CAPTURE (0: 2) */
+        bool last_with_frame;    /* a drain's final frame carries the LAST flag (no extra empty buffer) */
+        bool userptr_qbuf_fails; /* REQBUFS takes USERPTR, QBUF refuses it with EFAULT (dma-contig) */
+        bool mem_planes; /* mplane only: raw formats YU12M/NV12M, one memory plane per colour plane */
 } FakeV4l2Config;
 
 typedef struct FakeV4l2Stats {

@@ -379,11 +379,11 @@ static void decode_session(const FakeV4l2Config *cfg, bool force_copy, bool cont
         assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_EOS, 0), 1);
         assert_int_equal(t->n_error, 0);
 
-        if (force_copy || !cfg->userptr)
+        if (force_copy || !cfg->userptr || cfg->userptr_qbuf_fails)
                 assert_int_equal(fake_v4l2_stats(t->fake)->qbuf_userptr, 0);
         else
                 assert_int_equal(fake_v4l2_stats(t->fake)->qbuf_mmap, 0);
-        if (!force_copy && cfg->userptr)
+        if (!force_copy && cfg->userptr && !cfg->userptr_qbuf_fails)
                 assert_true(fake_v4l2_stats(t->fake)->qbuf_userptr > 0);
         else
                 assert_true(fake_v4l2_stats(t->fake)->qbuf_mmap > 0);
@@ -419,6 +419,12 @@ static void test_decode_separate_memory_planes_userptr(void **state) {
 static void test_decode_separate_memory_planes_mmap(void **state) {
         decode_session(&(FakeV4l2Config){ .mplane = true, .userptr = false, .mem_planes = true }, false,
                        false);
+}
+
+/* REQBUFS(USERPTR) works but QBUF refuses guest memory: the queue falls back to MMAP. */
+static void test_decode_userptr_refused_at_qbuf_falls_back(void **state) {
+        decode_session(&(FakeV4l2Config){ .mplane = true, .userptr = true, .userptr_qbuf_fails = true },
+                       false, true);
 }
 
 static void test_decode_resolution_change(void **state) {
@@ -1200,6 +1206,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_single_planar_userptr),
                 cmocka_unit_test(test_decode_separate_memory_planes_userptr),
                 cmocka_unit_test(test_decode_separate_memory_planes_mmap),
+                cmocka_unit_test(test_decode_userptr_refused_at_qbuf_falls_back),
                 cmocka_unit_test(test_decode_resolution_change),
                 cmocka_unit_test(test_decode_drain_last_buffer_with_frame),
                 cmocka_unit_test(test_decode_drain_before_any_output),

@@ -58,6 +58,7 @@ typedef struct Queue {
         Slot slots[MAX_SLOTS];
         BufList pending; /* held, waiting for a free slot */
         bool logged_memory;
+        bool no_userptr; /* the device took USERPTR buffers at REQBUFS but refused them at QBUF */
 } Queue;
 
 typedef enum EvType {
@@ -470,7 +471,7 @@ static int queue_alloc(V4l2Stream *s, VideoQueue vq, unsigned count) {
         int r = -EINVAL;
 
         count = MAX(MIN(count, (unsigned) MAX_SLOTS), 1u);
-        if (!s->b->force_copy) {
+        if (!s->b->force_copy && !q->no_userptr) {
                 req = (struct v4l2_requestbuffers){ .type = q->type,
                                                     .memory = V4L2_MEMORY_USERPTR,
                                                     .count = count };
@@ -810,6 +811,27 @@ static int drain_send_stop(V4l2Stream *s) {
         return 0;
 }
 
+/* A device may take USERPTR at REQBUFS and still refuse the memory at QBUF (vb2-dma-contig needs it
+ * physically contiguous: EFAULT or EINVAL). Before the queue ever ran, that is a reason to use MMAP. */
+static bool userptr_refused(Queue *q, int r) {
+        return (r == -EFAULT || r == -EINVAL) && q->memory == V4L2_MEMORY_USERPTR && q->n_queued == 0 &&
+               !q->streaming;
+}
+
+static int queue_fall_back_to_mmap(V4l2Stream *s, VideoQueue vq, int error) {
+        Queue *q = &s->q[vq];
+        unsigned count = q->n_slots;
+        int r;
+
+        log_info_errno(error, "Device refused guest memory as USERPTR (%m), using MMAP buffers and a copy.");
+        r = queue_free_buffers(s, q);
+        if (r < 0)
+                return r;
+        q->no_userptr = true;
+        q->logged_memory = false;
+        return queue_alloc(s, vq, count);
+}
+
 /* Moves held buffers onto the device as far as slots and state allow; sets up queues on first use. */
 static int stream_kick(V4l2Stream *s) {
         int r;
@@ -854,7 +876,11 @@ static int stream_kick(V4l2Stream *s) {
                         r = queue_to_device(s, (VideoQueue) vq, (unsigned) i, buf);
                         if (r < 0) {
                                 buflist_push_front(&q->pending, buf);
-                                return r;
+                                if (!userptr_refused(q, r))
+                                        return r;
+                                r = queue_fall_back_to_mmap(s, (VideoQueue) vq, r);
+                                if (r < 0)
+                                        return r;
                         }
                 }
                 if (q->n_queued > 0) {
