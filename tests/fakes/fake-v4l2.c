@@ -81,6 +81,7 @@ typedef struct FakeInstance {
         unsigned n_chunks;
         bool headers_parsed; /* the capture format is known */
         bool need_reconfig;  /* resolution changed: stalled until CAPTURE is restarted */
+        bool last_pending;   /* resolution changed while CAPTURE streams: LAST still to be given */
         bool draining, stopped;
         bool bad_stream;
         uint32_t seq;
@@ -571,22 +572,32 @@ static void dec_run(FakeInstance *in) {
                         }
                         return;
                 }
+                if (in->last_pending) {
+                        /* The change was signalled; the old sequence ends with LAST on the next
+                         * CAPTURE buffer, which may come later than the event. */
+                        if (!(cb = next_queued(cap)))
+                                return;
+                        emit_last(in, cb);
+                        in->last_pending = false;
+                        in->need_reconfig = true;
+                        return;
+                }
                 if (!in->headers_parsed || w != cap->width || h != cap->height) {
+                        bool streaming_change = in->headers_parsed && cap->streaming;
+
                         if (in->need_reconfig)
                                 return;
-                        if (in->headers_parsed && cap->streaming) {
-                                /* Dynamic resolution change: LAST on the next buffer, then stall until the
-                                 * client restarts CAPTURE. */
-                                if (!(cb = next_queued(cap)))
-                                        return;
-                                emit_last(in, cb);
-                                in->need_reconfig = true;
-                        } else if (in->headers_parsed)
-                                in->need_reconfig = true;
+                        /* Dynamic resolution change: the event at once, then stall until the client
+                         * restarts CAPTURE. */
+                        if (in->headers_parsed)
+                                in->need_reconfig = !streaming_change;
+                        in->last_pending = streaming_change;
                         dec_set_capture_format(in, w, h);
                         in->headers_parsed = true;
                         in->node->stats.source_changes++;
                         push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+                        if (in->last_pending)
+                                continue;
                         if (in->need_reconfig)
                                 return;
                 }
@@ -1066,6 +1077,11 @@ static int do_streamoff(FakeInstance *in, const int *type) {
         q->streaming = false;
         q->last_dequeued = false;
         in->node->stats.streamoff[qi]++;
+        if (qi == 1 && in->last_pending) {
+                /* CAPTURE stopped before the LAST buffer: nothing to end, the client reconfigures. */
+                in->last_pending = false;
+                in->need_reconfig = true;
+        }
         if (qi == 0) {
                 /* Seek: the decoder forgets the bitstream; a drain is aborted. */
                 in->bits_len = 0;

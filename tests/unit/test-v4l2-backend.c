@@ -477,6 +477,40 @@ static void test_decode_resolution_change(void **state) {
         t_free(t);
 }
 
+/* The change is signalled while every output buffer is with the guest: the decoder flags LAST only on
+ * the next buffer queued, which the backend must hand it although the geometry already changed. */
+static void test_decode_resolution_change_without_free_output(void **state) {
+        static uint8_t data[2 * (16 + 32 * 32 * 3 / 2) + (16 + 64 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = false, .userptr = true }, false);
+        size_t len = make_stream(data, sizeof(data), 2, 32, 32, 1);
+        TBuf *frames[4], *late;
+        VideoParams p;
+
+        len += make_stream(data + len, sizeof(data) - len, 1, 64, 32, 9);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        queue_stream(t, data, len, 512, true);
+        RUN_UNTIL(t, t->n_format == 1);
+        for (unsigned i = 0; i < 2; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 2);
+        t_settle(t);
+        assert_int_equal(fake_v4l2_stats(t->fake)->source_changes, 2);
+        assert_int_equal(t->n_format, 1); /* not before the old sequence has ended */
+        late = tbuf_output(t, true);
+        t_queue(t, late);
+        RUN_UNTIL(t, t->n_format == 2);
+        assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_OUTPUT, &p), 0);
+        assert_int_equal(p.frame_width, 64);
+        assert_false(late->done); /* held until the clear */
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
+        RUN_UNTIL(t, late->done);
+        assert_int_equal(late->res.flags, VIDEO_BUFFER_F_ERR);
+        t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 3);
+        check_picture(t, frames[2], 64, 32, 9);
+        t_free(t);
+}
+
 static void test_decode_drain_last_buffer_with_frame(void **state) {
         static uint8_t data[2 * (16 + 32 * 16 * 3 / 2)];
         T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true, .last_with_frame = true }, false);
@@ -1208,6 +1242,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_separate_memory_planes_mmap),
                 cmocka_unit_test(test_decode_userptr_refused_at_qbuf_falls_back),
                 cmocka_unit_test(test_decode_resolution_change),
+                cmocka_unit_test(test_decode_resolution_change_without_free_output),
                 cmocka_unit_test(test_decode_drain_last_buffer_with_frame),
                 cmocka_unit_test(test_decode_drain_before_any_output),
                 cmocka_unit_test(test_decode_seek_clears_input),

@@ -850,7 +850,8 @@ static int stream_kick(V4l2Stream *s) {
                                 continue;
                 }
                 if (vq == VIDEO_QUEUE_OUTPUT && is_decoder(s)) {
-                        if (s->cap == CAP_UNKNOWN || s->cap == CAP_RESCHANGE)
+                        /* During a resolution change the decoder may still need a buffer to flag LAST. */
+                        if (s->cap == CAP_UNKNOWN)
                                 continue;
                         if (s->cap == CAP_KNOWN) {
                                 r = decoder_setup_capture(s);
