@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <linux/videodev2.h>
@@ -887,6 +889,54 @@ static void test_decoder_output_format_choice(void **state) {
         t_free(t);
 }
 
+/* A real mem2mem node polls EPOLLERR while neither queue holds a buffer. Ops that report nothing but
+ * EPOLLERR (a pipe without reader) check that the backend neither spins on it nor stalls. */
+static int errpipe[2] = { -1, -1 };
+static unsigned ioctl_calls;
+
+static int err_ioctl(void *dev, unsigned long req, void *arg) {
+        ioctl_calls++;
+        return fake_v4l2_ops.ioctl(dev, req, arg);
+}
+
+static int err_poll_fd(void *dev, uint32_t *ret_events) {
+        *ret_events = EPOLLIN | EPOLLPRI;
+        return errpipe[1];
+}
+
+static void test_decode_on_a_node_polling_epollerr(void **state) {
+        static uint8_t data[3 * (16 + 32 * 32 * 3 / 2)];
+        V4l2DeviceOps ops = fake_v4l2_ops;
+        BackendConfig bc = { .device_fd = -1 };
+        T *t = calloc(1, sizeof(*t));
+        size_t len = make_stream(data, sizeof(data), 3, 32, 32, 4);
+        TBuf *frames[4];
+        unsigned calls;
+
+        assert_non_null(t);
+        assert_int_equal(pipe2(errpipe, O_CLOEXEC), 0);
+        safe_close(errpipe[0]); /* the write end now polls EPOLLERR */
+        ops.ioctl = err_ioctl;
+        ops.poll_fd = err_poll_fd;
+        assert_int_equal(sd_event_new(&t->e), 0);
+        t->fake = fake_v4l2_new(&(FakeV4l2Config){ .mplane = true, .userptr = true });
+        assert_int_equal(backend_v4l2_new_with_ops(&ops, t->fake, VIDEO_ROLE_DECODER, &bc, t->e, &t->b), 0);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        ioctl_calls = 0;
+        queue_stream(t, data, len, 600, true);
+        RUN_UNTIL(t, t->n_format == 1);
+        for (unsigned i = 0; i < 4; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 3);
+        check_picture(t, frames[2], 32, 32, 6);
+        /* Idle EPOLLERR wakes are backed off, not served in a loop. */
+        calls = ioctl_calls;
+        t_settle(t);
+        assert_true(ioctl_calls - calls < 20);
+        t_free(t);
+        safe_close(errpipe[1]);
+}
+
 /* ---- encoder ------------------------------------------------------------------------------------- */
 
 static TBuf *raw_frame(T *t, unsigned w, unsigned h, uint8_t seed, uint64_t ts, bool contiguous) {
@@ -1257,6 +1307,7 @@ int main(void) {
                 cmocka_unit_test(test_ioctl_failure_puts_stream_in_error),
                 cmocka_unit_test(test_dequeue_failure_puts_stream_in_error),
                 cmocka_unit_test(test_many_streams),
+                cmocka_unit_test(test_decode_on_a_node_polling_epollerr),
                 cmocka_unit_test(test_queue_buffer_validation),
                 cmocka_unit_test(test_decoder_output_format_choice),
                 cmocka_unit_test(test_encode_mplane_userptr_yuv420),

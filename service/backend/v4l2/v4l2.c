@@ -107,7 +107,8 @@ typedef struct V4l2Stream {
         bool await_clear; /* decoder: a format change caught output buffers; the guest clears next */
         bool broken;
         bool events_subscribed;
-        sd_event_source *io, *defer;
+        sd_event_source *io, *defer, *retry;
+        uint64_t retry_usec; /* back-off while the node polls EPOLLERR (see on_io()) */
         uint32_t io_events;
         Ev *ev_head, *ev_tail;
         bool dispatching, freed;
@@ -1085,9 +1086,18 @@ static int stream_process(V4l2Stream *s, bool *progress) {
         return stream_kick(s);
 }
 
+static int on_retry(sd_event_source *src, uint64_t usec, void *userdata) {
+        V4l2Stream *s = userdata;
+
+        s->retry = sd_event_source_unref(s->retry);
+        stream_update_io(s);
+        return 0;
+}
+
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         V4l2Stream *s = userdata;
         bool progress = false;
+        uint64_t now;
         int r;
 
         r = stream_process(s, &progress);
@@ -1095,9 +1105,19 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 stream_fail(s, r);
                 return 0;
         }
-        /* A real m2m node polls EPOLLERR while neither queue holds a buffer: stay quiet until work comes. */
-        if (!progress && (revents & (EPOLLERR | EPOLLHUP)))
-                (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        if (progress || !(revents & (EPOLLERR | EPOLLHUP))) {
+                s->retry_usec = 0;
+                return 0;
+        }
+        /* A mem2mem node polls EPOLLERR while neither queue holds a buffer, which level-triggered epoll
+         * would report in a loop. Stay off until new work re-enables it, but look again after a growing
+         * delay: an event (SOURCE_CHANGE from firmware) can come while no buffer is queued. */
+        (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        s->retry_usec = MIN(MAX(s->retry_usec * 2, (uint64_t) 10000), (uint64_t) 1000000);
+        if (!s->retry && (sd_event_now(s->b->event, CLOCK_MONOTONIC, &now) < 0 ||
+                          sd_event_add_time(s->b->event, &s->retry, CLOCK_MONOTONIC, now + s->retry_usec, 0,
+                                            on_retry, s) < 0))
+                log_debug("Could not arm the V4L2 poll retry timer, ignoring.");
         return 0;
 }
 
@@ -1125,6 +1145,7 @@ static void stream_destroy(V4l2Stream *s) {
         }
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->defer);
+        sd_event_source_disable_unref(s->retry);
         s->b->n_streams--;
         free(s);
 }
