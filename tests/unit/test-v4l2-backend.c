@@ -429,6 +429,57 @@ static void test_decode_userptr_refused_at_qbuf_falls_back(void **state) {
                        false, true);
 }
 
+static TBuf *raw_frame(T *t, unsigned w, unsigned h, uint8_t seed, uint64_t ts, bool contiguous);
+static void check_coded(TBuf *tb, unsigned w, unsigned h, uint8_t seed, uint32_t seq);
+
+/* Plane 1 in two segments, the others one: a buffer partly zero copy, partly through a host copy. */
+static TBuf *split_plane1(TBuf *tb) {
+        struct iovec whole = tb->iov[1][0];
+        size_t half = whole.iov_len / 2;
+
+        assert_int_equal(tb->vb.planes[1].n_iov, 1);
+        tb->iov[1][0] = (struct iovec){ whole.iov_base, half };
+        tb->iov[1][1] = (struct iovec){ (uint8_t *) whole.iov_base + half, whole.iov_len - half };
+        tb->vb.planes[1].n_iov = 2;
+        return tb;
+}
+
+static void test_separate_memory_planes_partly_contiguous(void **state) {
+        static uint8_t data[2 * (16 + 48 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true, .mem_planes = true }, false);
+        size_t len = make_stream(data, sizeof(data), 2, 48, 32, 70);
+        TBuf *frames[4];
+
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        decode_until_format(t, data, len, len, true);
+        for (unsigned i = 0; i < 3; i++)
+                t_queue(t, split_plane1(tbuf_output(t, true)));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 2);
+        check_picture(t, frames[0], 48, 32, 70);
+        check_picture(t, frames[1], 48, 32, 71);
+        assert_int_equal(fake_v4l2_stats(t->fake)->qbuf_mmap, 0);
+        t_free(t);
+
+        /* The encoder's input side: copy_in() with one plane as it is and one through a copy. */
+        t = t_new(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true, .mem_planes = true },
+                  false);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        {
+                VideoParams p;
+
+                assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+                p.format = VIDEO_FORMAT_NV12;
+                p.frame_width = 32;
+                p.frame_height = 16;
+                assert_int_equal(t->b->ops->set_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+        }
+        t_queue(t, tbuf_output(t, true));
+        t_queue(t, split_plane1(raw_frame(t, 32, 16, 5, 1, true)));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 1);
+        check_coded(frames[0], 32, 16, 5, 0);
+        t_free(t);
+}
+
 static void test_decode_resolution_change(void **state) {
         static uint8_t data[2 * (16 + 64 * 48 * 3 / 2) + 2 * (16 + 96 * 64 * 3 / 2)];
         T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
@@ -1291,6 +1342,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_separate_memory_planes_userptr),
                 cmocka_unit_test(test_decode_separate_memory_planes_mmap),
                 cmocka_unit_test(test_decode_userptr_refused_at_qbuf_falls_back),
+                cmocka_unit_test(test_separate_memory_planes_partly_contiguous),
                 cmocka_unit_test(test_decode_resolution_change),
                 cmocka_unit_test(test_decode_resolution_change_without_free_output),
                 cmocka_unit_test(test_decode_drain_last_buffer_with_frame),

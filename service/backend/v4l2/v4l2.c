@@ -582,6 +582,10 @@ static void copy_in(V4l2Stream *s, VideoQueue vq, Slot *slot, const VideoBuffer 
                         void *dst = slot->map[m] ? slot->map[m] : slot->bounce[m];
                         size_t cap = slot->map[m] ? slot->map_len[m] : slot->bounce_len[m];
 
+                        if (!dst) { /* this plane went to the device as it is (USERPTR) */
+                                bytesused[m] = buf->planes[m].data_size;
+                                continue;
+                        }
                         bytesused[m] =
                                 (uint32_t) iov_to_buf(buf->planes[m].iov, buf->planes[m].n_iov, 0, dst,
                                                       MIN((size_t) buf->planes[m].data_size, cap));
@@ -613,7 +617,7 @@ static void copy_out(V4l2Stream *s,
                 for (unsigned m = 0; m < buf->n_planes; m++) {
                         size_t n = MIN((size_t) bytesused[m], buf->planes[m].length);
 
-                        if (slot->copy) {
+                        if (slot->copy && (slot->map[m] || slot->bounce[m])) {
                                 const void *src = slot->map[m] ? slot->map[m] : slot->bounce[m];
                                 size_t cap = slot->map[m] ? slot->map_len[m] : slot->bounce_len[m];
 
