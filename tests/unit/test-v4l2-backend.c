@@ -707,6 +707,35 @@ static void test_decode_output_format_change_after_clear(void **state) {
         t_free(t);
 }
 
+/* The guest takes its output buffers back in the middle of a drain and queues new ones: the drain ends
+ * on them. */
+static void test_decode_clear_output_during_drain(void **state) {
+        static uint8_t data[2 * (16 + 32 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
+        size_t flen = 16 + 32 * 32 * 3 / 2;
+        TBuf *frames[4];
+
+        make_stream(data, sizeof(data), 2, 32, 32, 80);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        decode_until_format(t, data, flen, flen, true);
+        t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 1);
+        t_queue(t, tbuf_input(t, data + flen, flen, 2, true));
+        assert_int_equal(t->b->ops->drain(t->s), 0); /* frame 2 waits for an output buffer */
+        t_settle(t);
+        t_queue(t, tbuf_output(t, true));
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_OUTPUT] == 1);
+        assert_int_equal(t->n_drain, 0);
+        for (unsigned i = 0; i < 2; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, t->n_drain == 1);
+        assert_true(t->done[t->done_at_drain - 1]->res.flags & VIDEO_BUFFER_F_EOS);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_EOS, 0), 1);
+        assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
 static void test_decode_frame_error_flag(void **state) {
         static uint8_t data[2 * (16 + 16 * 16 * 3 / 2)];
         T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
@@ -1350,6 +1379,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_seek_clears_input),
                 cmocka_unit_test(test_decode_clear_output),
                 cmocka_unit_test(test_decode_output_format_change_after_clear),
+                cmocka_unit_test(test_decode_clear_output_during_drain),
                 cmocka_unit_test(test_decode_frame_error_flag),
                 cmocka_unit_test(test_decode_bad_stream_error_frame),
                 cmocka_unit_test(test_stream_free_while_busy),
