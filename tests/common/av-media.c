@@ -9,6 +9,11 @@
 
 #include "av-media.h"
 #include "common/macro.h"
+#include "config.h"
+
+#if HAVE_LIBSWSCALE
+#include <libswscale/swscale.h>
+#endif
 
 AVFrame *media_pattern(unsigned width, unsigned height, unsigned t) {
         return media_pattern_noisy(width, height, t, 0);
@@ -84,8 +89,62 @@ static int encode_collect(AVCodecContext *ctx, const AVFrame *f, AVPacket *pkt, 
         }
 }
 
+/* pic (yuv420p) in another pixel format; NULL when that cannot be done. */
+static AVFrame *convert_frame(AVFrame *pic, int pix_fmt, int flags) {
+#if HAVE_LIBSWSCALE
+        struct SwsContext *sws = sws_getContext(pic->width, pic->height, pic->format, pic->width,
+                                                pic->height, pix_fmt, flags, NULL, NULL, NULL);
+        AVFrame *out = av_frame_alloc();
+
+        if (!sws || !out)
+                goto fail;
+        out->format = pix_fmt;
+        out->width = pic->width;
+        out->height = pic->height;
+        out->pts = pic->pts;
+        if (av_frame_get_buffer(out, 0) < 0)
+                goto fail;
+        if (sws_scale(sws, (const uint8_t *const *) pic->data, pic->linesize, 0, pic->height, out->data,
+                      out->linesize) < 0)
+                goto fail;
+        sws_freeContext(sws);
+        return out;
+fail:
+        sws_freeContext(sws);
+        av_frame_free(&out);
+        return NULL;
+#else
+        return NULL;
+#endif
+}
+
+int media_frames_to_yuv420p(MediaFrames *f) {
+        for (size_t i = 0; i < f->n; i++) {
+                AVFrame *c;
+
+                if (f->f[i]->format == AV_PIX_FMT_YUV420P)
+                        continue;
+                c = convert_frame(f->f[i], AV_PIX_FMT_YUV420P, 2 /* SWS_BILINEAR, as the backend */);
+                if (!c)
+                        return -EOPNOTSUPP;
+                av_frame_free(&f->f[i]);
+                f->f[i] = c;
+        }
+        return 0;
+}
+
 int media_encode(
         const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t, MediaStream *s) {
+        return media_encode_fmt(encoder, AV_PIX_FMT_YUV420P, width, height, n, first_t, s);
+}
+
+int media_encode_fmt(const char *encoder,
+                     int pix_fmt,
+                     unsigned width,
+                     unsigned height,
+                     unsigned n,
+                     unsigned first_t,
+                     MediaStream *s) {
         const AVCodec *codec = avcodec_find_encoder_by_name(encoder);
         AVCodecContext *ctx;
         AVPacket *pkt = av_packet_alloc();
@@ -121,6 +180,16 @@ int media_encode(
         for (unsigned i = 0; r >= 0 && i < n; i++) {
                 AVFrame *f = media_pattern(width, height, first_t + i);
 
+                if (f && pix_fmt != AV_PIX_FMT_YUV420P) {
+                        AVFrame *c = convert_frame(f, pix_fmt, 2 /* SWS_BILINEAR */);
+
+                        av_frame_free(&f);
+                        f = c;
+                }
+                if (!f) {
+                        r = -ENOMEM;
+                        break;
+                }
                 f->pts = i;
                 r = encode_collect(ctx, f, pkt, s);
                 av_frame_free(&f);

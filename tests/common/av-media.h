@@ -40,6 +40,15 @@ AVFrame *media_pattern_noisy(unsigned width, unsigned height, unsigned t, unsign
  * "libvpx", "libvpx-vp9", "mpeg2video", "mpeg4") to s, in decode order. */
 int media_encode(
         const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t, MediaStream *s);
+/* The same, with the encoder taking pix_fmt (yuv420p, yuv422p, yuv420p10le...; needs libswscale for
+ * anything but yuv420p). */
+int media_encode_fmt(const char *encoder,
+                     int pix_fmt,
+                     unsigned width,
+                     unsigned height,
+                     unsigned n,
+                     unsigned first_t,
+                     MediaStream *s);
 void media_stream_free(MediaStream *s);
 /* Concatenation of every packet, and the offset where each starts. */
 uint8_t *media_stream_bytes(const MediaStream *s, size_t *ret_size, size_t **ret_offsets);
@@ -49,6 +58,9 @@ int media_decode(
         enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out);
 /* Decodes a byte stream fed in one piece through the codec's parser (for encoder outputs). */
 void media_frames_free(MediaFrames *f);
+/* Converts every frame that is not yuv420p to yuv420p with libswscale's bilinear filter, as the backend
+ * does (-EOPNOTSUPP without libswscale). */
+int media_frames_to_yuv420p(MediaFrames *f);
 
 /* PSNR of the Y, U and V planes together, in dB (99 for identical pictures). */
 double media_psnr(const AVFrame *a, const AVFrame *b);

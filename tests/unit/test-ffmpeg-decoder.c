@@ -21,6 +21,7 @@
 #include "backend-harness.h"
 #include "backend/ffmpeg/ffmpeg.h"
 #include "common/macro.h"
+#include "config.h"
 
 #define N_INPUTS 4
 #define MAX_OUTPUTS 6
@@ -40,6 +41,7 @@ typedef struct DecodeCase {
         unsigned seek_after; /* clear(INPUT) once this many chunks were consumed, then start over */
         unsigned n_outputs;
         bool prequeue_outputs; /* output buffers of the default params queued before any input */
+        int pix_fmt;           /* of the coded pictures; 0 = yuv420p; others go through libswscale */
 } DecodeCase;
 
 typedef struct Run {
@@ -68,8 +70,9 @@ static void run_make_stream(Run *run) {
         const DecodeCase *c = run->c;
 
         for (unsigned i = 0; i < 2 && c->parts[i].frames > 0; i++)
-                assert_int_equal(media_encode(c->encoder, c->parts[i].width, c->parts[i].height,
-                                              c->parts[i].frames, i * 100, &run->stream),
+                assert_int_equal(media_encode_fmt(c->encoder, c->pix_fmt, c->parts[i].width,
+                                                  c->parts[i].height, c->parts[i].frames, i * 100,
+                                                  &run->stream),
                                  0);
         assert_true(run->stream.n >= c->parts[0].frames);
         run->bytes = media_stream_bytes(&run->stream, &run->size, &run->pkt_offsets);
@@ -104,6 +107,8 @@ static void run_make_stream(Run *run) {
                 run->pkt_pts[k] = (int64_t) run->chunk_ts[i];
         }
         assert_int_equal(media_decode(c->codec_id, &run->stream, 0, run->pkt_pts, &run->ref), 0);
+        /* The backend gives out 8-bit 4:2:0 whatever the stream's format: the reference does the same. */
+        assert_int_equal(media_frames_to_yuv420p(&run->ref), 0);
         unsigned want = c->parts[0].frames + c->parts[1].frames;
         assert_int_equal(run->ref.n, want);
 }
@@ -556,9 +561,9 @@ static bool pred_error(Harness *h, void *userdata) {
         return h->errors > 0;
 }
 
-/* 4:2:2 H.264 decodes to a pixel format the guest formats cannot carry: a fatal stream error (the error
- * callback), after which every buffer still comes back. */
-static void test_unsupported_pixel_format_is_fatal(void **state) {
+/* A picture wider than the backend can describe (8192): a fatal stream error (the error callback), after
+ * which every buffer still comes back. */
+static void test_oversized_picture_is_fatal(void **state) {
         const AVCodec *codec = avcodec_find_encoder_by_name("libx264");
         AVCodecContext *ctx = avcodec_alloc_context3(codec);
         AVPacket *pkt = av_packet_alloc();
@@ -569,16 +574,17 @@ static void test_unsupported_pixel_format_is_fatal(void **state) {
         HarnessBuffer *in, *out;
         Harness *h;
 
-        ctx->width = 64;
-        ctx->height = 64;
-        ctx->pix_fmt = AV_PIX_FMT_YUV422P;
+        ctx->width = 8208;
+        ctx->height = 16;
+        ctx->pix_fmt = AV_PIX_FMT_YUV420P;
         ctx->time_base = (AVRational){ 1, 30 };
         assert_int_equal(avcodec_open2(ctx, codec, NULL), 0);
-        f->format = AV_PIX_FMT_YUV422P;
-        f->width = f->height = 64;
+        f->format = AV_PIX_FMT_YUV420P;
+        f->width = 8208;
+        f->height = 16;
         assert_int_equal(av_frame_get_buffer(f, 0), 0);
         for (int p = 0; p < 3; p++)
-                memset(f->data[p], 100 + 20 * p, (size_t) f->linesize[p] * 64);
+                memset(f->data[p], 100 + 20 * p, (size_t) f->linesize[p] * (p ? 8 : 16));
         for (int i = 0; i < 3; i++) {
                 f->pts = i;
                 assert_int_equal(avcodec_send_frame(ctx, i < 2 ? f : NULL), 0);
@@ -600,7 +606,7 @@ static void test_unsupported_pixel_format_is_fatal(void **state) {
         assert_int_equal(harness_queue(h, in, 7, (uint32_t) coded_size), 0);
         assert_int_equal(ops->drain(h->stream), 0);
         assert_true(harness_run_until(h, pred_error, NULL));
-        assert_int_equal(h->last_error, -EOPNOTSUPP);
+        assert_int_equal(h->last_error, -EINVAL);
         assert_int_equal(h->format_changes, 0);
         size_t want = 2;
         assert_true(harness_run_until(h, pred_all_done, &want));
@@ -622,6 +628,52 @@ static void test_unsupported_pixel_format_is_fatal(void **state) {
         av_packet_free(&pkt);
         avcodec_free_context(&ctx);
 }
+
+#if HAVE_LIBSWSCALE
+/* Streams whose pictures are not 8-bit 4:2:0 come out converted to it. */
+static void test_h264_high422_converted(void **state) {
+        const DecodeCase c = {
+                .coded_format = VIDEO_FORMAT_H264,
+                .codec_id = AV_CODEC_ID_H264,
+                .encoder = "libx264",
+                .pix_fmt = AV_PIX_FMT_YUV422P,
+                .parts = { { 160, 96, 10 } },
+                .out_format = VIDEO_FORMAT_YUV420,
+                .max_chunk = 700,
+                .seed = 11,
+                .n_outputs = 3,
+        };
+        run_decode(&c);
+}
+
+static void test_h264_high10_converted(void **state) {
+        const DecodeCase c = {
+                .coded_format = VIDEO_FORMAT_H264,
+                .codec_id = AV_CODEC_ID_H264,
+                .encoder = "libx264",
+                .pix_fmt = AV_PIX_FMT_YUV420P10LE,
+                .parts = { { 96, 64, 10 } },
+                .out_format = VIDEO_FORMAT_NV12,
+                .max_chunk = 500,
+                .seed = 12,
+                .n_outputs = 3,
+        };
+        run_decode(&c);
+}
+
+static void test_vp9_profile1_converted(void **state) {
+        const DecodeCase c = {
+                .coded_format = VIDEO_FORMAT_VP9,
+                .codec_id = AV_CODEC_ID_VP9,
+                .encoder = "libvpx-vp9",
+                .pix_fmt = AV_PIX_FMT_YUV444P,
+                .parts = { { 96, 64, 8 } },
+                .out_format = VIDEO_FORMAT_YVU420,
+                .n_outputs = 3,
+        };
+        run_decode(&c);
+}
+#endif
 
 static bool pred_drained(Harness *h, void *userdata) {
         return h->drains_done > 0;
@@ -759,9 +811,10 @@ static void test_caps_and_params(void **state) {
         assert_true(have_h264);
         for (unsigned i = 0; i < 3; i++)
                 assert_true(video_format_is_raw(caps->formats[VIDEO_QUEUE_OUTPUT][i].format));
+        /* Baseline, Main, Extended, High; with libswscale also High 10, 4:2:2 and 4:4:4. */
         assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values,
                                             32),
-                         4);
+                         HAVE_LIBSWSCALE ? 7 : 4);
         assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 32),
                          15);
         assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_VP8, values, 32),
@@ -880,9 +933,14 @@ int main(void) {
                 cmocka_unit_test(test_hevc_random_chunks),
                 cmocka_unit_test(test_mpeg2_random_chunks),
                 cmocka_unit_test(test_mpeg4_random_chunks),
+#if HAVE_LIBSWSCALE
+                cmocka_unit_test(test_h264_high422_converted),
+                cmocka_unit_test(test_h264_high10_converted),
+                cmocka_unit_test(test_vp9_profile1_converted),
+#endif
                 cmocka_unit_test(test_drain_waits_for_output_buffer),
                 cmocka_unit_test(test_corrupt_input),
-                cmocka_unit_test(test_unsupported_pixel_format_is_fatal),
+                cmocka_unit_test(test_oversized_picture_is_fatal),
                 cmocka_unit_test(test_free_with_work_in_flight),
                 cmocka_unit_test(test_free_from_callback),
         };

@@ -26,9 +26,14 @@
 #include "common/iov.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "config.h"
 #include "layout.h"
 #include "profiles.h"
 #include "stream.h"
+
+#if HAVE_LIBSWSCALE
+#include <libswscale/swscale.h>
+#endif
 
 #define DEC_INPUT_BUFFER_SIZE (1024u * 1024u)
 #define DEC_INPUT_BUFFER_MAX (64u * 1024u * 1024u)
@@ -114,6 +119,10 @@ typedef struct Decoder {
 
         bool broken;
         FfScratch scratch;
+#if HAVE_LIBSWSCALE
+        struct SwsContext *sws; /* other pixel formats -> yuv420p, into `converted` */
+        AVFrame *converted;
+#endif
 } Decoder;
 
 static Decoder *decoder_from(BackendStream *bs) {
@@ -301,12 +310,53 @@ static bool decoder_flush_parser(Decoder *d) {
         return true;
 }
 
+/* Pixel formats the guest formats cannot carry as they are (10-bit, 4:2:2, 4:4:4) are converted to
+ * 8-bit 4:2:0 first, when libswscale is there: same size, so the flags only pick the chroma filter
+ * (bilinear; the tests build their references with the same). */
+static bool decoder_can_convert(int pix_fmt) {
+#if HAVE_LIBSWSCALE
+        return sws_isSupportedInput(pix_fmt) > 0;
+#else
+        return false;
+#endif
+}
+
+/* The frame to copy out: the decoded one, or its conversion. */
+static int decoder_frame_for_output(Decoder *d, const AVFrame **ret) {
+        if (ff_pix_fmt_supported(d->frame->format)) {
+                *ret = d->frame;
+                return 0;
+        }
+#if HAVE_LIBSWSCALE
+        const AVFrame *in = d->frame;
+        AVFrame *out = d->converted;
+
+        d->sws = sws_getCachedContext(d->sws, in->width, in->height, in->format, in->width, in->height,
+                                      AV_PIX_FMT_YUV420P, SWS_BILINEAR, NULL, NULL, NULL);
+        if (!d->sws)
+                return -EOPNOTSUPP;
+        av_frame_unref(out);
+        out->format = AV_PIX_FMT_YUV420P;
+        out->width = in->width;
+        out->height = in->height;
+        if (av_frame_get_buffer(out, 0) < 0)
+                return -ENOMEM;
+        if (sws_scale(d->sws, (const uint8_t *const *) in->data, in->linesize, 0, in->height, out->data,
+                      out->linesize) < 0)
+                return -EIO;
+        *ret = out;
+        return 0;
+#else
+        return -EOPNOTSUPP;
+#endif
+}
+
 /* A frame came out: announce a new geometry before anything is written for it. */
 static void decoder_check_format(Decoder *d) {
         const AVFrame *f = d->frame;
         FfWork *w;
 
-        if (!ff_pix_fmt_supported(f->format)) {
+        if (!ff_pix_fmt_supported(f->format) && !decoder_can_convert(f->format)) {
                 log_debug("ffmpeg-decoder: cannot convert pixel format %d", f->format);
                 decoder_fail(d, -EOPNOTSUPP);
                 return;
@@ -339,6 +389,7 @@ static void decoder_check_format(Decoder *d) {
 }
 
 static bool decoder_output_frame(Decoder *d) {
+        const AVFrame *src;
         FfWork *w;
         uint64_t ts;
         int r;
@@ -359,8 +410,10 @@ static bool decoder_output_frame(Decoder *d) {
         ts = (uint64_t) (d->frame->pts != AV_NOPTS_VALUE ? d->frame->pts : d->frame->best_effort_timestamp);
         if (d->frame->pts == AV_NOPTS_VALUE && d->frame->best_effort_timestamp == AV_NOPTS_VALUE)
                 ts = 0;
-        r = ff_frame_to_buffer(d->frame, &w->params, w->buf, w->result.sizes, &d->scratch);
-        if (r == -EOPNOTSUPP) {
+        r = decoder_frame_for_output(d, &src);
+        if (r >= 0)
+                r = ff_frame_to_buffer(src, &w->params, w->buf, w->result.sizes, &d->scratch);
+        if (r == -EOPNOTSUPP || r == -ENOMEM) {
                 ff_stream_buffer_done(&d->s, w, VIDEO_BUFFER_F_ERR, ts);
                 decoder_fail(d, r);
         } else if (r < 0) {
@@ -576,6 +629,10 @@ static void decoder_destroy(FfStream *s) {
         avcodec_free_context(&d->ctx);
         av_packet_free(&d->pkt);
         av_frame_free(&d->frame);
+#if HAVE_LIBSWSCALE
+        sws_freeContext(d->sws);
+        av_frame_free(&d->converted);
+#endif
         free(d);
 }
 
@@ -623,6 +680,11 @@ static int decoder_stream_new(Backend *b,
                 d->pkt = av_packet_alloc();
                 d->frame = av_frame_alloc();
                 r = d->pkt && d->frame ? decoder_open_codec(d) : -ENOMEM;
+#if HAVE_LIBSWSCALE
+                d->converted = av_frame_alloc();
+                if (r >= 0 && !d->converted)
+                        r = -ENOMEM;
+#endif
         }
         if (r < 0) {
                 ff_stream_free(&d->s);
