@@ -157,7 +157,7 @@ int media_encode_fmt(const char *encoder,
         ctx = avcodec_alloc_context3(codec);
         ctx->width = (int) width;
         ctx->height = (int) height;
-        ctx->pix_fmt = AV_PIX_FMT_YUV420P;
+        ctx->pix_fmt = pix_fmt;
         ctx->time_base = (AVRational){ 1, 30 };
         ctx->framerate = (AVRational){ 30, 1 };
         ctx->gop_size = 10;
