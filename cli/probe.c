@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,7 +133,26 @@ static void print_formats(FILE *out, const VcCaps *caps, TableJson json) {
         }
 }
 
-int probe_device(const char *socket_path, const char *stream_file, TableJson json, FILE *out) {
+uint32_t probe_format_from_string(const char *s) {
+        static const struct {
+                const char *name;
+                uint32_t format;
+        } table[] = {
+                { "h264", VIDEO_FORMAT_H264 }, { "hevc", VIDEO_FORMAT_HEVC },   { "vp8", VIDEO_FORMAT_VP8 },
+                { "vp9", VIDEO_FORMAT_VP9 },   { "mpeg2", VIDEO_FORMAT_MPEG2 }, { "mpeg4", VIDEO_FORMAT_MPEG4 },
+                { "fwht", VIDEO_FORMAT_FWHT },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (strcasecmp(s, table[i].name) == 0)
+                        return table[i].format;
+        return 0;
+}
+
+int probe_device(const char *socket_path,
+                 const char *stream_file,
+                 uint32_t stream_format,
+                 TableJson json,
+                 FILE *out) {
         _cleanup_(vu_frontend_freep) VuFrontend *fe = NULL;
         _cleanup_(video_client_freep) VideoClient *c = NULL;
         _cleanup_free_ uint8_t *stream = NULL;
@@ -183,6 +203,7 @@ int probe_device(const char *socket_path, const char *stream_file, TableJson jso
         if (stream) {
                 VcDecodeOptions d = {
                         .stream_id = 1,
+                        .coded_format = stream_file ? stream_format : 0,
                         .bitstream = stream,
                         .size = stream_size,
                         .frame = count_frame,

@@ -78,6 +78,7 @@ static const char *arg_format = "cmdline";
 static const char *arg_frontend = "vhost-user-test-device-pci";
 /* probe */
 static const char *arg_probe_stream = NULL;
+static uint32_t arg_probe_stream_format = 0;
 
 static pid_t agent_pid = 0;
 
@@ -1200,7 +1201,7 @@ static int probe_one(sd_bus *bus, const char *name, const char *path) {
                 device_info_done(&i);
                 return -EINVAL;
         }
-        r = probe_device(i.socket_path, arg_probe_stream, arg_json, stdout);
+        r = probe_device(i.socket_path, arg_probe_stream, arg_probe_stream_format, arg_json, stdout);
         if (r < 0)
                 fprintf(stderr, "Failed to probe %s: %s\n", name, strerror(-r));
         device_info_done(&i);
@@ -1260,7 +1261,8 @@ static void help(void) {
                "qemu-args options:\n"
                "     --id=ID --reconnect-ms=N --format=cmdline|libvirt --frontend=QEMU-DEVICE\n"
                "probe options:\n"
-               "     --stream=FILE                 Decode this null-codec stream instead of a generated one\n",
+               "     --stream=FILE                 Decode this stream instead of a generated null-codec one\n"
+               "     --stream-format=FORMAT        Its format: h264, hevc, vp8, vp9, mpeg2, mpeg4 or fwht\n",
                program_invocation_short_name);
 }
 
@@ -1295,6 +1297,7 @@ enum {
         ARG_FORMAT,
         ARG_FRONTEND,
         ARG_STREAM,
+        ARG_STREAM_FORMAT,
 };
 
 static int add_allow_uids(const char *list) {
@@ -1351,6 +1354,7 @@ static int parse_argv(int argc, char **argv) {
                 { "format", required_argument, NULL, ARG_FORMAT },
                 { "frontend", required_argument, NULL, ARG_FRONTEND },
                 { "stream", required_argument, NULL, ARG_STREAM },
+                { "stream-format", required_argument, NULL, ARG_STREAM_FORMAT },
                 {}
         };
         int c;
@@ -1491,6 +1495,14 @@ static int parse_argv(int argc, char **argv) {
                         break;
                 case ARG_STREAM:
                         arg_probe_stream = optarg;
+                        break;
+                case ARG_STREAM_FORMAT:
+                        arg_probe_stream_format = probe_format_from_string(optarg);
+                        if (arg_probe_stream_format == 0) {
+                                fprintf(stderr, "Unknown --stream-format '%s' (h264, hevc, vp8, vp9, mpeg2, mpeg4 or fwht).\n",
+                                        optarg);
+                                return -EINVAL;
+                        }
                         break;
                 case '?':
                         return -EINVAL;
