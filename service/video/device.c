@@ -110,7 +110,8 @@ static void dev_reset(void *userdata) {
         VideoDevice *d = userdata;
 
         log_debug("Device reset: dropping all streams.");
-        video_model_reset(d->model);
+        if (d->model)
+                video_model_reset(d->model);
 }
 
 static void dev_queue_state(void *userdata, unsigned queue, bool started) {
@@ -208,9 +209,12 @@ int video_device_new(sd_event *event, Backend *backend, const VideoDeviceOptions
 VideoDevice *video_device_free(VideoDevice *d) {
         if (!d)
                 return NULL;
-        /* Streams first: their held elements must go before the transport that owns the rings. */
-        d->model = video_model_free(d->model);
+        /* Streams first: their held elements go back while the transport that owns the rings exists.
+         * The transport's own teardown may call dev_reset() again, so the model goes last. */
+        if (d->model)
+                video_model_reset(d->model);
         d->vhost = vhost_dev_free(d->vhost);
+        d->model = video_model_free(d->model);
         free(d->allowed_uids);
         free(d);
         return NULL;
