@@ -125,7 +125,7 @@ int daemon_config_load(DaemonConfig *c, const char *path, bool must_exist, char 
                         }
                         r = resolve_group(v, &gid);
                         if (r < 0)
-                                return fail(ret_error, r, "%s: SocketGroup=%s: no such group", path, v);
+                                return fail(ret_error, -EINVAL, "%s: SocketGroup=%s: no such group", path, v);
                         free(c->socket_group);
                         c->socket_group = TAKE_PTR(v);
                         c->socket_gid = gid;
