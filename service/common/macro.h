@@ -15,8 +15,13 @@
 #define _unlikely_(x) (__builtin_expect(!!(x), 0))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+/* GLib's gmacros.h defines the same two; keep whichever came first. */
+#ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 #define ALIGN_TO(x, a) (((x) + (a) - 1) & ~((typeof(x)) (a) - 1))
 
 /* Take a pointer out of a cleanup variable: ownership moves to the caller. */
