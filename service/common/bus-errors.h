@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #pragma once
 
-/* The named D-Bus errors of org.virtiovideo.video1 (management-plane.md §6.4), shared by the daemon and
- * videoctl, each registered with sd_bus_error_add_map() so that errno and name map both ways. */
+/* The named D-Bus errors of org.virtiovideo.video1 (management-plane.md §6.4): the one map, shared by the
+ * daemon and videoctl, each registering it with sd_bus_error_add_map() so errno and name map both ways. */
 
 #include <systemd/sd-bus.h>
 
