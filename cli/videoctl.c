@@ -233,14 +233,14 @@ static int get_device_path(sd_bus *bus, const char *vm, const char *alias, char 
 
 typedef struct DeviceInfo {
         char *vm, *alias, *host_device, *host_device_driver, *host_device_card;
-        char *role, *protocol, *transport, *socket_path, *state, *peer_machine;
+        char *backend, *role, *protocol, *transport, *socket_path, *state, *peer_machine;
         uint32_t socket_mode, socket_user, socket_group, owner, peer_pid, peer_uid;
         uint64_t created, connected;
 } DeviceInfo;
 
 static void device_info_done(DeviceInfo *i) {
         char **strs[] = { &i->vm, &i->alias, &i->host_device, &i->host_device_driver, &i->host_device_card,
-                          &i->role, &i->protocol, &i->transport, &i->socket_path, &i->state, &i->peer_machine };
+                          &i->backend, &i->role, &i->protocol, &i->transport, &i->socket_path, &i->state, &i->peer_machine };
         for (size_t k = 0; k < ELEMENTSOF(strs); k++) {
                 free(*strs[k]);
                 *strs[k] = NULL;
@@ -257,6 +257,7 @@ static const struct {
         { "HostDevice", 's', offsetof(DeviceInfo, host_device) },
         { "HostDeviceDriver", 's', offsetof(DeviceInfo, host_device_driver) },
         { "HostDeviceCard", 's', offsetof(DeviceInfo, host_device_card) },
+        { "Backend", 's', offsetof(DeviceInfo, backend) },
         { "Role", 's', offsetof(DeviceInfo, role) },
         { "Protocol", 's', offsetof(DeviceInfo, protocol) },
         { "Transport", 's', offsetof(DeviceInfo, transport) },
@@ -639,9 +640,15 @@ static int print_status(sd_bus *bus, const char *name, const char *path) {
         format_timestamp(i.connected, since, sizeof(since));
         format_timestamp(i.created, created, sizeof(created));
         printf("%s/%s\n", i.vm ?: "?", i.alias ?: "?");
-        printf("    Host device: %s", i.host_device && i.host_device[0] ? i.host_device : "-");
-        if ((i.host_device_driver && i.host_device_driver[0]) || (i.host_device_card && i.host_device_card[0]))
-                printf(" (%s, %s)", i.host_device_driver ?: "", i.host_device_card ?: "");
+        if (i.host_device && i.host_device[0]) {
+                printf("    Host device: %s", i.host_device);
+                if ((i.host_device_driver && i.host_device_driver[0]) || (i.host_device_card && i.host_device_card[0]))
+                        printf(" (%s, %s)", i.host_device_driver ?: "", i.host_device_card ?: "");
+        } else { /* a software backend (ffmpeg, null): no host node */
+                printf("        Backend: %s", i.backend && i.backend[0] ? i.backend : "-");
+                if (i.host_device_card && i.host_device_card[0])
+                        printf(" (%s)", i.host_device_card);
+        }
         printf("\n           Role: %s (%s)\n", i.role ?: "-", i.protocol ?: "-");
         if (i.socket_path && i.socket_path[0])
                 printf("         Socket: %s (mode %04" PRIo32 ", group %" PRIu32 ", %s)\n", i.socket_path,
@@ -911,7 +918,7 @@ static int verb_detach(sd_bus *bus, int argc, char **argv) {
                 uint32_t n;
 
                 if (argc > 1) {
-                        fprintf(stderr, "Failed to detach: give either VM/ALIAS… or --vm VM --all\n");
+                        fprintf(stderr, "Failed to detach devices: give either VM/ALIAS… or --vm VM --all\n");
                         return -EINVAL;
                 }
                 polkit_agent_open();
@@ -933,7 +940,7 @@ static int verb_detach(sd_bus *bus, int argc, char **argv) {
                 return 0;
         }
         if (argc < 2 || arg_all) {
-                fprintf(stderr, "Failed to detach: give VM/ALIAS… or --vm VM --all\n");
+                fprintf(stderr, "Failed to detach devices: give VM/ALIAS… or --vm VM --all\n");
                 return -EINVAL;
         }
         polkit_agent_open();
@@ -1078,7 +1085,7 @@ static int verb_qemu_args(sd_bus *bus, int argc, char **argv) {
                 return -EINVAL;
         }
         if (argc != 2) {
-                fprintf(stderr, "Failed to build QEMU arguments: give exactly one VM/ALIAS\n");
+                fprintf(stderr, "Failed to build QEMU arguments for device: give exactly one VM/ALIAS\n");
                 return -EINVAL;
         }
         return for_each_device_arg(bus, 1, argv + 1, "build QEMU arguments for", qemu_args_one);
@@ -1171,12 +1178,10 @@ static int verb_monitor(sd_bus *bus, int argc, char **argv) {
         r = sd_bus_attach_event(bus, e, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0)
                 return fail("monitor", "devices", r, NULL);
-        if (!arg_quiet && arg_json == TABLE_JSON_OFF)
+        /* The matches are installed (AddMatch is synchronous): from here on no event is missed. stdout
+         * carries events only; the notice goes to stderr, where a script can wait for it. */
+        if (!arg_quiet)
                 fprintf(stderr, "Monitoring org.virtiovideo.video1; press ^C to stop.\n");
-        /* Tell a script reading our stdout that the matches are installed. */
-        if (arg_json == TABLE_JSON_OFF && !arg_quiet)
-                printf("Monitoring.\n");
-        fflush(stdout);
         r = sd_event_loop(e);
         return r < 0 ? fail("monitor", "devices", r, NULL) : 0;
 }
@@ -1210,7 +1215,7 @@ static int probe_one(sd_bus *bus, const char *name, const char *path) {
 
 static int verb_probe(sd_bus *bus, int argc, char **argv) {
         if (argc != 2) {
-                fprintf(stderr, "Failed to probe: give exactly one VM/ALIAS\n");
+                fprintf(stderr, "Failed to probe device: give exactly one VM/ALIAS\n");
                 return -EINVAL;
         }
         return for_each_device_arg(bus, 1, argv + 1, "probe", probe_one);
