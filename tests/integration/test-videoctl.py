@@ -584,6 +584,21 @@ def test_probe(e):
        and any(f["format"] == "NV12" for f in j.get("output_formats", []))
        and j.get("decode", {}).get("ok") is True and j["decode"].get("frames", 0) > 0,
        "probe --json: capabilities and the decode result", show(r))
+    r = e.vc("probe", "vm1/enc")
+    m = re.search(r"Encode: ok, (\d+) frames into (\d+) packets", r.stdout)
+    ok(r.returncode == 0 and "Device: virtio-video encoder" in r.stdout and m and int(m.group(2)) > 0,
+       "probe on an encoder: capabilities and an encode of generated pictures", show(r))
+    r = e.vc("probe", "--json=short", "vm1/enc")
+    try:
+        j = json.loads(r.stdout)
+    except ValueError:
+        j = None
+    ok(r.returncode == 0 and isinstance(j, dict) and j.get("role") == "encoder"
+       and j.get("encode", {}).get("ok") is True and j["encode"].get("packets", 0) > 0 and "decode" not in j,
+       "probe --json on an encoder: the encode result", show(r))
+    r = e.vc("probe", "vm1/nope")
+    ok(is_failure(r) and r.stderr.strip() == "Failed to probe vm1/nope: No device vm1/nope",
+       "probe of an unknown device: exit 1", show(r))
     after = poll_until(lambda: (lambda s: s if s and s["Connections"] >= before["Connections"] + 2 and
                                 s["StreamsCreated"] >= before["StreamsCreated"] + 2 and s["BytesIn"] > 0 else None)(
         parse_stats(e, "vm1/dec1")[0]), "the probes to show in the counters")
