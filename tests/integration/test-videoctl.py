@@ -915,13 +915,14 @@ def main():
         test_hook(e)
         test_completion(e)
         rc = e.stop_daemon()
-        ok(rc == 0, "virtio-videod exits 0 on SIGTERM", rc)
+        ok(rc == 0, "virtio-videod exits 0 on SIGTERM", f"status {rc}\n" + e.daemon_log_text()[-6000:])
         r = e.vc("list")
         ok(is_failure(r, "Failed to list devices: "), "list without the daemon: exit 1 with the reason", show(r))
 
         ok(e.start_daemon(args.fakeprobe_daemon, "rt2") is not None, "virtio-videod (fake host probe) is on the bus")
         test_host_devices(e)
-        ok(e.stop_daemon() == 0, "virtio-videod (fake host probe) exits 0 on SIGTERM")
+        rc = e.stop_daemon()
+        ok(rc == 0, "virtio-videod (fake host probe) exits 0 on SIGTERM", f"status {rc}\n" + e.daemon_log_text()[-6000:])
     except Exception as ex:  # report, do not hide: a crash in the driver is a failure
         ok(False, f"test driver: {type(ex).__name__}: {ex}")
         if e.daemon_log if hasattr(e, "daemon_log") else None:
