@@ -387,6 +387,11 @@ def test_attach(e, worker_backends):
     r = e.vc("attach", "--vm", "vm1", "--backend", "null", "--socket", "/tmp/elsewhere.sock")
     ok(is_failure(r, "Failed to attach null to vm1: ") and "/tmp/elsewhere.sock" in r.stderr,
        "attach with a socket outside the socket directory: SocketPathNotAllowed, exit 1", show(r))
+    for opt, what in ((["--transport", "client"], "client"), (["--peer-machine", "foo"], "PeerMachine"),
+                      (["--bind-to-caller"], "BindToCaller")):
+        r = e.vc("attach", "--vm", "vm1", "--backend", "null", *opt)
+        ok(is_failure(r, "Failed to attach null to vm1: ") and what in r.stderr and "not supported" in r.stderr,
+           f"attach {' '.join(opt)}: NotSupported by this daemon, exit 1", show(r))
     r = e.vc("attach", "--backend", "null")
     ok(is_failure(r, "Failed to attach device: ") and "--vm" in r.stderr, "attach without --vm: exit 1", show(r))
     r = e.vc("attach", "--vm", "vm1")
@@ -397,6 +402,13 @@ def test_attach(e, worker_backends):
     r = e.vc("attach", "--vm", "vm1", "--backend", "null", "--replace", "--if-missing")
     ok(r.returncode == 1 and r.stdout == "" and "cannot be combined" in r.stderr,
        "attach --replace --if-missing: refused, exit 1", show(r))
+    r = e.vc("attach", "--vm", "vm1", "--backend", "null", "--alias", "m600", "--socket-mode", "0600",
+             "--allow-uid", f"{os.geteuid()},4242")
+    sock = os.path.join(e.rt, "vm/vm1/m600.sock")
+    ok(r.returncode == 0 and r.stdout == sock + "\n" and os.path.exists(sock)
+       and (os.stat(sock).st_mode & 0o777) == 0o600 and e.vc("show", "-P", "SocketMode", "vm1/m600").stdout == "384\n",
+       "attach --socket-mode 0600 --allow-uid: the socket has mode 0600", show(r))
+    ok(e.vc("detach", "vm1/m600").returncode == 0, "detach vm1/m600")
     ok(e.vc("show", "-P", "NDevices").stdout == "3\n", "no failed attach left a device behind",
        e.vc("list").stdout)
 
@@ -877,10 +889,16 @@ def test_host_devices(e):
     ok(r.returncode == 0 and f"Host device: {d10} (vicodec, vicodec-dec)" in r.stdout,
        "status: host device with driver and card", show(r))
     r = e.vc("attach", "--vm", "hv", "--device", os.path.join(e.devdir, "video12"))
-    ok(is_failure(r, f"Failed to attach {e.devdir}/video12 to hv: "), "attach a node that is no codec: exit 1",
+    ok(is_failure(r, f"Failed to attach {e.devdir}/video12 to hv: ") and "memory-to-memory" in r.stderr,
+       "attach a node that is no codec: NotACodec, exit 1",
        show(r))
     r = e.vc("attach", "--vm", "hv", "--device", d10, "--role", "encoder", "--alias", "e1")
-    ok(is_failure(r, f"Failed to attach {d10} to hv: "), "attach a decoder node as encoder: NotACodec, exit 1",
+    ok(is_failure(r, f"Failed to attach {d10} to hv: ") and "is no encoder" in r.stderr,
+       "attach a decoder node as encoder: NotACodec, exit 1",
+       show(r))
+    r = e.vc("attach", "--vm", "hv2", "--device", d10, "--exclusive")
+    ok(is_failure(r, f"Failed to attach {d10} to hv2: ") and "is used by hv/video0" in r.stderr,
+       "attach --exclusive of a node in use: HostDeviceBusy, exit 1",
        show(r))
     r = e.vc("detach", "--force", "--vm", "hv", "--all")
     ok(r.returncode == 0 and json.loads(e.vc("list", "--json=short").stdout) == [],
