@@ -54,8 +54,8 @@ static void model_drop(void *userdata, void *token) {
         vhost_elem_free(token);
 }
 
-static int model_translate(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov,
-                           unsigned max_iov) {
+static int model_translate(
+        void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov, unsigned max_iov) {
         VhostElem *elem = token;
 
         if (!elem->mem)
@@ -141,7 +141,10 @@ static const VhostDeviceOps vhost_ops = {
         .peer = dev_peer,
 };
 
-int video_device_new(sd_event *event, Backend *backend, const VideoDeviceOptions *options, VideoDevice **ret) {
+int video_device_new(sd_event *event,
+                     Backend *backend,
+                     const VideoDeviceOptions *options,
+                     VideoDevice **ret) {
         VideoDevice *d;
         VhostDevConfig config;
         int r;
@@ -200,8 +203,8 @@ int video_device_new(sd_event *event, Backend *backend, const VideoDeviceOptions
         }
 
         log_info("virtio-video %s device on backend '%s' (max_caps_length %" PRIu32 ").",
-                 video_model_role(d->model) == VIDEO_ROLE_DECODER ? "decoder" : "encoder", backend->ops->name,
-                 video_model_max_caps_length(d->model));
+                 video_model_role(d->model) == VIDEO_ROLE_DECODER ? "decoder" : "encoder",
+                 backend->ops->name, video_model_max_caps_length(d->model));
         *ret = d;
         return 0;
 }
@@ -225,7 +228,8 @@ VhostDev *video_device_get_vhost(VideoDevice *d) {
 }
 
 uint32_t video_device_virtio_id(VideoDevice *d) {
-        return video_model_role(d->model) == VIDEO_ROLE_DECODER ? VIDEO_DEVICE_ID_DECODER : VIDEO_DEVICE_ID_ENCODER;
+        return video_model_role(d->model) == VIDEO_ROLE_DECODER ? VIDEO_DEVICE_ID_DECODER
+                                                                : VIDEO_DEVICE_ID_ENCODER;
 }
 
 void video_device_get_stats(VideoDevice *d, VideoDeviceStats *ret) {

@@ -80,7 +80,9 @@ static Fx *fx_new(const char *name) {
         assert_int_equal(sd_event_new(&fx->event), 0);
         assert_int_equal(backend_new(name, NULL, fx->event, &fx->backend), 0);
         fx->in_op = true;
-        assert_int_equal(fx->backend->ops->stream_new(fx->backend, VIDEO_FORMAT_FWHT, &callbacks, fx, &fx->stream), 0);
+        assert_int_equal(fx->backend->ops->stream_new(fx->backend, VIDEO_FORMAT_FWHT, &callbacks, fx,
+                                                      &fx->stream),
+                         0);
         fx->in_op = false;
         return fx;
 }
@@ -136,7 +138,8 @@ static TBuf *tbuf(Fx *fx, VideoQueue q, uint32_t id, unsigned n_planes, const si
                 memset(b->mem[p], 0xEE, sizes[p]);
                 for (size_t off = 0; off < sizes[p]; off += chunk) {
                         assert_true(n < 256);
-                        b->iov[p][n++] = (struct iovec){ b->mem[p] + off, sizes[p] - off < chunk ? sizes[p] - off : chunk };
+                        b->iov[p][n++] = (struct iovec){ b->mem[p] + off,
+                                                         sizes[p] - off < chunk ? sizes[p] - off : chunk };
                 }
                 b->vb.planes[p] = (VideoPlane){ .iov = b->iov[p], .n_iov = n, .length = sizes[p] };
         }
@@ -253,8 +256,10 @@ static void test_registry_and_caps(void **state) {
 
         /* only the coded format it has */
         BackendStream *s2 = NULL;
-        assert_int_equal(fx->backend->ops->stream_new(fx->backend, VIDEO_FORMAT_H264, &callbacks, fx, &s2), -EINVAL);
-        assert_int_equal(fx->backend->ops->query_control(fx->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_FWHT, NULL, 0),
+        assert_int_equal(fx->backend->ops->stream_new(fx->backend, VIDEO_FORMAT_H264, &callbacks, fx, &s2),
+                         -EINVAL);
+        assert_int_equal(fx->backend->ops->query_control(fx->backend, VIDEO_CONTROL_PROFILE,
+                                                         VIDEO_FORMAT_FWHT, NULL, 0),
                          -EOPNOTSUPP);
 }
 
@@ -599,8 +604,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_decode_any_chunking, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_resolution_change, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_drain_eos_on_empty_buffer, setup_decoder, teardown),
-                cmocka_unit_test_setup_teardown(test_clear_input_cancels_drain_and_resets_parser, setup_decoder,
-                                                teardown),
+                cmocka_unit_test_setup_teardown(test_clear_input_cancels_drain_and_resets_parser,
+                                                setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_corrupt_stream, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_yuv420_per_plane_output, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_encoder, setup_encoder, teardown),

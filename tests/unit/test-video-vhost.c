@@ -24,16 +24,17 @@
 #include "backend/backend.h"
 #include "backend/null/null-format.h"
 #include "common/macro.h"
+#include "vhost-guest.h"
 #include "vhost/vhost-user-proto.h"
 #include "vhost/vhost.h"
 #include "video/device.h"
 #include "video/virtio-video-proto.h"
-#include "vhost-guest.h"
 
 #define MIB (1024ULL * 1024ULL)
 #define NUM 64
 #define NEED_REPLY (VHOST_USER_VERSION | VHOST_USER_NEED_REPLY_MASK)
-#define VIDEO_FEATURES (BIT_ULL(VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | BIT_ULL(VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG))
+#define VIDEO_FEATURES \
+        (BIT_ULL(VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | BIT_ULL(VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG))
 
 typedef struct T {
         sd_event *e;
@@ -115,7 +116,12 @@ static int teardown(void **state) {
 
 /* ---- the raw frontend ---- */
 
-static void fe_send(T *t, uint32_t request, uint32_t flags, const void *payload, uint32_t size, const int *fds,
+static void fe_send(T *t,
+                    uint32_t request,
+                    uint32_t flags,
+                    const void *payload,
+                    uint32_t size,
+                    const int *fds,
                     unsigned n_fds) {
         uint8_t buf[VHOST_USER_HDR_SIZE + 512];
         union {
@@ -244,7 +250,8 @@ typedef struct Sent {
         uint64_t resp;
 } Sent;
 
-static Sent guest_chain(T *t, unsigned q, const void *const *rd, const size_t *rd_len, unsigned n_rd, size_t wr_len) {
+static Sent
+guest_chain(T *t, unsigned q, const void *const *rd, const size_t *rd_len, unsigned n_rd, size_t wr_len) {
         uint64_t table = ring_gpa(q, GUEST_DESC_OFF), avail = ring_gpa(q, GUEST_AVAIL_OFF);
         Sent s = { .head = t->next_desc[q] };
         uint16_t idx;
@@ -255,7 +262,8 @@ static Sent guest_chain(T *t, unsigned q, const void *const *rd, const size_t *r
                 if (i < n_rd) {
                         uint64_t gpa = guest_buf(t, rd_len[i]);
                         memcpy(guest_ptr(&t->g, gpa), rd[i], rd_len[i]);
-                        guest_set_desc(&t->g, table, d, gpa, (uint32_t) rd_len[i], VRING_DESC_F_NEXT, (uint16_t) (d + 1));
+                        guest_set_desc(&t->g, table, d, gpa, (uint32_t) rd_len[i], VRING_DESC_F_NEXT,
+                                       (uint16_t) (d + 1));
                 } else {
                         s.resp = guest_buf(t, wr_len);
                         memset(guest_ptr(&t->g, s.resp), 0, wr_len);
@@ -471,11 +479,74 @@ static void test_pause_resume_keeps_streams_reset_drops_them(void **state) {
         assert_int_equal(st.streams_created, 1);
 }
 
+static void test_short_writable_buffers(void **state) {
+        T *t = *state;
+        Sent s, tiny, ev;
+
+        fe_start(t);
+        s = stream_create(t, 2);
+        assert_int_equal(resp32(t, s, 0), VIRTIO_VIDEO_RESP_OK_NODATA);
+        /* a 128-byte answer into 8 writable bytes: truncated, used length says so */
+        struct virtio_video_get_params req = {
+                .hdr = hdr(VIRTIO_VIDEO_CMD_GET_PARAMS_EXT, 2),
+                .queue_type = cpu_to_le32(VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT),
+        };
+        s = command(t, &req, sizeof(req), 8);
+        assert_int_equal(used_len(t, 0, s.head), 8);
+        assert_int_equal(resp32(t, s, 0), VIRTIO_VIDEO_RESP_OK_GET_PARAMS);
+        /* a zero-length writable descriptor: the chain is still completed, with nothing written */
+        const void *rd[1] = { &req };
+        size_t rd_len[1] = { sizeof(req) };
+        s = guest_chain(t, 0, rd, rd_len, 1, 0);
+        kick(t, 0);
+        assert_int_equal(used_len(t, 0, s.head), 0);
+
+        /* an event buffer too small for an event is given back empty; the event waits for a real one */
+        tiny = guest_chain(t, 1, NULL, NULL, 0, 4);
+        kick(t, 1);
+        uint64_t data = guest_buf(t, 4096);
+        uint8_t junk[64];
+        memset(junk, 0x5a, sizeof(junk));
+        memcpy(guest_ptr(&t->g, data), junk, sizeof(junk));
+        struct virtio_video_resource_create rc = {
+                .hdr = hdr(VIRTIO_VIDEO_CMD_RESOURCE_CREATE, 2),
+                .queue_type = cpu_to_le32(VIRTIO_VIDEO_QUEUE_TYPE_INPUT),
+                .resource_id = cpu_to_le32(1),
+                .planes_layout = cpu_to_le32(VIRTIO_VIDEO_PLANES_LAYOUT_SINGLE_BUFFER),
+                .num_planes = cpu_to_le32(1),
+                .num_entries[0] = cpu_to_le32(1),
+        };
+        struct virtio_video_mem_entry e = { cpu_to_le64(data), cpu_to_le32(4096) };
+        const void *rd2[2] = { &rc, &e };
+        size_t rd2_len[2] = { sizeof(rc), sizeof(e) };
+        s = guest_chain(t, 0, rd2, rd2_len, 2, 8);
+        kick(t, 0);
+        assert_int_equal(resp32(t, s, 0), VIRTIO_VIDEO_RESP_OK_NODATA);
+        struct virtio_video_resource_queue rq = {
+                .hdr = hdr(VIRTIO_VIDEO_CMD_RESOURCE_QUEUE, 2),
+                .queue_type = cpu_to_le32(VIRTIO_VIDEO_QUEUE_TYPE_INPUT),
+                .resource_id = cpu_to_le32(1),
+                .num_data_sizes = cpu_to_le32(1),
+                .data_sizes[0] = cpu_to_le32(sizeof(junk)),
+        };
+        s = command(t, &rq, sizeof(rq), 24);
+        pump(t);
+        assert_int_equal(resp32(t, s, 16), VIRTIO_VIDEO_BUFFER_FLAG_ERR); /* corrupt stream */
+        assert_int_equal(used_len(t, 1, tiny.head), 0);
+        ev = guest_chain(t, 1, NULL, NULL, 0, 8);
+        kick(t, 1);
+        assert_int_equal(used_len(t, 1, ev.head), 8);
+        assert_int_equal(resp32(t, ev, 0), VIRTIO_VIDEO_EVENT_ERROR);
+        assert_int_equal(resp32(t, ev, 4), 2);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_config_and_features, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_commands_through_the_rings, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_pause_resume_keeps_streams_reset_drops_them, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pause_resume_keeps_streams_reset_drops_them, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_short_writable_buffers, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
