@@ -305,6 +305,46 @@ def test_empty(e):
        "detach --vm VM --all with nothing attached exits 0 silently", show(r))
 
 
+def test_probe_ffmpeg(e):
+    """probe on a libavcodec decoder: capabilities only, then --stream with a coded stream."""
+    r = e.vc("probe", "vm1/ff")
+    ok(r.returncode == 0 and "Device: virtio-video decoder, backend 'ffmpeg-decoder'" in r.stdout
+       and re.search(r"^\s+H264\s", r.stdout, re.M) and "Decode: skipped" in r.stdout,
+       "probe on an ffmpeg decoder without --stream: capabilities, decode skipped", show(r))
+    r = e.vc("attach", "--vm", "vm1", "--backend", "ffmpeg", "--role", "encoder", "--alias", "ffe")
+    ok(r.returncode == 0 and poll_until(lambda: e.state("vm1/ffe") == "listening", "vm1/ffe listening"),
+       "attach --backend ffmpeg --role encoder: listening", show(r))
+    r = e.vc("probe", "vm1/ffe")
+    m = re.search(r"Encode: ok, (\d+) frames into (\d+) packets", r.stdout)
+    ok(r.returncode == 0 and "backend 'ffmpeg-encoder'" in r.stdout and re.search(r"^\s+H264\s", r.stdout, re.M)
+       and m and int(m.group(2)) > 0, "probe on an ffmpeg encoder: an encode of generated pictures", show(r))
+    ok(e.vc("detach", "vm1/ffe").returncode == 0, "detach vm1/ffe")
+    r = e.vc("probe", "--stream", os.path.join(e.tmp, "missing.h264"), "--stream-format", "h264", "vm1/ff")
+    ok(is_failure(r, "Failed to probe vm1/ff: ") and "No such file" in r.stderr,
+       "probe --stream of a missing file: exit 1", show(r))
+    r = e.vc("probe", "--stream", "x", "--stream-format", "divx", "vm1/ff")
+    ok(r.returncode == 1 and r.stdout == "" and "divx" in r.stderr, "probe --stream-format divx: exit 1", show(r))
+    if not e.args.make_stream:
+        diag("make-stream not built: probe --stream not tested")
+        return
+    stream = os.path.join(e.tmp, "s.h264")
+    m = subprocess.run([e.args.make_stream, "--codec", "h264", "--size", "128x96", "--frames", "10", "--output",
+                        stream], capture_output=True, text=True, timeout=DEADLINE)
+    ok(m.returncode == 0 and os.path.getsize(stream) > 0, "make-stream wrote an H.264 stream", m.stderr)
+    r = e.vc("probe", "--stream", stream, "--stream-format", "h264", "vm1/ff")
+    ok(r.returncode == 0 and "Decode: ok, 10 frames of 128x96" in r.stdout,
+       "probe --stream FILE --stream-format h264 on an ffmpeg decoder: all frames decoded", show(r))
+    r = e.vc("probe", "--json=short", "--stream", stream, "--stream-format", "h264", "vm1/ff")
+    try:
+        j = json.loads(r.stdout)
+    except ValueError:
+        j = None
+    ok(r.returncode == 0 and j and j.get("device_name") == "ffmpeg-decoder"
+       and j.get("decode") == {"ok": True, "frames": 10, "width": 128, "height": 96,
+                               "resolution_changes": j["decode"].get("resolution_changes")},
+       "probe --json --stream: the decode result", show(r))
+
+
 def test_attach(e, worker_backends):
     r = e.vc("attach", "--vm", "vm1", "--backend", "null")
     sock = r.stdout[:-1] if r.stdout.endswith("\n") else None
@@ -345,6 +385,10 @@ def test_attach(e, worker_backends):
     st = poll_until(lambda: e.state("vm1/ff") == want and want, f"vm1/ff to become {want}")
     ok(st == want, f"attach --backend ffmpeg: the device settles {want} "
        f"(worker backends: {' '.join(worker_backends) or '?'})", e.state("vm1/ff"))
+    if want == "listening":
+        test_probe_ffmpeg(e)
+    else:
+        diag("no ffmpeg backends in this worker: probe of an ffmpeg device not tested")
     r = e.vc("detach", "vm1/ff")
     ok(r.returncode == 0 and r.stdout == "" and e.vc("show", "vm1/ff").returncode == 1,
        "detach VM/ALIAS: the device is gone", show(r))
@@ -909,6 +953,7 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("videoctl", "daemon", "fakeprobe-daemon", "worker", "fake-polkit", "hook", "completion"):
         ap.add_argument("--" + a, required=True)
+    ap.add_argument("--make-stream", default=None)
     args = ap.parse_args()
 
     help_text = subprocess.run([args.worker, "--help"], capture_output=True, text=True).stdout
