@@ -850,42 +850,48 @@ def test_hook(e):
     ok(json.loads(e.vc("list", "--json=short").stdout) == [], "hook: nothing left behind")
 
 
-def test_completion(e):
+def complete(e, line):
+    """Runs _videoctl in bash as readline would for line; returns the sorted COMPREPLY."""
     env = dict(e.env)
     env["PATH"] = os.path.dirname(e.args.videoctl) + ":" + env.get("PATH", "/usr/bin:/bin")
+    # as readline splits: on spaces, and '=' (in COMP_WORDBREAKS) is a word of its own
+    words = [w for w in re.split(r"(=)| ", line) if w is not None]
+    words = [w for i, w in enumerate(words) if w != "" or i == len(words) - 1]
+    script = ("source /usr/share/bash-completion/bash_completion\n"
+              f"source {sh_quote(e.args.completion)}\n"
+              f"COMP_WORDS=({' '.join(sh_quote(w) for w in words)})\n"
+              f"COMP_CWORD={len(words) - 1}\n"
+              f"COMP_LINE={sh_quote(line)}\n"
+              "COMP_POINT=${#COMP_LINE}\n"
+              "_videoctl videoctl \"${COMP_WORDS[COMP_CWORD]}\" \"${COMP_WORDS[COMP_CWORD-1]}\"\n"
+              "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
+    r = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True, env=env,
+                       timeout=DEADLINE)
+    return sorted(x for x in r.stdout.splitlines() if x), r
 
-    def complete(line):
-        words = line.split(" ")
-        script = ("source /usr/share/bash-completion/bash_completion\n"
-                  f"source {sh_quote(e.args.completion)}\n"
-                  f"COMP_WORDS=({' '.join(sh_quote(w) for w in words)})\n"
-                  f"COMP_CWORD={len(words) - 1}\n"
-                  f"COMP_LINE={sh_quote(line)}\n"
-                  "COMP_POINT=${#COMP_LINE}\n"
-                  "_videoctl videoctl \"${COMP_WORDS[COMP_CWORD]}\" \"${COMP_WORDS[COMP_CWORD-1]}\"\n"
-                  "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
-        r = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], capture_output=True, text=True, env=env,
-                           timeout=DEADLINE)
-        return sorted(x for x in r.stdout.splitlines() if x), r
+
+def test_completion(e):
+    def complete_line(line):
+        return complete(e, line)
 
     for vm, alias in (("vmc", "video0"), ("vmc", "dec9"), ("vmd", "video0")):
         e.vc("attach", "--vm", vm, "--backend", "null", "--alias", alias)
-    got, r = complete("videoctl st")
+    got, r = complete_line("videoctl st")
     ok(got == ["stats", "status"], "completion: verbs", show(r))
-    got, r = complete("videoctl ")
+    got, r = complete_line("videoctl ")
     ok(got == sorted("list status show attach detach list-host-devices stats qemu-args probe monitor".split()),
        "completion: every verb on an empty word", show(r))
-    got, r = complete("videoctl status vmc/")
+    got, r = complete_line("videoctl status vmc/")
     ok(got == ["vmc/dec9", "vmc/video0"], "completion: device names VM/ALIAS from videoctl list", show(r))
-    got, r = complete("videoctl --no-legend detach ")
+    got, r = complete_line("videoctl --no-legend detach ")
     ok(got == ["vmc/dec9", "vmc/video0", "vmd/video0"], "completion: device names after options", show(r))
-    got, r = complete("videoctl attach --vm v")
+    got, r = complete_line("videoctl attach --vm v")
     ok(got == ["vmc", "vmd"], "completion: --vm from the VM column", show(r))
-    got, r = complete("videoctl attach --backend n")
+    got, r = complete_line("videoctl attach --backend n")
     ok(got == ["null"], "completion: --backend values", show(r))
-    got, r = complete("videoctl list --json=p")
+    got, r = complete_line("videoctl list --json=p")
     ok(got == ["pretty"], "completion: --json=MODE", show(r))
-    got, r = complete("videoctl list --no-l")
+    got, r = complete_line("videoctl list --no-l")
     ok(got == ["--no-legend"], "completion: options", show(r))
     e.vc("detach", "--vm", "vmc", "--all")
     e.vc("detach", "--vm", "vmd", "--all")
@@ -924,6 +930,8 @@ def test_host_devices(e):
                                    {"device": d11, "driver": "vicodec", "card": "vicodec-both",
                                     "roles": "decoder,encoder", "attached": 0}],
        "list-host-devices --json: objects, ATTACHED a number that counts the attachment", show(r))
+    got, r = complete(e, f"videoctl attach --device {e.devdir}/video1")
+    ok(got == [d10, d11], "completion: --device from videoctl list-host-devices", show(r))
     r = e.vc("list-host-devices", "--no-legend")
     ok(r.returncode == 0 and len(r.stdout.splitlines()) == 2 and r.stdout.startswith(d10),
        "list-host-devices --no-legend: rows only", show(r))
