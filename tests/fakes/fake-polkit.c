@@ -28,14 +28,18 @@ static int check_authorization(sd_bus_message *m, void *userdata, sd_bus_error *
         if (r >= 0)
                 r = sd_bus_message_read(m, "s", &action);
         if (r < 0)
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "Malformed CheckAuthorization call");
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "Malformed CheckAuthorization call");
         fprintf(stderr, "fake-polkit: check %s\n", action);
         return sd_bus_reply_method_return(m, "(bba{ss})", verdict_authorized, verdict_challenge, 0);
 }
 
 static const sd_bus_vtable authority_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD("CheckAuthorization", "(sa{sv})sa{ss}us", "(bba{ss})", check_authorization,
+        SD_BUS_METHOD("CheckAuthorization",
+                      "(sa{sv})sa{ss}us",
+                      "(bba{ss})",
+                      check_authorization,
                       SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
