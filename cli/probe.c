@@ -118,16 +118,18 @@ static void print_formats(FILE *out, const VcCaps *caps, TableJson json) {
                         json_print_string(out, format_name(f->format));
                         fprintf(out, ",\"sizes\":[");
                         for (unsigned k = 0; k < f->n_frames; k++)
-                                fprintf(out, "%s{\"min_width\":%" PRIu32 ",\"max_width\":%" PRIu32
-                                             ",\"min_height\":%" PRIu32 ",\"max_height\":%" PRIu32 "}",
+                                fprintf(out,
+                                        "%s{\"min_width\":%" PRIu32 ",\"max_width\":%" PRIu32
+                                        ",\"min_height\":%" PRIu32 ",\"max_height\":%" PRIu32 "}",
                                         k ? "," : "", f->frames[k].width.min, f->frames[k].width.max,
                                         f->frames[k].height.min, f->frames[k].height.max);
                         fprintf(out, "]}");
                 } else {
                         fprintf(out, "        %-8s", format_name(f->format));
                         for (unsigned k = 0; k < f->n_frames; k++)
-                                fprintf(out, " %" PRIu32 "x%" PRIu32 "..%" PRIu32 "x%" PRIu32, f->frames[k].width.min,
-                                        f->frames[k].height.min, f->frames[k].width.max, f->frames[k].height.max);
+                                fprintf(out, " %" PRIu32 "x%" PRIu32 "..%" PRIu32 "x%" PRIu32,
+                                        f->frames[k].width.min, f->frames[k].height.min,
+                                        f->frames[k].width.max, f->frames[k].height.max);
                         fputc('\n', out);
                 }
         }
@@ -138,8 +140,9 @@ uint32_t probe_format_from_string(const char *s) {
                 const char *name;
                 uint32_t format;
         } table[] = {
-                { "h264", VIDEO_FORMAT_H264 }, { "hevc", VIDEO_FORMAT_HEVC },   { "vp8", VIDEO_FORMAT_VP8 },
-                { "vp9", VIDEO_FORMAT_VP9 },   { "mpeg2", VIDEO_FORMAT_MPEG2 }, { "mpeg4", VIDEO_FORMAT_MPEG4 },
+                { "h264", VIDEO_FORMAT_H264 },   { "hevc", VIDEO_FORMAT_HEVC },
+                { "vp8", VIDEO_FORMAT_VP8 },     { "vp9", VIDEO_FORMAT_VP9 },
+                { "mpeg2", VIDEO_FORMAT_MPEG2 }, { "mpeg4", VIDEO_FORMAT_MPEG4 },
                 { "fwht", VIDEO_FORMAT_FWHT },
         };
         for (size_t i = 0; i < ELEMENTSOF(table); i++)
@@ -168,7 +171,8 @@ int probe_device(const char *socket_path,
         vu_frontend_options_init(&o);
         o.mem_size = PROBE_MEM_SIZE;
         o.config_size = sizeof(struct virtio_video_config);
-        o.device_features = (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
+        o.device_features =
+                (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
         r = vu_frontend_connect(&o, socket_path, &fe);
         if (r < 0)
                 return r;
@@ -249,8 +253,9 @@ int probe_device(const char *socket_path,
                 print_formats(out, outc, json);
                 fprintf(out, "]");
                 if (session && strcmp(session, "decode") == 0)
-                        fprintf(out, ",\"decode\":{\"ok\":%s,\"frames\":%u,\"width\":%" PRIu32 ",\"height\":%" PRIu32
-                                     ",\"resolution_changes\":%u}",
+                        fprintf(out,
+                                ",\"decode\":{\"ok\":%s,\"frames\":%u,\"width\":%" PRIu32
+                                ",\"height\":%" PRIu32 ",\"resolution_changes\":%u}",
                                 session_r == 0 ? "true" : "false", dr.frames, dr.width, dr.height,
                                 dr.resolution_changes);
                 else if (session)
@@ -268,7 +273,8 @@ int probe_device(const char *socket_path,
                 fprintf(out, "    Output formats:\n");
                 print_formats(out, outc, json);
                 if (!session)
-                        fprintf(out, "    Decode: skipped (give --stream=FILE with a stream in the first input format)\n");
+                        fprintf(out,
+                                "    Decode: skipped (give --stream=FILE with a stream in the first input format)\n");
                 else if (strcmp(session, "decode") == 0)
                         fprintf(out, "    Decode: %s, %u frames of %" PRIu32 "x%" PRIu32 " in %.1f ms\n",
                                 session_r == 0 ? "ok" : "FAILED", dr.frames, dr.width, dr.height, ms);

@@ -13,10 +13,7 @@
  * decodes the null codec; other codecs report capabilities only unless a stream is given. stream_format:
  * the coded format of stream_file (0: the device's first input format).
  */
-int probe_device(const char *socket_path,
-                 const char *stream_file,
-                 uint32_t stream_format,
-                 TableJson json,
-                 FILE *out);
+int probe_device(
+        const char *socket_path, const char *stream_file, uint32_t stream_format, TableJson json, FILE *out);
 /* "h264", "hevc", "vp8", "vp9", "mpeg2", "mpeg4", "fwht" to the virtio-video format; 0 if unknown. */
 uint32_t probe_format_from_string(const char *s);

@@ -87,7 +87,8 @@ unsigned table_get_rows(Table *t) {
 static Table *sort_table;
 
 static int row_compare(const void *a, const void *b) {
-        const char *const *ra = *(const char *const *const *) a, *const *rb = *(const char *const *const *) b;
+        const char *const *ra = *(const char *const *const *) a, *const *rb =
+                                                                         *(const char *const *const *) b;
 
         for (unsigned i = 0; i < sort_table->n_sort_cols; i++) {
                 unsigned c = sort_table->sort_cols[i];

@@ -86,7 +86,8 @@ static pid_t agent_pid = 0;
 
 static int fail(const char *verb, const char *object, int r, const sd_bus_error *error) {
         if (error && sd_bus_error_is_set(error) && error->message)
-                fprintf(stderr, "Failed to %s%s%s: %s\n", verb, object ? " " : "", object ?: "", error->message);
+                fprintf(stderr, "Failed to %s%s%s: %s\n", verb, object ? " " : "", object ?: "",
+                        error->message);
         else
                 fprintf(stderr, "Failed to %s%s%s: %s\n", verb, object ? " " : "", object ?: "",
                         strerror(r < 0 ? -r : r));
@@ -135,9 +136,13 @@ static int parse_uuid(const char *s, uint8_t ret[16]) {
                         continue;
                 if (n >= 16 || !p[1])
                         return -EINVAL;
-                hi = *p >= '0' && *p <= '9' ? *p - '0' : (*p | 0x20) >= 'a' && (*p | 0x20) <= 'f' ? (*p | 0x20) - 'a' + 10 : -1;
+                hi = *p >= '0' && *p <= '9'                     ? *p - '0'
+                     : (*p | 0x20) >= 'a' && (*p | 0x20) <= 'f' ? (*p | 0x20) - 'a' + 10
+                                                                : -1;
                 p++;
-                lo = *p >= '0' && *p <= '9' ? *p - '0' : (*p | 0x20) >= 'a' && (*p | 0x20) <= 'f' ? (*p | 0x20) - 'a' + 10 : -1;
+                lo = *p >= '0' && *p <= '9'                     ? *p - '0'
+                     : (*p | 0x20) >= 'a' && (*p | 0x20) <= 'f' ? (*p | 0x20) - 'a' + 10
+                                                                : -1;
                 if (hi < 0 || lo < 0)
                         return -EINVAL;
                 ret[n++] = (uint8_t) (hi << 4 | lo);
@@ -168,7 +173,8 @@ static void polkit_agent_open(void) {
         int pipefd[2];
         char c;
 
-        if (!arg_ask_password || arg_host || geteuid() == 0 || !isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))
+        if (!arg_ask_password || arg_host || geteuid() == 0 || !isatty(STDIN_FILENO) ||
+            !isatty(STDOUT_FILENO))
                 return;
         if (access("/usr/bin/pkttyagent", X_OK) < 0 || pipe2(pipefd, O_CLOEXEC) < 0)
                 return;
@@ -218,8 +224,8 @@ static int get_device_path(sd_bus *bus, const char *vm, const char *alias, char 
         const char *path;
         int r;
 
-        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetDevice", error, &reply, "ss", vm,
-                               alias);
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "GetDevice", error, &reply, "ss",
+                               vm, alias);
         if (r < 0)
                 return r;
         r = sd_bus_message_read(reply, "o", &path);
@@ -239,8 +245,11 @@ typedef struct DeviceInfo {
 } DeviceInfo;
 
 static void device_info_done(DeviceInfo *i) {
-        char **strs[] = { &i->vm, &i->alias, &i->host_device, &i->host_device_driver, &i->host_device_card,
-                          &i->backend, &i->role, &i->protocol, &i->transport, &i->socket_path, &i->state, &i->peer_machine };
+        char **strs[] = {
+                &i->vm,      &i->alias,       &i->host_device, &i->host_device_driver, &i->host_device_card,
+                &i->backend, &i->role,        &i->protocol,    &i->transport,          &i->socket_path,
+                &i->state,   &i->peer_machine
+        };
         for (size_t k = 0; k < ELEMENTSOF(strs); k++) {
                 free(*strs[k]);
                 *strs[k] = NULL;
@@ -279,8 +288,8 @@ static int device_info_get(sd_bus *bus, const char *path, DeviceInfo *ret, sd_bu
         DeviceInfo info = {};
         int r;
 
-        r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", error, &reply,
-                               "s", DEVICE_IFACE);
+        r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", error,
+                               &reply, "s", DEVICE_IFACE);
         if (r < 0)
                 return r;
         r = sd_bus_message_enter_container(reply, 'a', "{sv}");
@@ -478,8 +487,8 @@ static int print_properties(sd_bus *bus, const char *path, const char *iface, sd
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
-        r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", error, &reply,
-                               "s", iface);
+        r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", error,
+                               &reply, "s", iface);
         if (r < 0)
                 return r;
         r = sd_bus_message_enter_container(reply, 'a', "{sv}");
@@ -521,22 +530,28 @@ static int verb_list(sd_bus *bus, int argc, char **argv) {
         const char *vm, *alias, *host, *state, *path;
         int r;
 
-        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListDevices", &error, &reply, NULL);
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListDevices", &error, &reply,
+                               NULL);
         if (r < 0)
                 return fail("list", "devices", r, &error);
         t = table_new(headers, ELEMENTSOF(headers));
         if (!t)
                 return fail("list", "devices", -ENOMEM, NULL);
         r = sd_bus_message_enter_container(reply, 'a', "(sssso)");
-        while (r >= 0 && (r = sd_bus_message_read(reply, "(sssso)", &vm, &alias, &host, &state, &path)) > 0) {
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(sssso)", &vm, &alias, &host, &state, &path)) > 0) {
                 DeviceInfo info = {};
                 if (arg_vm && strcmp(arg_vm, vm) != 0)
                         continue;
                 /* Role and socket are not in the list; a device detached meanwhile is shown with "-". */
                 if (device_info_get(bus, path, &info, NULL) < 0)
                         info = (DeviceInfo){};
-                const char *cells[] = { vm, alias, host[0] ? host : "-", info.role,
-                                        info.state ?: state, info.socket_path && info.socket_path[0] ? info.socket_path : NULL };
+                const char *cells[] = { vm,
+                                        alias,
+                                        host[0] ? host : "-",
+                                        info.role,
+                                        info.state ?: state,
+                                        info.socket_path && info.socket_path[0] ? info.socket_path : NULL };
                 r = table_add_row(t, cells);
                 device_info_done(&info);
         }
@@ -622,13 +637,15 @@ static int print_status(sd_bus *bus, const char *name, const char *path) {
                 return fail("get status of", name, r, &error);
 
         /* Active streams come from the worker; the device may be down: leave the line out then. */
-        if (sd_bus_call_method(bus, BUS_NAME, path, DEVICE_IFACE, "GetStatistics", NULL, &reply, NULL) >= 0 &&
+        if (sd_bus_call_method(bus, BUS_NAME, path, DEVICE_IFACE, "GetStatistics", NULL, &reply, NULL) >=
+                    0 &&
             sd_bus_message_enter_container(reply, 'a', "{sv}") >= 0) {
                 while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
                         const char *key;
                         if (sd_bus_message_read(reply, "s", &key) < 0)
                                 break;
-                        if (strcmp(key, "ActiveStreams") == 0 && sd_bus_message_read(reply, "v", "u", &streams) >= 0)
+                        if (strcmp(key, "ActiveStreams") == 0 &&
+                            sd_bus_message_read(reply, "v", "u", &streams) >= 0)
                                 have_streams = true;
                         else if (sd_bus_message_skip(reply, "v") < 0)
                                 break;
@@ -642,7 +659,8 @@ static int print_status(sd_bus *bus, const char *name, const char *path) {
         printf("%s/%s\n", i.vm ?: "?", i.alias ?: "?");
         if (i.host_device && i.host_device[0]) {
                 printf("    Host device: %s", i.host_device);
-                if ((i.host_device_driver && i.host_device_driver[0]) || (i.host_device_card && i.host_device_card[0]))
+                if ((i.host_device_driver && i.host_device_driver[0]) ||
+                    (i.host_device_card && i.host_device_card[0]))
                         printf(" (%s, %s)", i.host_device_driver ?: "", i.host_device_card ?: "");
         } else { /* a software backend (ffmpeg, null): no host node */
                 printf("        Backend: %s", i.backend && i.backend[0] ? i.backend : "-");
@@ -669,7 +687,10 @@ static int print_status(sd_bus *bus, const char *name, const char *path) {
         return 0;
 }
 
-static int for_each_device_arg(sd_bus *bus, int argc, char **argv, const char *verb,
+static int for_each_device_arg(sd_bus *bus,
+                               int argc,
+                               char **argv,
+                               const char *verb,
                                int (*fn)(sd_bus *bus, const char *name, const char *path)) {
         int ret = 0;
 
@@ -680,7 +701,8 @@ static int for_each_device_arg(sd_bus *bus, int argc, char **argv, const char *v
 
                 r = split_device_name(argv[k], &vm, &alias);
                 if (r < 0) {
-                        fprintf(stderr, "Failed to %s %s: device names are written VM/ALIAS\n", verb, argv[k]);
+                        fprintf(stderr, "Failed to %s %s: device names are written VM/ALIAS\n", verb,
+                                argv[k]);
                         ret = -EINVAL;
                         continue;
                 }
@@ -709,11 +731,13 @@ static int verb_status(sd_bus *bus, int argc, char **argv) {
         int r, ret = 0;
         bool first = true;
 
-        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListDevices", &error, &reply, NULL);
+        r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "ListDevices", &error, &reply,
+                               NULL);
         if (r < 0)
                 return fail("list", "devices", r, &error);
         r = sd_bus_message_enter_container(reply, 'a', "(sssso)");
-        while (r >= 0 && (r = sd_bus_message_read(reply, "(sssso)", &vm, &alias, &host, &state, &path)) > 0) {
+        while (r >= 0 &&
+               (r = sd_bus_message_read(reply, "(sssso)", &vm, &alias, &host, &state, &path)) > 0) {
                 char name[600];
                 snprintf(name, sizeof(name), "%s/%s", vm, alias);
                 if (!first)
@@ -858,7 +882,8 @@ static int verb_attach(sd_bus *bus, int argc, char **argv) {
                 return -EINVAL;
         }
         if (!arg_device && !arg_backend) {
-                fprintf(stderr, "Failed to attach device to %s: --device PATH or --backend ffmpeg|null is required\n",
+                fprintf(stderr,
+                        "Failed to attach device to %s: --device PATH or --backend ffmpeg|null is required\n",
                         arg_vm);
                 return -EINVAL;
         }
@@ -895,7 +920,8 @@ static int verb_attach(sd_bus *bus, int argc, char **argv) {
         if (r < 0)
                 return fail("get alias of", object, r, &error);
         bool pretty = arg_json == TABLE_JSON_PRETTY;
-        const char *keys[] = { "vm", "alias", "socket", "object" }, *values[] = { arg_vm, alias, socket, object };
+        const char *keys[] = { "vm", "alias", "socket", "object" },
+                   *values[] = { arg_vm, alias, socket, object };
         fputs(pretty ? "{\n" : "{", stdout);
         for (unsigned k = 0; k < ELEMENTSOF(keys); k++) {
                 fputs(pretty ? "  " : "", stdout);
@@ -918,12 +944,13 @@ static int verb_detach(sd_bus *bus, int argc, char **argv) {
                 uint32_t n;
 
                 if (argc > 1) {
-                        fprintf(stderr, "Failed to detach devices: give either VM/ALIAS… or --vm VM --all\n");
+                        fprintf(stderr,
+                                "Failed to detach devices: give either VM/ALIAS… or --vm VM --all\n");
                         return -EINVAL;
                 }
                 polkit_agent_open();
-                r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &error, &reply, "st",
-                                       arg_vm, flags);
+                r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &error,
+                                       &reply, "st", arg_vm, flags);
                 polkit_agent_close();
                 if (r < 0)
                         return fail("detach devices of", arg_vm, r, &error);
@@ -953,8 +980,8 @@ static int verb_detach(sd_bus *bus, int argc, char **argv) {
                         ret = -EINVAL;
                         continue;
                 }
-                r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DetachDevice", &error, NULL,
-                                       "sst", vm, alias, flags);
+                r = sd_bus_call_method(bus, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DetachDevice", &error,
+                                       NULL, "sst", vm, alias, flags);
                 if (r < 0)
                         ret = fail("detach", argv[k], r, &error);
         }
@@ -1003,13 +1030,38 @@ static int print_stats(sd_bus *bus, const char *name, const char *path) {
                 table_free(t);
                 return fail("get statistics of", name, r, NULL);
         }
-        r = arg_json != TABLE_JSON_OFF ? table_print_json(t, stdout, arg_json) : table_print(t, stdout, arg_legend);
+        r = arg_json != TABLE_JSON_OFF ? table_print_json(t, stdout, arg_json)
+                                       : table_print(t, stdout, arg_legend);
         table_free(t);
         return r;
 }
 
 static int verb_stats(sd_bus *bus, int argc, char **argv) {
         return for_each_device_arg(bus, argc - 1, argv + 1, "get statistics of", print_stats);
+}
+
+/* A socket path given at attach time (or --frontend) may hold any byte but NUL: escape it for XML. */
+static void print_xml_attribute(FILE *f, const char *s) {
+        for (; *s; s++)
+                switch (*s) {
+                case '&':
+                        fputs("&amp;", f);
+                        break;
+                case '<':
+                        fputs("&lt;", f);
+                        break;
+                case '>':
+                        fputs("&gt;", f);
+                        break;
+                case '\'':
+                        fputs("&apos;", f);
+                        break;
+                case '"':
+                        fputs("&quot;", f);
+                        break;
+                default:
+                        fputc(*s, f);
+                }
 }
 
 static int qemu_args_one(sd_bus *bus, const char *name, const char *path) {
@@ -1037,9 +1089,10 @@ static int qemu_args_one(sd_bus *bus, const char *name, const char *path) {
         }
         snprintf(id, sizeof(id), "%s", arg_id ?: "vvid0");
         for (char *p = id; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-                      *p == '-' || *p == '.')) {
-                        fprintf(stderr, "Failed to build QEMU arguments for %s: invalid --id '%s'\n", name, id);
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '_' || *p == '-' || *p == '.')) {
+                        fprintf(stderr, "Failed to build QEMU arguments for %s: invalid --id '%s'\n", name,
+                                id);
                         device_info_done(&i);
                         return -EINVAL;
                 }
@@ -1053,8 +1106,8 @@ static int qemu_args_one(sd_bus *bus, const char *name, const char *path) {
         }
         path_escaped[o] = '\0';
         if (reconnect > 0)
-                snprintf(chardev, sizeof(chardev), "socket,id=%s,path=%s,reconnect-ms=%" PRIu32, id, path_escaped,
-                         reconnect);
+                snprintf(chardev, sizeof(chardev), "socket,id=%s,path=%s,reconnect-ms=%" PRIu32, id,
+                         path_escaped, reconnect);
         else
                 snprintf(chardev, sizeof(chardev), "socket,id=%s,path=%s", id, path_escaped);
         snprintf(device, sizeof(device), "%s,chardev=%s,virtio-id=%d,num_vqs=2,vq_size=256,config_size=44",
@@ -1065,8 +1118,11 @@ static int qemu_args_one(sd_bus *bus, const char *name, const char *path) {
                        "     Guest memory must be shared with the device process:\n"
                        "     <memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking> -->\n");
                 printf("<qemu:commandline>\n");
-                printf("  <qemu:arg value='-chardev'/>\n  <qemu:arg value='%s'/>\n", chardev);
-                printf("  <qemu:arg value='-device'/>\n  <qemu:arg value='%s'/>\n", device);
+                printf("  <qemu:arg value='-chardev'/>\n  <qemu:arg value='");
+                print_xml_attribute(stdout, chardev);
+                printf("'/>\n  <qemu:arg value='-device'/>\n  <qemu:arg value='");
+                print_xml_attribute(stdout, device);
+                printf("'/>\n");
                 printf("</qemu:commandline>\n");
         } else {
                 printf("-chardev %s -device %s\n", chardev, device);
@@ -1080,7 +1136,8 @@ static int qemu_args_one(sd_bus *bus, const char *name, const char *path) {
 
 static int verb_qemu_args(sd_bus *bus, int argc, char **argv) {
         if (strcmp(arg_format, "cmdline") != 0 && strcmp(arg_format, "libvirt") != 0) {
-                fprintf(stderr, "Failed to build QEMU arguments: unknown --format '%s' (cmdline or libvirt)\n",
+                fprintf(stderr,
+                        "Failed to build QEMU arguments: unknown --format '%s' (cmdline or libvirt)\n",
                         arg_format);
                 return -EINVAL;
         }
@@ -1091,8 +1148,12 @@ static int verb_qemu_args(sd_bus *bus, int argc, char **argv) {
         return for_each_device_arg(bus, 1, argv + 1, "build QEMU arguments for", qemu_args_one);
 }
 
-static void print_event_json(const char *event, const char *vm, const char *alias, const char *object,
-                             const char *extra_key, const char *extra_value) {
+static void print_event_json(const char *event,
+                             const char *vm,
+                             const char *alias,
+                             const char *object,
+                             const char *extra_key,
+                             const char *extra_value) {
         printf("{\"event\":");
         json_print_string(stdout, event);
         printf(",\"vm\":");
@@ -1163,14 +1224,15 @@ static int verb_monitor(sd_bus *bus, int argc, char **argv) {
         if ((r = sd_event_add_signal(e, NULL, SIGINT, NULL, NULL)) < 0 ||
             (r = sd_event_add_signal(e, NULL, SIGTERM, NULL, NULL)) < 0)
                 return fail("monitor", "devices", r, NULL);
-        r = sd_bus_match_signal(bus, NULL, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DeviceNew", on_device_signal,
-                                NULL);
+        r = sd_bus_match_signal(bus, NULL, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DeviceNew",
+                                on_device_signal, NULL);
         if (r >= 0)
                 r = sd_bus_match_signal(bus, NULL, BUS_NAME, MANAGER_PATH, MANAGER_IFACE, "DeviceRemoved",
                                         on_device_signal, NULL);
         if (r >= 0)
                 r = sd_bus_add_match(bus, NULL,
-                                     "type='signal',sender='" BUS_NAME "',interface='org.freedesktop.DBus.Properties',"
+                                     "type='signal',sender='" BUS_NAME
+                                     "',interface='org.freedesktop.DBus.Properties',"
                                      "member='PropertiesChanged',path_namespace='" DEVICE_PATH_PREFIX "'",
                                      on_properties_changed, NULL);
         if (r < 0)
@@ -1195,8 +1257,9 @@ static int probe_one(sd_bus *bus, const char *name, const char *path) {
         if (r < 0)
                 return fail("probe", name, r, &error);
         if (i.state && strcmp(i.state, "connected") == 0) {
-                fprintf(stderr, "Failed to probe %s: a VM is connected to it (pid %" PRIu32 "); probing would take "
-                                "the device from it. Try again when it is not in use.\n",
+                fprintf(stderr,
+                        "Failed to probe %s: a VM is connected to it (pid %" PRIu32 "); probing would take "
+                        "the device from it. Try again when it is not in use.\n",
                         name, i.peer_pid);
                 device_info_done(&i);
                 return -EBUSY;
@@ -1313,7 +1376,8 @@ static int add_allow_uids(const char *list) {
                 return -ENOMEM;
         for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
                 uint32_t uid;
-                if (arg_n_allow_uids >= MAX_LIST_ARGS || parse_uint32(tok, 10, &uid) < 0 || uid == UINT32_MAX)
+                if (arg_n_allow_uids >= MAX_LIST_ARGS || parse_uint32(tok, 10, &uid) < 0 ||
+                    uid == UINT32_MAX)
                         return -EINVAL;
                 arg_allow_uids[arg_n_allow_uids++] = uid;
         }
@@ -1388,7 +1452,8 @@ static int parse_argv(int argc, char **argv) {
                                 printf("short\npretty\noff\n");
                                 return 0;
                         } else {
-                                fprintf(stderr, "Unknown --json= mode '%s' (short, pretty or off).\n", optarg);
+                                fprintf(stderr, "Unknown --json= mode '%s' (short, pretty or off).\n",
+                                        optarg);
                                 return -EINVAL;
                         }
                         break;
@@ -1464,7 +1529,8 @@ static int parse_argv(int argc, char **argv) {
                         break;
                 case ARG_ALLOW_UID:
                         if (add_allow_uids(optarg) < 0) {
-                                fprintf(stderr, "Invalid --allow-uid '%s' (uids, comma separated).\n", optarg);
+                                fprintf(stderr, "Invalid --allow-uid '%s' (uids, comma separated).\n",
+                                        optarg);
                                 return -EINVAL;
                         }
                         break;
@@ -1504,7 +1570,8 @@ static int parse_argv(int argc, char **argv) {
                 case ARG_STREAM_FORMAT:
                         arg_probe_stream_format = probe_format_from_string(optarg);
                         if (arg_probe_stream_format == 0) {
-                                fprintf(stderr, "Unknown --stream-format '%s' (h264, hevc, vp8, vp9, mpeg2, mpeg4 or fwht).\n",
+                                fprintf(stderr,
+                                        "Unknown --stream-format '%s' (h264, hevc, vp8, vp9, mpeg2, mpeg4 or fwht).\n",
                                         optarg);
                                 return -EINVAL;
                         }
@@ -1532,16 +1599,11 @@ typedef struct Verb {
 } Verb;
 
 static const Verb verbs[] = {
-        { "list", 1, 1, verb_list },
-        { "status", 1, -1, verb_status },
-        { "show", 1, -1, verb_show },
-        { "attach", 1, 1, verb_attach },
-        { "detach", 1, -1, verb_detach },
-        { "list-host-devices", 1, 1, verb_list_host_devices },
-        { "stats", 2, 2, verb_stats },
-        { "qemu-args", 2, 2, verb_qemu_args },
-        { "probe", 2, 2, verb_probe },
-        { "monitor", 1, 1, verb_monitor },
+        { "list", 1, 1, verb_list },      { "status", 1, -1, verb_status },
+        { "show", 1, -1, verb_show },     { "attach", 1, 1, verb_attach },
+        { "detach", 1, -1, verb_detach }, { "list-host-devices", 1, 1, verb_list_host_devices },
+        { "stats", 2, 2, verb_stats },    { "qemu-args", 2, 2, verb_qemu_args },
+        { "probe", 2, 2, verb_probe },    { "monitor", 1, 1, verb_monitor },
 };
 
 int main(int argc, char **argv) {
@@ -1560,13 +1622,14 @@ int main(int argc, char **argv) {
                 if (strcmp(verbs[k].name, name) == 0)
                         verb = &verbs[k];
         if (!verb) {
-                fprintf(stderr, "Unknown command verb '%s'. See '%s --help'.\n", name, program_invocation_short_name);
+                fprintf(stderr, "Unknown command verb '%s'. See '%s --help'.\n", name,
+                        program_invocation_short_name);
                 return EXIT_FAILURE;
         }
         int n = argc > 0 ? argc : 1;
         if (n < verb->min_args || (verb->max_args >= 0 && n > verb->max_args)) {
-                fprintf(stderr, "%s '%s'.\n", n < verb->min_args ? "Too few arguments for" : "Too many arguments for",
-                        verb->name);
+                fprintf(stderr, "%s '%s'.\n",
+                        n < verb->min_args ? "Too few arguments for" : "Too many arguments for", verb->name);
                 return EXIT_FAILURE;
         }
 

@@ -609,6 +609,14 @@ def test_stats_qemu_args(e):
     ok(r.returncode == 0 and args is not None and len(args) == 4 and args[0] == "-chardev"
        and args[1] == f"socket,id=vvid0,path={sock}" and args[2] == "-device" and "virtio-id=31" in args[3]
        and "memfd" in r.stdout, "qemu-args --format libvirt: a <qemu:commandline> fragment with the socket", show(r))
+    r = e.vc("qemu-args", "--format", "libvirt", "--frontend", "dev'<&>\"x", "vm1/dec1")
+    try:
+        root = ET.fromstring("<r xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>" + r.stdout + "</r>")
+        args = [a.get("value") for a in root.iter("{http://libvirt.org/schemas/domain/qemu/1.0}arg")]
+    except ET.ParseError as ex:
+        args = [str(ex)]
+    ok(r.returncode == 0 and len(args) == 4 and args[3].startswith("dev'<&>\"x,chardev=vvid0,"),
+       "qemu-args --format libvirt: values are XML-escaped", show(r))
     r = e.vc("qemu-args", "--format", "xml", "vm1/dec1")
     ok(is_failure(r, "Failed to build QEMU arguments: "), "qemu-args --format of an unknown format: exit 1", show(r))
     r = e.vc("qemu-args", "--id", "a,b", "vm1/dec1")
