@@ -9,6 +9,7 @@ done by polling with a deadline, never by sleeping as an assertion. Runs as root
 as a normal user (a fake polkit authority that says yes is put on the bus).
 """
 import argparse
+import errno
 import json
 import os
 import re
@@ -222,7 +223,12 @@ class LineReader:
                 left = end - time.monotonic()
                 if left <= 0 or not sel.select(left):
                     return None
-                chunk = os.read(self.fd, 65536)
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError as ex:  # a pty master reads EIO once the last slave is closed
+                    if ex.errno != errno.EIO:
+                        raise
+                    chunk = b""
                 if not chunk:
                     self.eof = True
                 self.buf += chunk
@@ -762,6 +768,43 @@ def test_monitor(e):
         ok(rc == 0, f"monitor{tag}: exits 0 on SIGINT", rc)
 
 
+def vc_tty(e, *argv):
+    """videoctl with stdout on a pseudo-terminal; returns (exit status, what it printed there)."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([e.args.videoctl, *argv], stdout=slave, stderr=subprocess.PIPE, env=e.env)
+        os.close(slave)
+        slave = -1
+        out = LineReader(master)
+        lines = []
+        while True:
+            line = out.next(DEADLINE)
+            if line is None:
+                break
+            lines.append(line.rstrip("\r"))
+        rc = p.wait(DEADLINE)
+        p.stderr.close()
+        return rc, lines
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+
+
+def test_tty(e):
+    for alias in ("t1", "t2"):
+        e.vc("attach", "--vm", "vmt", "--backend", "null", "--alias", alias)
+    r = e.vc("list", "-j", "--vm", "vmt")
+    ok(r.returncode == 0 and len(r.stdout.splitlines()) == 1 and len(json.loads(r.stdout)) == 2,
+       "-j off a terminal: short JSON", show(r))
+    rc, lines = vc_tty(e, "list", "-j", "--vm", "vmt")
+    ok(rc == 0 and len(lines) > 2 and len(json.loads("\n".join(lines))) == 2, "-j on a terminal: pretty JSON",
+       (rc, lines))
+    rc, lines = vc_tty(e, "detach", "--vm", "vmt", "--all")
+    ok(rc == 0 and lines == ["2 devices detached."], "detach --vm --all on a terminal: the count", (rc, lines))
+
+
 def test_detach_and_errors(e):
     r = e.vc("detach", "vm1/nope")
     ok(is_failure(r) and r.stderr.strip() == "Failed to detach vm1/nope: No device vm1/nope",
@@ -990,6 +1033,7 @@ def main():
         test_stats_qemu_args(e)
         test_probe(e)
         test_monitor(e)
+        test_tty(e)
         test_detach_and_errors(e)
         test_hook(e)
         test_completion(e)
