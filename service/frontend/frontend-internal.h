@@ -20,7 +20,7 @@ typedef struct MemBlock {
 
 typedef struct GuestMem {
         int fd;
-        uint8_t *map; /* the whole memfd: mmap_offset + size bytes */
+        uint8_t *map;  /* the whole memfd: mmap_offset + size bytes */
         uint8_t *base; /* map + mmap_offset: GPA gpa */
         uint64_t gpa, size, user_addr, mmap_offset;
         MemBlock *free; /* sorted by gpa, never adjacent (coalesced) */
@@ -32,11 +32,12 @@ typedef struct GuestMem {
 /* One head of the descriptor table, while its chain is in flight. */
 typedef struct Slot {
         bool in_flight;
-        uint16_t n_desc;  /* descriptors of the table the chain occupies */
+        uint16_t n_desc; /* descriptors of the table the chain occupies */
         uint64_t tag;
-        uint64_t wr_cap;  /* device-writable bytes of the chain */
+        uint64_t wr_cap;       /* device-writable bytes of the chain */
         uint64_t indirect_gpa; /* owned indirect table, 0 if none */
-        bool owned;       /* posted by submit(): req/resp buffers are ours */
+        bool owned;            /* posted by submit() or post_event_buffers(): req/resp buffers are ours */
+        bool event;            /* an event buffer (resp_gpa), re-posted once taken */
         uint64_t req_gpa, resp_gpa;
         uint64_t resp_cap;
 } Slot;
@@ -44,7 +45,7 @@ typedef struct Slot {
 /* A completion taken off the used ring and not yet handed out. */
 typedef struct Done {
         VuUsed used;
-        bool owned;
+        bool owned, event;
         uint64_t req_gpa, resp_gpa;
         uint64_t resp_cap;
 } Done;
@@ -56,12 +57,12 @@ typedef struct Queue {
         uint16_t *avail; /* flags, idx, ring[num], used_event */
         uint16_t *used;  /* flags, idx, then used elements, then avail_event */
 
-        uint16_t avail_idx;   /* shadow of avail->idx */
-        uint16_t kick_old;    /* avail_idx at the last kick decision */
-        uint16_t last_used;   /* next used slot to read */
-        uint16_t base;        /* SET_VRING_BASE value for the next start */
+        uint16_t avail_idx; /* shadow of avail->idx */
+        uint16_t kick_old;  /* avail_idx at the last kick decision */
+        uint16_t last_used; /* next used slot to read */
+        uint16_t base;      /* SET_VRING_BASE value for the next start */
 
-        uint16_t *next_free;  /* host-side chain links and free list */
+        uint16_t *next_free; /* host-side chain links and free list */
         uint16_t free_head;
         unsigned n_free;
         Slot *slots;
@@ -95,4 +96,5 @@ int frontend_wait_fd(VuFrontend *fe, int fd, short events, uint64_t deadline);
 
 int queue_alloc_ring(VuFrontend *fe, unsigned i);
 void queue_free_ring(VuFrontend *fe, unsigned i);
+int queue_reset_ring(VuFrontend *fe, unsigned i);
 void queue_done(VuFrontend *fe, unsigned i);

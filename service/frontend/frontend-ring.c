@@ -87,9 +87,7 @@ static void free_owned(VuFrontend *fe, uint64_t req_gpa, uint64_t resp_gpa) {
                 (void) vu_frontend_mem_free(fe, resp_gpa);
 }
 
-void queue_free_ring(VuFrontend *fe, unsigned i) {
-        Queue *q = &fe->queues[i];
-
+static void ring_release(VuFrontend *fe, Queue *q) {
         if (q->slots)
                 for (unsigned k = 0; k < q->num; k++) {
                         Slot *s = &q->slots[k];
@@ -122,6 +120,30 @@ void queue_free_ring(VuFrontend *fe, unsigned i) {
         q->desc = NULL;
         q->avail = q->used = NULL;
         q->n_free = q->in_flight = 0;
+}
+
+void queue_free_ring(VuFrontend *fe, unsigned i) {
+        ring_release(fe, &fe->queues[i]);
+}
+
+int queue_reset_ring(VuFrontend *fe, unsigned i) {
+        Queue old = fe->queues[i], *q = &fe->queues[i];
+        int r;
+
+        /* Allocate the new ring before releasing the old one, so that it lands elsewhere, as a driver
+         * re-probing would: the backend must not mistake a reset for a resume (§2.4). */
+        q->done = NULL;
+        q->n_done = q->cap_done = 0;
+        q->slots = NULL;
+        q->next_free = NULL;
+        q->desc_gpa = q->avail_gpa = q->used_gpa = 0;
+        r = queue_alloc_ring(fe, i);
+        if (r < 0) {
+                *q = old;
+                return r;
+        }
+        ring_release(fe, &old);
+        return 0;
 }
 
 void queue_done(VuFrontend *fe, unsigned i) {
@@ -190,7 +212,8 @@ int vu_frontend_post(VuFrontend *fe,
                 if (n > FRONTEND_MAX_INDIRECT)
                         return -EINVAL;
                 if (!(flags & VU_POST_UNCHECKED) &&
-                    !((fe->running || fe->features) ? negotiated(fe, VIRTIO_RING_F_INDIRECT_DESC) : fe->opts.indirect_desc))
+                    !((fe->running || fe->features) ? negotiated(fe, VIRTIO_RING_F_INDIRECT_DESC)
+                                                    : fe->opts.indirect_desc))
                         return -EOPNOTSUPP;
                 if (q->n_free < 1)
                         return -ENOSPC;
@@ -200,7 +223,8 @@ int vu_frontend_post(VuFrontend *fe,
                 t = vu_frontend_gpa_to_ptr(fe, table, 16ULL * n);
                 for (unsigned k = 0; k < n; k++)
                         write_desc(&t[k], segs[k].gpa, segs[k].len,
-                                   (segs[k].device_writable ? VRING_DESC_F_WRITE : 0) | (k + 1 < n ? VRING_DESC_F_NEXT : 0),
+                                   (segs[k].device_writable ? VRING_DESC_F_WRITE : 0) |
+                                           (k + 1 < n ? VRING_DESC_F_NEXT : 0),
                                    k + 1 < n ? (uint16_t) (k + 1) : 0);
                 head = take_desc(q);
                 q->next_free[head] = 0;
@@ -267,7 +291,8 @@ int vu_frontend_kick_if_needed(VuFrontend *fe, unsigned queue) {
         old = q->kick_old;
         new = q->avail_idx;
         if (negotiated(fe, VIRTIO_RING_F_EVENT_IDX))
-                need = vring_need_event(le16toh(__atomic_load_n(avail_event(q), __ATOMIC_RELAXED)), new, old);
+                need = vring_need_event(le16toh(__atomic_load_n(avail_event(q), __ATOMIC_RELAXED)), new,
+                                        old);
         else
                 need = !(le16toh(__atomic_load_n(&q->used[0], __ATOMIC_RELAXED)) & VRING_USED_F_NO_NOTIFY);
         q->kick_old = new;
@@ -303,7 +328,8 @@ static int reap(VuFrontend *fe, Queue *q) {
         int n = 0, r;
 
         if ((uint16_t) (used_idx - q->last_used) > q->num)
-                return log_debug_errno(-EBADMSG, "vhost-user frontend: used->idx %u ran %u entries ahead of %u",
+                return log_debug_errno(-EBADMSG,
+                                       "vhost-user frontend: used->idx %u ran %u entries ahead of %u",
                                        used_idx, (uint16_t) (used_idx - q->last_used), q->last_used);
 
         while (q->last_used != used_idx) {
@@ -313,15 +339,19 @@ static int reap(VuFrontend *fe, Queue *q) {
                 Done d;
 
                 if (id >= q->num || !q->slots[id].in_flight)
-                        return log_debug_errno(-EBADMSG, "vhost-user frontend: used entry %u has id %u, not in flight",
+                        return log_debug_errno(-EBADMSG,
+                                               "vhost-user frontend: used entry %u has id %u, not in flight",
                                                q->last_used, id);
                 s = &q->slots[id];
                 if (len > s->wr_cap)
-                        return log_debug_errno(-EBADMSG, "vhost-user frontend: used entry %u for head %u has len %u > %" PRIu64,
-                                               q->last_used, id, len, s->wr_cap);
+                        return log_debug_errno(
+                                -EBADMSG,
+                                "vhost-user frontend: used entry %u for head %u has len %u > %" PRIu64,
+                                q->last_used, id, len, s->wr_cap);
                 d = (Done){
                         .used = { .head = (uint16_t) id, .len = len, .tag = s->tag },
                         .owned = s->owned,
+                        .event = s->event,
                         .req_gpa = s->req_gpa,
                         .resp_gpa = s->resp_gpa,
                         .resp_cap = s->resp_cap,
@@ -490,7 +520,8 @@ int vu_frontend_submit(VuFrontend *fe,
 
 static bool owned_in_flight(Queue *q, bool any, uint64_t tag) {
         for (unsigned k = 0; k < q->num; k++)
-                if (q->slots[k].in_flight && q->slots[k].owned && (any || q->slots[k].tag == tag))
+                if (q->slots[k].in_flight && q->slots[k].owned && !q->slots[k].event &&
+                    (any || q->slots[k].tag == tag))
                         return true;
         return false;
 }
@@ -514,7 +545,7 @@ static int collect(VuFrontend *fe,
                 for (size_t k = 0; k < q->n_done; k++) {
                         Done d = q->done[k];
 
-                        if (!d.owned || (!any && d.used.tag != tag))
+                        if (!d.owned || d.event || (!any && d.used.tag != tag))
                                 continue;
                         if (resp_cap > 0 && d.used.len > 0)
                                 memcpy(resp, vu_frontend_gpa_to_ptr(fe, d.resp_gpa, d.used.len),
@@ -540,16 +571,13 @@ static int collect(VuFrontend *fe,
         }
 }
 
-int vu_frontend_collect(VuFrontend *fe, unsigned queue, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len) {
+int vu_frontend_collect(
+        VuFrontend *fe, unsigned queue, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len) {
         return collect(fe, queue, false, tag, NULL, resp, resp_cap, ret_len);
 }
 
-int vu_frontend_collect_any(VuFrontend *fe,
-                            unsigned queue,
-                            uint64_t *ret_tag,
-                            void *resp,
-                            size_t resp_cap,
-                            size_t *ret_len) {
+int vu_frontend_collect_any(
+        VuFrontend *fe, unsigned queue, uint64_t *ret_tag, void *resp, size_t resp_cap, size_t *ret_len) {
         return collect(fe, queue, true, 0, ret_tag, resp, resp_cap, ret_len);
 }
 
@@ -564,7 +592,7 @@ int vu_frontend_request(VuFrontend *fe,
         uint64_t tag;
         int r;
 
-        if (!fe)
+        if (!fe || (resp_cap > 0 && !resp))
                 return -EINVAL;
         /* Tags with the top bit set are ours, so they never match a caller's submit(). */
         tag = (1ULL << 63) | fe->request_seq++;
@@ -572,6 +600,99 @@ int vu_frontend_request(VuFrontend *fe,
         if (r < 0)
                 return r;
         return vu_frontend_collect(fe, queue, tag, resp, resp_cap, ret_len);
+}
+
+/* ---- event buffers ---------------------------------------------------------------------------------- */
+
+static int post_event_buffer(VuFrontend *fe, unsigned queue, uint64_t gpa, uint32_t size) {
+        Queue *q = &fe->queues[queue];
+        VuSeg seg = { .gpa = gpa, .len = size, .device_writable = true };
+        uint16_t head;
+        int r;
+
+        r = vu_frontend_post(fe, queue, &seg, 1, 0, 0, &head);
+        if (r < 0)
+                return r;
+        q->slots[head].owned = q->slots[head].event = true;
+        q->slots[head].resp_gpa = gpa;
+        q->slots[head].resp_cap = size;
+        return 0;
+}
+
+int vu_frontend_post_event_buffers(VuFrontend *fe, unsigned queue, unsigned n, uint32_t size) {
+        Queue *q = get_queue(fe, queue);
+        int r;
+
+        if (!q || n == 0 || size == 0)
+                return -EINVAL;
+        if (n > q->n_free)
+                return -ENOSPC;
+        for (unsigned k = 0; k < n; k++) {
+                uint64_t gpa;
+
+                r = vu_frontend_mem_alloc(fe, size, 16, &gpa);
+                if (r < 0)
+                        return r;
+                r = post_event_buffer(fe, queue, gpa, size);
+                if (r < 0) {
+                        (void) vu_frontend_mem_free(fe, gpa);
+                        return r;
+                }
+        }
+        return vu_frontend_kick(fe, queue);
+}
+
+int vu_frontend_get_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap, size_t *ret_len) {
+        Queue *q = get_queue(fe, queue);
+        int r;
+
+        if (!q || (cap > 0 && !buf))
+                return -EINVAL;
+        r = reap(fe, q);
+        if (r < 0)
+                return r;
+        for (size_t k = 0; k < q->n_done; k++) {
+                Done d = q->done[k];
+
+                if (!d.event)
+                        continue;
+                if (cap > 0 && d.used.len > 0)
+                        memcpy(buf, vu_frontend_gpa_to_ptr(fe, d.resp_gpa, d.used.len),
+                               MIN((size_t) d.used.len, cap));
+                done_remove(q, k);
+                /* Reaping gave its descriptor back; should other chains have taken it since, the buffer is
+                 * dropped and the caller learns it from -ENOSPC. */
+                r = post_event_buffer(fe, queue, d.resp_gpa, (uint32_t) d.resp_cap);
+                if (r < 0) {
+                        (void) vu_frontend_mem_free(fe, d.resp_gpa);
+                        return r;
+                }
+                r = vu_frontend_kick(fe, queue);
+                if (r < 0)
+                        return r;
+                if (ret_len)
+                        *ret_len = d.used.len;
+                return 1;
+        }
+        return 0;
+}
+
+int vu_frontend_wait_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap, size_t *ret_len) {
+        Queue *q = get_queue(fe, queue);
+        uint64_t deadline;
+        int r;
+
+        if (!q)
+                return -EINVAL;
+        (void) frontend_deadline(fe, &deadline);
+        for (;;) {
+                r = vu_frontend_get_event(fe, queue, buf, cap, ret_len);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+                r = wait_progress(fe, q, deadline);
+                if (r < 0)
+                        return r;
+        }
 }
 
 /* ---- ring internals ---------------------------------------------------------------------------------- */
@@ -635,7 +756,8 @@ int vu_frontend_set_no_interrupt(VuFrontend *fe, unsigned queue, bool no_interru
 
         if (!q)
                 return -EINVAL;
-        __atomic_store_n(&q->avail[0], htole16(no_interrupt ? VRING_AVAIL_F_NO_INTERRUPT : 0), __ATOMIC_RELAXED);
+        __atomic_store_n(&q->avail[0], htole16(no_interrupt ? VRING_AVAIL_F_NO_INTERRUPT : 0),
+                         __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         return 0;
 }

@@ -20,9 +20,9 @@
 #include "common/macro.h"
 #include "frontend/frontend-internal.h"
 
-#define PROTOCOL_FEATURES_KNOWN                                                                            \
-        (BIT_ULL(VHOST_USER_PROTOCOL_F_MQ) | BIT_ULL(VHOST_USER_PROTOCOL_F_REPLY_ACK) |                    \
-         BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIG) | BIT_ULL(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |             \
+#define PROTOCOL_FEATURES_KNOWN                                                                \
+        (BIT_ULL(VHOST_USER_PROTOCOL_F_MQ) | BIT_ULL(VHOST_USER_PROTOCOL_F_REPLY_ACK) |        \
+         BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIG) | BIT_ULL(VHOST_USER_PROTOCOL_F_RESET_DEVICE) | \
          BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS))
 #define DEVICE_FEATURES_MASK ((1ULL << 24) - 1)
 
@@ -88,7 +88,8 @@ int frontend_wait_fd(VuFrontend *fe, int fd, short events, uint64_t deadline) {
 
 /* ---- socket I/O -------------------------------------------------------------------------------------- */
 
-static int send_all(VuFrontend *fe, const struct iovec *iov_in, unsigned n_iov, const int *fds, unsigned n_fds) {
+static int
+send_all(VuFrontend *fe, const struct iovec *iov_in, unsigned n_iov, const int *fds, unsigned n_fds) {
         struct iovec iov[4];
         size_t total = 0, sent = 0;
         uint64_t deadline;
@@ -203,7 +204,8 @@ static int recv_exact(VuFrontend *fe, void *buf, size_t len, uint64_t deadline) 
                         had_fds = true;
                 }
                 if (had_fds || (mh.msg_flags & MSG_CTRUNC))
-                        return log_debug_errno(-EPROTO, "vhost-user frontend: backend sent fds with a reply");
+                        return log_debug_errno(-EPROTO,
+                                               "vhost-user frontend: backend sent fds with a reply");
                 if (k == 0)
                         return -ECONNRESET;
                 got += (size_t) k;
@@ -264,7 +266,8 @@ int vu_frontend_send_raw(VuFrontend *fe, const void *buf, size_t len, const int 
         return send_all(fe, &iov, 1, fds, n_fds);
 }
 
-static int recv_reply_deadline(VuFrontend *fe, uint32_t request, void *reply, uint32_t reply_size, uint64_t deadline) {
+static int
+recv_reply_deadline(VuFrontend *fe, uint32_t request, void *reply, uint32_t reply_size, uint64_t deadline) {
         uint32_t h[3];
         int r;
 
@@ -277,11 +280,14 @@ static int recv_reply_deadline(VuFrontend *fe, uint32_t request, void *reply, ui
         h[1] = le32toh(h[1]);
         h[2] = le32toh(h[2]);
         if (h[0] != request)
-                return log_debug_errno(-EPROTO, "vhost-user frontend: reply to request %u has id %u", request, h[0]);
+                return log_debug_errno(-EPROTO, "vhost-user frontend: reply to request %u has id %u",
+                                       request, h[0]);
         if (h[1] != VHOST_USER_REPLY_FLAGS)
-                return log_debug_errno(-EPROTO, "vhost-user frontend: reply to request %u has flags 0x%x", request, h[1]);
+                return log_debug_errno(-EPROTO, "vhost-user frontend: reply to request %u has flags 0x%x",
+                                       request, h[1]);
         if (h[2] != reply_size)
-                return log_debug_errno(-EPROTO, "vhost-user frontend: reply to request %u has size %u, expected %u",
+                return log_debug_errno(-EPROTO,
+                                       "vhost-user frontend: reply to request %u has size %u, expected %u",
                                        request, h[2], reply_size);
         return recv_exact(fe, reply, reply_size, deadline);
 }
@@ -400,7 +406,9 @@ static int barrier(VuFrontend *fe) {
         if (r < 0)
                 return r;
         if (f != fe->offered_features)
-                return log_debug_errno(-EPROTO, "vhost-user frontend: GET_FEATURES changed from 0x%" PRIx64 " to 0x%" PRIx64,
+                return log_debug_errno(-EPROTO,
+                                       "vhost-user frontend: GET_FEATURES changed from 0x%" PRIx64
+                                       " to 0x%" PRIx64,
                                        fe->offered_features, f);
         return 0;
 }
@@ -468,31 +476,51 @@ int vu_frontend_new_from_fd(const VuFrontendOptions *o, int fd, VuFrontend **ret
         return 0;
 }
 
+/* A unix socket connect fails with EAGAIN while the listener's backlog is full (the backend serves one
+ * frontend at a time with a short backlog): retry, pumping, until the timeout. Blocking in connect()
+ * instead would deadlock against a backend running in this thread. */
+static int connect_retry(VuFrontend *fe, int fd, const struct sockaddr_un *sa) {
+        uint64_t deadline;
+
+        (void) frontend_deadline(fe, &deadline);
+        for (;;) {
+                int r;
+
+                if (connect(fd, (const struct sockaddr *) sa, sizeof(*sa)) >= 0)
+                        return 0;
+                if (errno != EAGAIN && errno != EINTR)
+                        return -errno;
+                if (now_msec() >= deadline)
+                        return -ETIMEDOUT;
+                if (fe->opts.pump) {
+                        r = fe->opts.pump(fe->opts.pump_userdata);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                continue;
+                }
+                (void) poll(NULL, 0, 1);
+        }
+}
+
 int vu_frontend_connect(const VuFrontendOptions *o, const char *path, VuFrontend **ret) {
-        _cleanup_close_ int fd = -EBADF;
+        _cleanup_(vu_frontend_freep) VuFrontend *fe = NULL;
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        VuFrontend *fe;
         int r;
 
-        if (!path || strlen(path) >= sizeof(sa.sun_path))
+        if (!path || !ret || strlen(path) >= sizeof(sa.sun_path))
                 return -EINVAL;
         strcpy(sa.sun_path, path);
         r = frontend_new(o, &fe);
         if (r < 0)
                 return r;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-                r = -errno;
-                vu_frontend_free(fe);
+        fe->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fe->sock < 0)
+                return -errno;
+        r = connect_retry(fe, fe->sock, &sa);
+        if (r < 0)
                 return r;
-        }
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
-                r = -errno;
-                vu_frontend_free(fe);
-                return r;
-        }
-        fe->sock = TAKE_FD(fd);
-        *ret = fe;
+        *ret = TAKE_PTR(fe);
         return 0;
 }
 
@@ -577,7 +605,8 @@ int vu_frontend_init(VuFrontend *fe) {
                         return r;
                 fe->offered_protocol_features = pf;
                 if (fe->opts.config_size > 0 && !(pf & BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIG)))
-                        return log_debug_errno(-EOPNOTSUPP, "vhost-user frontend: config_size set, backend lacks CONFIG");
+                        return log_debug_errno(-EOPNOTSUPP,
+                                               "vhost-user frontend: config_size set, backend lacks CONFIG");
                 pf &= fe->opts.protocol_features & PROTOCOL_FEATURES_KNOWN;
                 if (fe->opts.config_size == 0)
                         pf &= ~BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIG);
@@ -587,14 +616,18 @@ int vu_frontend_init(VuFrontend *fe) {
                         return r;
                 fe->protocol_features = pf;
         } else if (fe->opts.config_size > 0)
-                return log_debug_errno(-EOPNOTSUPP, "vhost-user frontend: config_size set, backend lacks protocol features");
+                return log_debug_errno(
+                        -EOPNOTSUPP,
+                        "vhost-user frontend: config_size set, backend lacks protocol features");
 
         if (pf & BIT_ULL(VHOST_USER_PROTOCOL_F_MQ)) {
                 r = msg_get_u64(fe, VHOST_USER_GET_QUEUE_NUM, &fe->queue_num);
                 if (r < 0)
                         return r;
                 if (fe->queue_num < fe->opts.num_queues)
-                        return log_debug_errno(-EOPNOTSUPP, "vhost-user frontend: backend has %" PRIu64 " queues, need %u",
+                        return log_debug_errno(-EOPNOTSUPP,
+                                               "vhost-user frontend: backend has %" PRIu64
+                                               " queues, need %u",
                                                fe->queue_num, fe->opts.num_queues);
         }
         if (pf & BIT_ULL(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS)) {
@@ -602,7 +635,8 @@ int vu_frontend_init(VuFrontend *fe) {
                 if (r < 0)
                         return r;
                 if (fe->max_mem_slots < 1)
-                        return log_debug_errno(-EOPNOTSUPP, "vhost-user frontend: backend has no memory slot");
+                        return log_debug_errno(-EOPNOTSUPP,
+                                               "vhost-user frontend: backend has no memory slot");
         }
 
         r = vu_frontend_message(fe, VHOST_USER_SET_OWNER, NULL, 0, NULL, 0, NULL, 0);
@@ -612,7 +646,9 @@ int vu_frontend_init(VuFrontend *fe) {
         if (r < 0)
                 return r;
         if (f != fe->offered_features)
-                return log_debug_errno(-EPROTO, "vhost-user frontend: GET_FEATURES changed from 0x%" PRIx64 " to 0x%" PRIx64,
+                return log_debug_errno(-EPROTO,
+                                       "vhost-user frontend: GET_FEATURES changed from 0x%" PRIx64
+                                       " to 0x%" PRIx64,
                                        fe->offered_features, f);
 
         for (unsigned i = 0; i < fe->opts.num_queues; i++) {
@@ -696,7 +732,8 @@ static int start_rings(VuFrontend *fe) {
 
                 if ((r = msg_vring_state(fe, VHOST_USER_SET_VRING_NUM, i, q->num)) < 0 ||
                     (r = msg_vring_state(fe, VHOST_USER_SET_VRING_BASE, i, q->base)) < 0 ||
-                    (r = vu_frontend_message(fe, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL, 0)) < 0 ||
+                    (r = vu_frontend_message(fe, VHOST_USER_SET_VRING_ADDR, &a, sizeof(a), NULL, 0, NULL,
+                                             0)) < 0 ||
                     (r = msg_vring_fd(fe, VHOST_USER_SET_VRING_KICK, i, q->kick_fd)) < 0 ||
                     (r = msg_vring_fd(fe, VHOST_USER_SET_VRING_CALL, i, q->call_fd)) < 0)
                         return r;
@@ -766,18 +803,21 @@ int vu_frontend_stop(VuFrontend *fe, uint16_t *ret_bases) {
                 struct vhost_user_vring_state s = { .index = htole32(i) };
                 uint16_t used_idx;
 
-                r = vu_frontend_message(fe, VHOST_USER_GET_VRING_BASE, &s, sizeof(s), NULL, 0, &s, sizeof(s));
+                r = vu_frontend_message(fe, VHOST_USER_GET_VRING_BASE, &s, sizeof(s), NULL, 0, &s,
+                                        sizeof(s));
                 if (r < 0)
                         return r;
                 if (le32toh(s.index) != i || le32toh(s.num) > UINT16_MAX)
-                        return log_debug_errno(-EPROTO, "vhost-user frontend: GET_VRING_BASE(%u) answered {%u, %u}", i,
-                                               le32toh(s.index), le32toh(s.num));
+                        return log_debug_errno(-EPROTO,
+                                               "vhost-user frontend: GET_VRING_BASE(%u) answered {%u, %u}",
+                                               i, le32toh(s.index), le32toh(s.num));
                 /* The backend cannot have consumed what was never made available, nor less than it
                  * completed: used->idx <= base <= avail->idx, modulo 2^16. */
                 used_idx = le16toh(__atomic_load_n(&q->used[1], __ATOMIC_ACQUIRE));
                 if ((uint16_t) (q->avail_idx - le32toh(s.num)) > (uint16_t) (q->avail_idx - used_idx))
-                        return log_debug_errno(-EPROTO, "vhost-user frontend: GET_VRING_BASE(%u) = %u outside [%u, %u]", i,
-                                               le32toh(s.num), used_idx, q->avail_idx);
+                        return log_debug_errno(
+                                -EPROTO, "vhost-user frontend: GET_VRING_BASE(%u) = %u outside [%u, %u]", i,
+                                le32toh(s.num), used_idx, q->avail_idx);
                 bases[i] = (uint16_t) le32toh(s.num);
         }
         for (unsigned i = 0; i < fe->opts.num_queues; i++)
@@ -816,12 +856,25 @@ int vu_frontend_reset_rings(VuFrontend *fe) {
                         return r;
         }
         for (unsigned i = 0; i < fe->opts.num_queues; i++) {
-                queue_free_ring(fe, i);
-                r = queue_alloc_ring(fe, i);
+                r = queue_reset_ring(fe, i);
                 if (r < 0)
                         return r;
         }
         return start_rings(fe);
+}
+
+int vu_frontend_reset_device(VuFrontend *fe) {
+        int r;
+
+        if (!fe)
+                return -EINVAL;
+        if (!(fe->protocol_features & BIT_ULL(VHOST_USER_PROTOCOL_F_RESET_DEVICE)))
+                return -EOPNOTSUPP;
+        r = vu_frontend_message(fe, VHOST_USER_RESET_DEVICE, NULL, 0, NULL, 0, NULL, 0);
+        if (r < 0)
+                return r;
+        fe->running = false;
+        return 0;
 }
 
 /* ---- config ------------------------------------------------------------------------------------------ */
@@ -845,8 +898,9 @@ int vu_frontend_get_config(VuFrontend *fe, uint32_t offset, void *buf, uint32_t 
         if (r < 0)
                 return r;
         if (le32toh(rep.hdr.offset) != offset || le32toh(rep.hdr.size) != size)
-                return log_debug_errno(-EPROTO, "vhost-user frontend: GET_CONFIG reply for offset %u size %u", le32toh(rep.hdr.offset),
-                                       le32toh(rep.hdr.size));
+                return log_debug_errno(-EPROTO,
+                                       "vhost-user frontend: GET_CONFIG reply for offset %u size %u",
+                                       le32toh(rep.hdr.offset), le32toh(rep.hdr.size));
         if (size > 0)
                 memcpy(buf, rep.data, size);
         return 0;
@@ -866,5 +920,6 @@ int vu_frontend_set_config(VuFrontend *fe, uint32_t offset, const void *buf, uin
         req.hdr.size = htole32(size);
         if (size > 0)
                 memcpy(req.data, buf, size);
-        return vu_frontend_message(fe, VHOST_USER_SET_CONFIG, &req, sizeof(req.hdr) + size, NULL, 0, NULL, 0);
+        return vu_frontend_message(fe, VHOST_USER_SET_CONFIG, &req, sizeof(req.hdr) + size, NULL, 0, NULL,
+                                   0);
 }

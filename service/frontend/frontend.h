@@ -22,6 +22,10 @@
  * published a bad used entry), -ENOSPC (ring or guest memory full), -EOPNOTSUPP (the backend lacks
  * something the options require), -EBUSY (wrong state for the call), -EINVAL (bad arguments).
  *
+ * After -EPROTO, -ETIMEDOUT or -ECONNRESET from a socket operation the connection is out of step (a
+ * reply may be half read): only vu_frontend_wait_hangup(), vu_frontend_disconnect() and
+ * vu_frontend_free() make sense then.
+ *
  * Not thread-safe: one VuFrontend is used from one thread.
  */
 
@@ -30,7 +34,7 @@
 #include <stdint.h>
 
 typedef struct VuFrontend VuFrontend;
-struct vring_desc;      /* vhost/vhost-user-proto.h */
+struct vring_desc; /* vhost/vhost-user-proto.h */
 struct vring_used_elem;
 
 /* Called between polls while the library waits. Return < 0 to abort the wait with that error, 0 when
@@ -76,8 +80,9 @@ void vu_frontend_options_init(VuFrontendOptions *o);
 
 /* ---- lifecycle --------------------------------------------------------------------------------------- */
 
-/* Creates guest memory and eventfds, and connects to a listening unix socket at path (or takes
- * ownership of a connected socket fd, e.g. one end of a socketpair). Sends nothing yet. */
+/* Creates guest memory, rings and eventfds, and connects to a listening unix socket at path (retrying,
+ * with the pump, while its backlog is full), or takes ownership of a connected socket fd (e.g. one end
+ * of a socketpair). Sends nothing yet. */
 int vu_frontend_connect(const VuFrontendOptions *o, const char *path, VuFrontend **ret);
 int vu_frontend_new_from_fd(const VuFrontendOptions *o, int fd, VuFrontend **ret);
 /* Closes the socket (a disconnect, as when QEMU exits: no GET_VRING_BASE), then frees everything.
@@ -97,10 +102,12 @@ int vu_frontend_socket_fd(VuFrontend *fe);
 int vu_frontend_init(VuFrontend *fe);
 /* §2.2 + §2.3: runs vu_frontend_init() if not done yet, GET_CONFIG when config_size > 0, then
  * SET_FEATURES, the memory table, per queue SET_VRING_NUM/BASE(0)/ADDR/KICK/CALL, SET_VRING_ENABLE(1)
- * per queue, and the second SET_VRING_CALL per queue of vub_start. Rings are allocated on first start. */
+ * per queue, and the second SET_VRING_CALL per queue of vub_start. */
 int vu_frontend_start(VuFrontend *fe);
-/* §2.4 stop: SET_VRING_ENABLE(0) then GET_VRING_BASE per queue. ret_bases (num_queues entries, may be
- * NULL) gets each ring's last_avail_idx. In-flight chains stay tracked. */
+/* §2.4 stop: SET_VRING_ENABLE(0) then GET_VRING_BASE per queue (each base checked to lie between the
+ * ring's used and avail indices), then SET_VRING_CALL with the masked eventfd as vub_stop does.
+ * ret_bases (num_queues entries, may be NULL) gets each ring's last_avail_idx. In-flight chains stay
+ * tracked: completions the backend makes after resume() still arrive. */
 int vu_frontend_stop(VuFrontend *fe, uint16_t *ret_bases);
 /* Restart after stop with the same rings and the bases returned by GET_VRING_BASE (VM resume); with
  * CONFIGURE_MEM_SLOTS the region is not re-sent, as QEMU only sends the diff. */
@@ -108,6 +115,9 @@ int vu_frontend_resume(VuFrontend *fe);
 /* Restart as after a guest driver reset: stops first when running, forgets every in-flight chain
  * (buffers the library owns are freed), allocates fresh rings and starts them with base 0. */
 int vu_frontend_reset_rings(VuFrontend *fe);
+/* RESET_DEVICE (needs the protocol feature): the backend drops rings and device state but keeps the
+ * connection. The rings count as stopped; restart them with reset_rings() as a re-probing driver. */
+int vu_frontend_reset_device(VuFrontend *fe);
 bool vu_frontend_is_running(VuFrontend *fe);
 
 /* What the backend offered and what was negotiated (valid after init / start). */
@@ -125,8 +135,9 @@ int vu_frontend_set_config(VuFrontend *fe, uint32_t offset, const void *buf, uin
 /* ---- raw messages (negative tests, probes) ----------------------------------------------------------- */
 
 /* One request the way the library sends them: header (flags version 1, plus NEED_REPLY when reply is
- * NULL and REPLY_ACK is negotiated) + payload + fds in one sendmsg. With reply != NULL, waits for a
- * reply of exactly reply_size bytes; otherwise, with REPLY_ACK, for the u64 ack (non-zero: -EIO). */
+ * NULL, REPLY_ACK is negotiated and ack_every_message or QEMU would ask) + payload + fds in one sendmsg.
+ * With reply != NULL, waits for a reply of exactly reply_size bytes; otherwise, with REPLY_ACK, for the u64
+ * ack (non-zero: -EIO). */
 int vu_frontend_message(VuFrontend *fe,
                         uint32_t request,
                         const void *payload,
@@ -186,8 +197,10 @@ typedef struct VuUsed {
         uint64_t tag;
 } VuUsed;
 
-#define VU_POST_INDIRECT (1u << 0) /* one descriptor pointing to an indirect table (needs INDIRECT_DESC) */
-#define VU_POST_UNCHECKED (1u << 1) /* negative tests: allow writable before readable, indirect unnegotiated */
+/* One descriptor pointing to an indirect table (needs INDIRECT_DESC). */
+#define VU_POST_INDIRECT (1u << 0)
+/* Negative tests: allow writable before readable segments, and indirect tables without INDIRECT_DESC. */
+#define VU_POST_UNCHECKED (1u << 1)
 
 /* Writes a chain (readable segments must come before writable ones, as the spec requires of drivers)
  * and publishes it in the avail ring (release store of avail->idx). Does not kick. n >= 1; direct chains
@@ -206,7 +219,7 @@ int vu_frontend_kick_if_needed(VuFrontend *fe, unsigned queue);
 
 /* Takes the next completion, first from those already reaped by a wait on another tag, then from the
  * used ring (acquire load of used->idx). 1 with *ret set, 0 when there is none. Buffers the library
- * allocated for vu_frontend_submit() are freed. -EBADMSG when the backend published an id that is not
+ * allocated (submit(), event buffers) are freed. -EBADMSG when the backend published an id that is not
  * an in-flight head, or a length beyond the chain's writable bytes. */
 int vu_frontend_get_used(VuFrontend *fe, unsigned queue, VuUsed *ret);
 /* Like get_used() but waits (call eventfd + pump, with the timeout); with EVENT_IDX it first sets
@@ -236,20 +249,13 @@ int vu_frontend_submit(VuFrontend *fe,
 /* Waits for the completion of the submitted chain with this tag (other completions that arrive
  * meanwhile are kept for later), copies min(used len, resp_cap) bytes out, sets *ret_len (optional) to
  * the used length. resp may be NULL. -ENOENT when no chain with that tag is in flight or completed. */
-int vu_frontend_collect(VuFrontend *fe,
-                        unsigned queue,
-                        uint64_t tag,
-                        void *resp,
-                        size_t resp_cap,
-                        size_t *ret_len);
+int vu_frontend_collect(
+        VuFrontend *fe, unsigned queue, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len);
 /* Same, for whichever submitted chain completes first. */
-int vu_frontend_collect_any(VuFrontend *fe,
-                            unsigned queue,
-                            uint64_t *ret_tag,
-                            void *resp,
-                            size_t resp_cap,
-                            size_t *ret_len);
-/* submit + collect, with the response capacity equal to resp_cap. */
+int vu_frontend_collect_any(
+        VuFrontend *fe, unsigned queue, uint64_t *ret_tag, void *resp, size_t resp_cap, size_t *ret_len);
+/* submit + collect, with the response capacity equal to resp_cap. After any error but -EINVAL, the
+ * request may still be in flight. */
 int vu_frontend_request(VuFrontend *fe,
                         unsigned queue,
                         const void *req,
@@ -259,6 +265,19 @@ int vu_frontend_request(VuFrontend *fe,
                         unsigned flags,
                         size_t *ret_len);
 
+/* ---- buffers that stay posted: the virtio-video event queue ----------------------------------------- */
+
+/* Allocates n device-writable buffers of size bytes and posts each as its own chain, then kicks. Each one
+ * is re-posted as soon as its event has been taken with get_event()/wait_event(); reset_rings() frees
+ * them (post them again afterwards, as a driver does on re-probe). Don't mix with get_used()/wait_used()
+ * on the same queue: those would take (and free) event buffers too. */
+int vu_frontend_post_event_buffers(VuFrontend *fe, unsigned queue, unsigned n, uint32_t size);
+/* Takes the next filled event buffer: copies min(len, cap) bytes to buf, sets *ret_len (optional) to the
+ * length the device wrote, re-posts the buffer and kicks. 1 when an event was taken, 0 when none. */
+int vu_frontend_get_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap, size_t *ret_len);
+/* Same, waiting (with the timeout and the pump) for an event: 0 on success. */
+int vu_frontend_wait_event(VuFrontend *fe, unsigned queue, void *buf, size_t cap, size_t *ret_len);
+
 /* ---- ring internals, for negative and EVENT_IDX tests ------------------------------------------------ */
 
 /* Pointers into guest memory (our address space) of a queue's ring, and their GPAs. */
@@ -267,16 +286,16 @@ typedef struct VuRingView {
         struct vring_desc *desc;
         uint16_t *avail_flags;
         uint16_t *avail_idx;
-        uint16_t *avail_ring;  /* num entries */
-        uint16_t *used_event;  /* avail_ring[num] */
+        uint16_t *avail_ring; /* num entries */
+        uint16_t *used_event; /* avail_ring[num] */
         uint16_t *used_flags;
         uint16_t *used_idx;
         struct vring_used_elem *used_ring; /* num entries */
-        uint16_t *avail_event; /* after used_ring[num] */
+        uint16_t *avail_event;             /* after used_ring[num] */
         uint64_t desc_gpa, avail_gpa, used_gpa;
 } VuRingView;
 
-/* Rings exist from creation on (so chains may be posted before the first start); reset_rings() moves them. */
+/* Rings exist from creation on (chains may be posted before the first start); reset_rings() moves them. */
 int vu_frontend_ring_view(VuFrontend *fe, unsigned queue, VuRingView *ret);
 /* Puts an arbitrary head into the next avail slot and publishes it, without any tracking or check
  * (e.g. a head beyond the ring, or a descriptor the test wrote itself through the view). */

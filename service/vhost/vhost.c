@@ -57,6 +57,7 @@ struct VhostDev {
         bool features_set;
         uint64_t protocol_features;
         bool owner;
+        bool config_size_warned;
         VhostMem *mem;
         Ring rings[VHOST_MAX_QUEUES];
 };
@@ -439,12 +440,23 @@ static int handle_get_vring_base(VhostDev *d, const VhostMsg *m) {
 static int handle_get_config(VhostDev *d, const VhostMsg *m) {
         struct vhost_user_config_hdr c = vhost_msg_config(m, NULL);
         uint8_t buf[sizeof(struct vhost_user_config_hdr) + VHOST_USER_MAX_CONFIG_SIZE] = {};
+        uint32_t end, have;
         int r = 0;
 
-        if (c.offset > d->config.config_size || c.size > d->config.config_size - c.offset)
+        /* QEMU asks for its own config_size property. Past our config space the reply is zero-filled
+         * (§3.3), so only [offset, min(end, config_size)) reaches the device. */
+        if (__builtin_add_overflow(c.offset, c.size, &end) || end > VHOST_USER_MAX_CONFIG_SIZE)
                 r = -EINVAL;
-        else if (d->ops.get_config && c.size > 0)
-                r = d->ops.get_config(d->userdata, c.offset, buf + sizeof(c), c.size);
+        else {
+                have = c.offset < d->config.config_size ? MIN(end, d->config.config_size) - c.offset : 0;
+                if (end > d->config.config_size && !d->config_size_warned) {
+                        log_warning("Frontend reads config bytes %" PRIu32 "..%" PRIu32 " beyond our %" PRIu32
+                                    " bytes; check its config_size.", c.offset, end, d->config.config_size);
+                        d->config_size_warned = true;
+                }
+                if (d->ops.get_config && have > 0)
+                        r = d->ops.get_config(d->userdata, c.offset, buf + sizeof(c), have);
+        }
         if (r < 0) {
                 /* The spec's failure reply: an empty payload. */
                 log_warning_errno(r, "GET_CONFIG offset %" PRIu32 " size %" PRIu32 " failed: %m", c.offset, c.size);
