@@ -25,8 +25,8 @@
 #include "bench-common.h"
 #include "common/macro.h"
 
-#define MAX_ATTACH 256
-#define PINGS 2000
+#define MAX_ATTACH 256u
+#define PINGS 2000u
 #define BUS_NAME "org.virtiovideo.video1"
 #define MANAGER_PATH "/org/virtiovideo/video1"
 #define MANAGER_IFACE "org.virtiovideo.video1.Manager"

@@ -27,11 +27,11 @@
 #include "frontend/video-client.h"
 #include "video/virtio-video-proto.h"
 
-#define WIDTH 1920
-#define HEIGHT 1080
-#define FRAMES 60
-#define RUNS 3
-#define MAX_STREAMS 8
+#define WIDTH 1920u
+#define HEIGHT 1080u
+#define FRAMES 60u
+#define RUNS 3u
+#define MAX_STREAMS 8u
 
 typedef struct Stream {
         uint8_t *data;

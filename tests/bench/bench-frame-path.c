@@ -19,10 +19,10 @@
 #include "backend/backend.h"
 #include "video/virtio-video-proto.h"
 
-#define WIDTH 1920
-#define HEIGHT 1080
-#define FRAMES 120
-#define RUNS 3
+#define WIDTH 1920u
+#define HEIGHT 1080u
+#define FRAMES 120u
+#define RUNS 3u
 
 static int count_frames(void *userdata, const VcFrame *f) {
         (*(unsigned *) userdata)++;

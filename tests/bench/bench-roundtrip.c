@@ -19,10 +19,11 @@
 #include "common/macro.h"
 #include "frontend/frontend.h"
 #include "frontend/video-client.h"
+#include "backend/backend.h"
 #include "video/virtio-video-proto.h"
 
-#define WARMUP 500
-#define ITERATIONS 20000
+#define WARMUP 500u
+#define ITERATIONS 20000u
 
 static int eventfd_floor(uint64_t *samples, unsigned n) {
         int req = eventfd(0, EFD_CLOEXEC), resp = eventfd(0, EFD_CLOEXEC);
@@ -72,7 +73,7 @@ static int path_roundtrip(uint64_t *samples, unsigned n) {
         r = bench_connect(sock, 16u << 20, &fe, &c);
         if (r < 0)
                 goto finish;
-        r = video_client_stream_create(c, 1, 0, "bench");
+        r = video_client_stream_create(c, 1, VIDEO_FORMAT_FWHT, "bench");
         if (r != 0)
                 goto finish;
         for (unsigned i = 0; i < n + WARMUP; i++) {
