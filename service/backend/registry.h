@@ -21,6 +21,18 @@ extern const BackendOps null_decoder_ops; /* "null" */
 extern const BackendOps null_encoder_ops; /* "null-encoder" */
 #define BACKEND_REGISTRY_NULL &null_decoder_ops, &null_encoder_ops,
 
+#if HAVE_LIBAVCODEC
+extern const BackendOps backend_ffmpeg_decoder_ops; /* "ffmpeg-decoder" */
+extern const BackendOps backend_ffmpeg_encoder_ops; /* "ffmpeg-encoder" */
+#define BACKEND_REGISTRY_FFMPEG &backend_ffmpeg_decoder_ops, &backend_ffmpeg_encoder_ops,
+#endif
+
+#if HAVE_LIBV4L2
+extern const BackendOps backend_v4l2_decoder_ops; /* "v4l2-decoder" */
+extern const BackendOps backend_v4l2_encoder_ops; /* "v4l2-encoder" */
+#define BACKEND_REGISTRY_V4L2 &backend_v4l2_decoder_ops, &backend_v4l2_encoder_ops,
+#endif
+
 #ifndef BACKEND_REGISTRY_FFMPEG
 #define BACKEND_REGISTRY_FFMPEG
 #endif

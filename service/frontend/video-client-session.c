@@ -31,15 +31,20 @@ typedef struct Decoder {
         VcParams outp;
         uint8_t *scratch;
         size_t scratch_size;
-        size_t pos;         /* bytes of the bitstream queued */
-        unsigned chunk;     /* next chunk index */
-        bool drain_sent, eos;
+        size_t pos;     /* bytes of the bitstream queued */
+        unsigned chunk; /* next chunk index */
+        bool created, drain_sent, eos;
         uint64_t drain_tag;
 } Decoder;
 
 static int check(int r) {
         /* A device error reply where OK was needed ends the session: report it as a protocol error. */
         return r > 0 ? -EREMOTEIO : r;
+}
+
+/* Whether a failed session may still talk to the device (to destroy its stream). */
+static bool transport_alive(int r) {
+        return r != -ETIMEDOUT && r != -ECONNRESET && r != -EPIPE && r != -ENOMEM;
 }
 
 static size_t next_chunk_size(Decoder *d) {
@@ -67,8 +72,8 @@ static int queue_inputs(Decoder *d) {
                 size = (uint32_t) next_chunk_size(d);
                 if (size > d->in_size)
                         return -E2BIG;
-                r = video_client_resource_write(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, b->id, 0, 0,
-                                                d->o->bitstream + d->pos, size);
+                r = video_client_resource_write(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, b->id,
+                                                0, 0, d->o->bitstream + d->pos, size);
                 if (r < 0)
                         return r;
                 /* Linux passes nanoseconds from a timeval: multiples of 1000 (§4.6). */
@@ -106,7 +111,8 @@ static int on_resolution_change(Decoder *d) {
                 r = check(video_client_queue_clear(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
                 if (r < 0)
                         return r;
-                r = check(video_client_resource_destroy_all(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
+                r = check(video_client_resource_destroy_all(d->c, d->o->stream_id,
+                                                            VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
                 if (r < 0)
                         return r;
                 for (unsigned i = 0; i < d->n_out; i++)
@@ -123,7 +129,8 @@ static int on_resolution_change(Decoder *d) {
                 if (r < 0)
                         return r;
         }
-        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext, &d->outp));
+        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext,
+                                          &d->outp));
         if (r < 0)
                 return r;
         if (d->outp.num_planes == 0)
@@ -147,8 +154,9 @@ static int on_resolution_change(Decoder *d) {
                 Buf *b = &d->out[i];
 
                 b->id = d->next_id++;
-                r = check(video_client_resource_create(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id,
-                                                       d->outp.num_planes, sizes, d->o->entries_per_plane ?: 1));
+                r = check(video_client_resource_create(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT,
+                                                       b->id, d->outp.num_planes, sizes,
+                                                       d->o->entries_per_plane ?: 1));
                 if (r < 0)
                         return r;
                 b->live = true;
@@ -202,14 +210,15 @@ static int on_output(Decoder *d, const VcCompletion *v) {
                 .format = d->outp.format,
                 .width = d->outp.frame_width,
                 .height = d->outp.frame_height,
+                .crop = { d->outp.crop.left, d->outp.crop.top, d->outp.crop.width, d->outp.crop.height },
                 .timestamp = v->timestamp,
                 .flags = v->flags,
                 .n_planes = d->outp.num_planes,
         };
         for (unsigned p = 0; p < d->outp.num_planes; p++) {
                 uint32_t size = d->outp.planes[p].plane_size;
-                r = video_client_resource_read(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id, p, 0,
-                                               d->scratch + off, size);
+                r = video_client_resource_read(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id,
+                                               p, 0, d->scratch + off, size);
                 if (r < 0)
                         return r;
                 f.planes[p] = d->scratch + off;
@@ -258,16 +267,19 @@ static int decode_setup(Decoder *d) {
         r = check(video_client_stream_create(d->c, d->o->stream_id, coded, "video-client"));
         if (r < 0)
                 return r;
+        d->created = true;
         r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &p));
         if (r < 0)
                 return r;
-        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext, &d->outp));
+        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext,
+                                          &d->outp));
         if (r < 0)
                 return r;
         /* Step 3: S_FMT on the bitstream queue. */
         p.format = coded;
         p.num_planes = 1;
-        p.planes[0].plane_size = d->o->input_buffer_size ?: (p.planes[0].plane_size ?: DEFAULT_INPUT_BUFFER_SIZE);
+        p.planes[0].plane_size =
+                d->o->input_buffer_size ?: (p.planes[0].plane_size ?: DEFAULT_INPUT_BUFFER_SIZE);
         p.resource_type = VIRTIO_VIDEO_MEM_TYPE_GUEST_PAGES;
         r = check(video_client_set_params(d->c, d->o->stream_id, ext, &p));
         if (r < 0)
@@ -275,7 +287,8 @@ static int decode_setup(Decoder *d) {
         r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &p));
         if (r < 0)
                 return r;
-        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext, &d->outp));
+        r = check(video_client_get_params(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext,
+                                          &d->outp));
         if (r < 0)
                 return r;
         if (p.format != coded || p.num_planes < 1 || p.planes[0].plane_size == 0)
@@ -286,7 +299,8 @@ static int decode_setup(Decoder *d) {
         for (unsigned i = 0; i < d->n_in; i++) {
                 d->in[i].id = d->next_id++;
                 r = check(video_client_resource_create(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT,
-                                                       d->in[i].id, 1, &d->in_size, d->o->entries_per_plane ?: 1));
+                                                       d->in[i].id, 1, &d->in_size,
+                                                       d->o->entries_per_plane ?: 1));
                 if (r < 0)
                         return r;
                 d->in[i].live = true;
@@ -356,6 +370,8 @@ int video_client_decode(VideoClient *c, const VcDecodeOptions *o, VcDecodeResult
         }
         if (r >= 0)
                 r = check(video_client_stream_destroy(c, o->stream_id));
+        else if (d.created && transport_alive(r))
+                (void) video_client_stream_destroy(c, o->stream_id); /* best effort, like close() */
         free(d.scratch);
         if (r < 0)
                 return r;
@@ -364,7 +380,8 @@ int video_client_decode(VideoClient *c, const VcDecodeOptions *o, VcDecodeResult
         return 0;
 }
 
-/* ---- encoder ------------------------------------------------------------------------------------------- */
+/* ---- encoder -------------------------------------------------------------------------------------------
+ */
 
 typedef struct Encoder {
         VideoClient *c;
@@ -374,7 +391,7 @@ typedef struct Encoder {
         Buf in[SESSION_MAX_BUFFERS], out[SESSION_MAX_BUFFERS];
         unsigned n_in, n_out;
         unsigned next_frame;
-        bool drain_sent, eos;
+        bool created, drain_sent, eos;
         uint64_t drain_tag;
         uint8_t *scratch;
 } Encoder;
@@ -451,8 +468,9 @@ static int write_raw_picture(Encoder *e, uint32_t id, const uint8_t *src, uint32
                 for (size_t y = 0; y < k->rows; y++) {
                         if (used + k->row > e->o->frame_size)
                                 return -EINVAL;
-                        r = video_client_resource_write(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, id,
-                                                        k->plane, k->offset + y * k->stride, src + used, k->row);
+                        r = video_client_resource_write(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT,
+                                                        id, k->plane, k->offset + y * k->stride, src + used,
+                                                        k->row);
                         if (r < 0)
                                 return r;
                         used += k->row;
@@ -477,7 +495,8 @@ static int encode_queue_inputs(Encoder *e) {
                 if (r < 0)
                         return r;
                 r = video_client_resource_queue(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, b->id,
-                                                (uint64_t) (e->next_frame + 1) * 1000, e->inp.num_planes, sizes);
+                                                (uint64_t) (e->next_frame + 1) * 1000, e->inp.num_planes,
+                                                sizes);
                 if (r < 0)
                         return r;
                 b->queued = true;
@@ -539,6 +558,7 @@ static int encode_setup(Encoder *e) {
         r = check(video_client_stream_create(e->c, e->o->stream_id, coded, "video-client"));
         if (r < 0)
                 return r;
+        e->created = true;
         for (unsigned q = 0; q < 2; q++) {
                 uint32_t qt = q == 0 ? VIRTIO_VIDEO_QUEUE_TYPE_INPUT : VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT;
                 VcParams *p = q == 0 ? &e->inp : &e->outp;
@@ -559,10 +579,12 @@ static int encode_setup(Encoder *e) {
                 if (r < 0)
                         return r;
         }
-        r = check(video_client_get_params(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &e->inp));
+        r = check(
+                video_client_get_params(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, ext, &e->inp));
         if (r < 0)
                 return r;
-        r = check(video_client_get_params(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext, &e->outp));
+        r = check(video_client_get_params(e->c, e->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, ext,
+                                          &e->outp));
         if (r < 0)
                 return r;
         if (e->inp.num_planes == 0 || e->outp.num_planes == 0 || e->outp.planes[0].plane_size == 0)
@@ -588,10 +610,10 @@ static int encode_setup(Encoder *e) {
                         sizes[k] = p->planes[k].plane_size ?: 1;
                 for (unsigned i = 0; i < n; i++) {
                         bufs[i].id = (e->o->stream_id << 12) + q * SESSION_MAX_BUFFERS + i + 1;
-                        r = check(video_client_resource_create(
-                                e->c, e->o->stream_id,
-                                q == 0 ? VIRTIO_VIDEO_QUEUE_TYPE_INPUT : VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, bufs[i].id,
-                                p->num_planes, sizes, 1));
+                        r = check(video_client_resource_create(e->c, e->o->stream_id,
+                                                               q == 0 ? VIRTIO_VIDEO_QUEUE_TYPE_INPUT
+                                                                      : VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT,
+                                                               bufs[i].id, p->num_planes, sizes, 1));
                         if (r < 0)
                                 return r;
                         bufs[i].live = true;
@@ -644,6 +666,8 @@ int video_client_encode(VideoClient *c, const VcEncodeOptions *o, VcEncodeResult
                 r = video_client_wait_reply(c, e.drain_tag, drain_resp, sizeof(drain_resp), NULL);
         if (r >= 0)
                 r = check(video_client_stream_destroy(c, o->stream_id));
+        else if (e.created && transport_alive(r))
+                (void) video_client_stream_destroy(c, o->stream_id); /* best effort, like close() */
         free(e.scratch);
         if (r < 0)
                 return r;

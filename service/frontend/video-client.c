@@ -149,7 +149,8 @@ int video_client_new(VuFrontend *fe, const VideoClientOptions *o, VideoClient **
         return 0;
 }
 
-/* ---- dispatching completions ---------------------------------------------------------------------------- */
+/* ---- dispatching completions ----------------------------------------------------------------------------
+ */
 
 static int push_completion(VideoClient *c, const VcCompletion *v) {
         if (c->n_completions == c->completions_cap) {
@@ -252,7 +253,9 @@ static int handle_cmd_used(VideoClient *c, const VuUsed *u) {
 }
 
 static int post_event_buffer(VideoClient *c, unsigned i) {
-        VuSeg seg = { .gpa = c->event_gpa[i], .len = sizeof(struct virtio_video_event), .device_writable = true };
+        VuSeg seg = { .gpa = c->event_gpa[i],
+                      .len = sizeof(struct virtio_video_event),
+                      .device_writable = true };
         void *p = vu_frontend_gpa_to_ptr(c->fe, seg.gpa, seg.len);
         int r;
 
@@ -280,9 +283,8 @@ static int handle_event_used(VideoClient *c, const VuUsed *u) {
                 if (!p)
                         return -EFAULT;
                 memcpy(&ev, p, sizeof(ev));
-                r = push_event(c,
-                               &(VcEvent){ .event_type = le32_to_cpu(ev.event_type),
-                                           .stream_id = le32_to_cpu(ev.stream_id) });
+                r = push_event(c, &(VcEvent){ .event_type = le32_to_cpu(ev.event_type),
+                                              .stream_id = le32_to_cpu(ev.stream_id) });
                 if (r < 0)
                         return r;
         }
@@ -310,7 +312,8 @@ static int client_step(VideoClient *c) {
                                 return r;
                         if (r == 0)
                                 break;
-                        r = q == VIRTIO_VIDEO_QUEUE_COMMAND ? handle_cmd_used(c, &u) : handle_event_used(c, &u);
+                        r = q == VIRTIO_VIDEO_QUEUE_COMMAND ? handle_cmd_used(c, &u)
+                                                            : handle_event_used(c, &u);
                         if (r < 0)
                                 return r;
                         n++;
@@ -380,7 +383,8 @@ unsigned video_client_bad_events(VideoClient *c) {
         return c->bad_events;
 }
 
-/* ---- commands -------------------------------------------------------------------------------------------- */
+/* ---- commands --------------------------------------------------------------------------------------------
+ */
 
 static int alloc_copy(VideoClient *c, const void *data, size_t len, uint64_t *ret_gpa) {
         uint64_t gpa;
@@ -523,7 +527,8 @@ int video_client_command(VideoClient *c,
 }
 
 /* A command whose success is an 8-byte OK_NODATA. */
-static int simple_command(VideoClient *c, const void *req, size_t req_len, const void *extra, size_t extra_len) {
+static int
+simple_command(VideoClient *c, const void *req, size_t req_len, const void *extra, size_t extra_len) {
         uint8_t resp[sizeof(struct virtio_video_cmd_hdr)];
         size_t len;
         uint32_t t;
@@ -542,7 +547,8 @@ static struct virtio_video_cmd_hdr hdr(uint32_t type, uint32_t stream_id) {
         return (struct virtio_video_cmd_hdr){ cpu_to_le32(type), cpu_to_le32(stream_id) };
 }
 
-/* ---- probe ---------------------------------------------------------------------------------------------- */
+/* ---- probe ----------------------------------------------------------------------------------------------
+ */
 
 static int read_config(VideoClient *c) {
         struct virtio_video_config cfg = {};
@@ -740,7 +746,8 @@ bool video_client_is_encoder(VideoClient *c) {
         return c->caps[0] && c->caps[0]->n_formats > 0 && c->caps[0]->formats[0].format < 0x1000;
 }
 
-/* ---- streams and params ----------------------------------------------------------------------------------- */
+/* ---- streams and params
+ * ----------------------------------------------------------------------------------- */
 
 int video_client_stream_create_full(VideoClient *c,
                                     uint32_t stream_id,
@@ -832,7 +839,8 @@ static void params_to_wire(const VcParams *p, struct virtio_video_params *w) {
         }
 }
 
-int video_client_get_params(VideoClient *c, uint32_t stream_id, uint32_t queue_type, bool ext, VcParams *ret) {
+int video_client_get_params(
+        VideoClient *c, uint32_t stream_id, uint32_t queue_type, bool ext, VcParams *ret) {
         struct virtio_video_get_params q = {
                 .hdr = hdr(ext ? VIRTIO_VIDEO_CMD_GET_PARAMS_EXT : VIRTIO_VIDEO_CMD_GET_PARAMS, stream_id),
                 .queue_type = cpu_to_le32(queue_type),
@@ -870,12 +878,14 @@ int video_client_set_params(VideoClient *c, uint32_t stream_id, bool ext, const 
 
         params_to_wire(p, &q.params.base);
         q.params.resource_type = cpu_to_le32(p->resource_type);
-        return simple_command(c, &q, ext ? sizeof(struct virtio_video_set_params_ext)
-                                         : sizeof(struct virtio_video_set_params),
+        return simple_command(c, &q,
+                              ext ? sizeof(struct virtio_video_set_params_ext)
+                                  : sizeof(struct virtio_video_set_params),
                               NULL, 0);
 }
 
-/* ---- resources ------------------------------------------------------------------------------------------- */
+/* ---- resources -------------------------------------------------------------------------------------------
+ */
 
 static VcResource *find_resource(VideoClient *c, uint32_t stream_id, uint32_t queue_type, uint32_t id) {
         for (size_t i = 0; i < c->n_res; i++)
@@ -944,7 +954,9 @@ int video_client_resource_create(VideoClient *c,
                 free(res);
                 return -ENOMEM;
         }
-        *res = (VcResource){ .stream_id = stream_id, .queue_type = queue_type, .resource_id = resource_id,
+        *res = (VcResource){ .stream_id = stream_id,
+                             .queue_type = queue_type,
+                             .resource_id = resource_id,
                              .n_planes = n_planes };
         for (unsigned p = 0; p < n_planes; p++) {
                 res->plane_sizes[p] = plane_sizes[p];
@@ -1102,14 +1114,11 @@ int video_client_queue_clear(VideoClient *c, uint32_t stream_id, uint32_t queue_
         return simple_command(c, &q, sizeof(q), NULL, 0);
 }
 
-/* ---- controls -------------------------------------------------------------------------------------------- */
+/* ---- controls --------------------------------------------------------------------------------------------
+ */
 
-int video_client_query_control(VideoClient *c,
-                               uint32_t control,
-                               uint32_t format,
-                               uint32_t *values,
-                               unsigned max,
-                               unsigned *ret_n) {
+int video_client_query_control(
+        VideoClient *c, uint32_t control, uint32_t format, uint32_t *values, unsigned max, unsigned *ret_n) {
         struct virtio_video_query_control q = {
                 .hdr = hdr(VIRTIO_VIDEO_CMD_QUERY_CONTROL, 0),
                 .control = cpu_to_le32(control),
@@ -1177,12 +1186,14 @@ int video_client_set_control(VideoClient *c, uint32_t stream_id, uint32_t contro
         };
 
         return simple_command(c, &q,
-                              control == VIRTIO_VIDEO_CONTROL_FORCE_KEYFRAME ? VIRTIO_VIDEO_SET_CONTROL_NOVALUE_SIZE
-                                                                             : sizeof(q),
+                              control == VIRTIO_VIDEO_CONTROL_FORCE_KEYFRAME
+                                      ? VIRTIO_VIDEO_SET_CONTROL_NOVALUE_SIZE
+                                      : sizeof(q),
                               NULL, 0);
 }
 
-/* ---- completions and events ------------------------------------------------------------------------------ */
+/* ---- completions and events ------------------------------------------------------------------------------
+ */
 
 static bool cond_completion(VideoClient *c, const void *arg) {
         return c->n_completions > 0;

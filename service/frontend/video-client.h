@@ -105,8 +105,8 @@ typedef struct VcEvent {
 } VcEvent;
 
 typedef struct VideoClientOptions {
-        int timeout_ms;           /* every wait; default 5000 */
-        VuPumpFunc pump;          /* see frontend.h; NULL for a device in another process */
+        int timeout_ms;  /* every wait; default 5000 */
+        VuPumpFunc pump; /* see frontend.h; NULL for a device in another process */
         void *pump_userdata;
         unsigned n_event_buffers; /* eventq buffers posted at probe; default 16 */
 } VideoClientOptions;
@@ -178,7 +178,8 @@ int video_client_stream_drain(VideoClient *c, uint32_t stream_id, uint64_t *ret_
 /* ---- params (both dialects) --------------------------------------------------------------------------- */
 
 /* ext: GET_PARAMS_EXT (128-byte reply) or GET_PARAMS (120). The reply must echo queue_type. */
-int video_client_get_params(VideoClient *c, uint32_t stream_id, uint32_t queue_type, bool ext, VcParams *ret);
+int video_client_get_params(
+        VideoClient *c, uint32_t stream_id, uint32_t queue_type, bool ext, VcParams *ret);
 /* Queue from p->queue_type. ext: SET_PARAMS_EXT (128-byte request) or SET_PARAMS (120). */
 int video_client_set_params(VideoClient *c, uint32_t stream_id, bool ext, const VcParams *p);
 
@@ -232,12 +233,8 @@ unsigned video_client_queued(VideoClient *c, uint32_t stream_id, uint32_t queue_
 /* ---- controls ----------------------------------------------------------------------------------------- */
 
 /* Writes at most max values; *ret_n gets the device's count (values beyond max are dropped). */
-int video_client_query_control(VideoClient *c,
-                               uint32_t control,
-                               uint32_t format,
-                               uint32_t *values,
-                               unsigned max,
-                               unsigned *ret_n);
+int video_client_query_control(
+        VideoClient *c, uint32_t control, uint32_t format, uint32_t *values, unsigned max, unsigned *ret_n);
 int video_client_get_control(VideoClient *c, uint32_t stream_id, uint32_t control, uint32_t *ret_value);
 /* FORCE_KEYFRAME goes as the 16-byte form without a value (§4.13). */
 int video_client_set_control(VideoClient *c, uint32_t stream_id, uint32_t control, uint32_t value);
@@ -266,6 +263,9 @@ unsigned video_client_bad_events(VideoClient *c);
 typedef struct VcFrame {
         uint32_t format;
         uint32_t width, height; /* frame_width/height of GET_PARAMS(OUTPUT) */
+        struct {
+                uint32_t left, top, width, height;
+        } crop; /* the visible rectangle of GET_PARAMS(OUTPUT) */
         uint64_t timestamp;
         uint32_t flags;
         unsigned n_planes;
@@ -277,13 +277,14 @@ typedef struct VcFrame {
 typedef struct VcDecodeOptions {
         uint32_t stream_id;
         uint32_t coded_format;  /* 0: the first input format (what the driver does) */
-        uint32_t output_format; /* 0: keep the device's; else SET_PARAMS(OUTPUT) after each resolution change */
+        uint32_t output_format; /* 0: keep the device's; else SET_PARAMS(OUTPUT) after each resolution change
+                                 */
         const uint8_t *bitstream;
         size_t size;
         const size_t *chunk_sizes; /* input buffer payloads, in order; NULL: fill each input buffer */
         unsigned n_chunks;
-        unsigned n_input_buffers;  /* default 4 */
-        unsigned n_output_buffers; /* default min_buffers of GET_PARAMS(OUTPUT) + 2 */
+        unsigned n_input_buffers;   /* default 4 */
+        unsigned n_output_buffers;  /* default min_buffers of GET_PARAMS(OUTPUT) + 2 */
         uint32_t input_buffer_size; /* default: the device's plane_size of GET_PARAMS(INPUT) */
         unsigned entries_per_plane; /* default 1 */
         bool legacy_params;         /* GET/SET_PARAMS instead of the _EXT commands */
@@ -313,7 +314,7 @@ typedef struct VcEncodeOptions {
         uint32_t coded_format; /* 0: the first output format */
         uint32_t raw_format;   /* 0: the first input format */
         uint32_t width, height;
-        uint32_t frame_rate;       /* 0: keep the device's */
+        uint32_t frame_rate; /* 0: keep the device's */
         /* n_frames pictures in raw_format, tightly packed planes (I420: w*h Y, then U, then V); copied
          * row by row into the device's layout (strides, one or several planes). */
         const uint8_t *const *frames;

@@ -170,7 +170,8 @@ void *vhost_msg_reader_want(VhostMsgReader *rd, size_t *ret_len) {
         return rd->msg.payload + (rd->got - VHOST_USER_HDR_SIZE);
 }
 
-int vhost_msg_reader_advance(VhostMsgReader *rd, size_t n, const int *fds, unsigned n_fds, const char **ret_reason) {
+int vhost_msg_reader_advance(
+        VhostMsgReader *rd, size_t n, const int *fds, unsigned n_fds, const char **ret_reason) {
         size_t want;
         int r;
 
@@ -316,7 +317,8 @@ static struct vhost_user_mem_region region_at(const uint8_t *p) {
         };
 }
 
-unsigned vhost_msg_mem_table(const VhostMsg *m, struct vhost_user_mem_region regions[VHOST_USER_MEM_TABLE_MAX_REGIONS]) {
+unsigned vhost_msg_mem_table(const VhostMsg *m,
+                             struct vhost_user_mem_region regions[VHOST_USER_MEM_TABLE_MAX_REGIONS]) {
         uint32_t n = get_le32(m->payload);
 
         n = MIN(n, (uint32_t) VHOST_USER_MEM_TABLE_MAX_REGIONS);
@@ -340,7 +342,8 @@ struct vhost_user_config_hdr vhost_msg_config(const VhostMsg *m, const uint8_t *
         };
 }
 
-int vhost_msg_encode_reply(uint32_t request, const void *payload, uint32_t size, uint8_t *buf, size_t buf_size) {
+int vhost_msg_encode_reply(
+        uint32_t request, const void *payload, uint32_t size, uint8_t *buf, size_t buf_size) {
         if (size > VHOST_USER_MAX_PAYLOAD)
                 return -EMSGSIZE;
         if (buf_size < VHOST_USER_HDR_SIZE + (size_t) size)

@@ -39,7 +39,8 @@ void *vhost_msg_reader_want(VhostMsgReader *rd, size_t *ret_len);
  * 0 when more bytes are needed, 1 when rd->msg is complete (header checked, not yet validated), -EPROTO
  * on a bad header or too many fds (reason in *ret_reason).
  */
-int vhost_msg_reader_advance(VhostMsgReader *rd, size_t n, const int *fds, unsigned n_fds, const char **ret_reason);
+int vhost_msg_reader_advance(
+        VhostMsgReader *rd, size_t n, const int *fds, unsigned n_fds, const char **ret_reason);
 /* True when the reader sits at a message boundary (EOF here is a clean disconnect). */
 bool vhost_msg_reader_idle(const VhostMsgReader *rd);
 
@@ -60,10 +61,12 @@ uint64_t vhost_msg_u64(const VhostMsg *m);
 struct vhost_user_vring_state vhost_msg_vring_state(const VhostMsg *m);
 struct vhost_user_vring_addr vhost_msg_vring_addr(const VhostMsg *m);
 /* SET_MEM_TABLE regions; returns their number (<= VHOST_USER_MEM_TABLE_MAX_REGIONS). */
-unsigned vhost_msg_mem_table(const VhostMsg *m, struct vhost_user_mem_region regions[VHOST_USER_MEM_TABLE_MAX_REGIONS]);
+unsigned vhost_msg_mem_table(const VhostMsg *m,
+                             struct vhost_user_mem_region regions[VHOST_USER_MEM_TABLE_MAX_REGIONS]);
 struct vhost_user_mem_region vhost_msg_mem_reg(const VhostMsg *m);
 /* GET_CONFIG/SET_CONFIG header; *ret_data points at cfg.size bytes in the payload. */
 struct vhost_user_config_hdr vhost_msg_config(const VhostMsg *m, const uint8_t **ret_data);
 
 /* Encodes a reply (flags exactly 0x5) into buf; returns its length or -ENOBUFS / -EMSGSIZE. */
-int vhost_msg_encode_reply(uint32_t request, const void *payload, uint32_t size, uint8_t *buf, size_t buf_size);
+int vhost_msg_encode_reply(
+        uint32_t request, const void *payload, uint32_t size, uint8_t *buf, size_t buf_size);

@@ -1,4 +1,30 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * The vhost-user connection: listening, accepting one frontend, framing (message.c), dispatch, and the
+ * glue between rings (virtq.c), guest memory (mem-table.c), kick/call/err eventfds and the device ops.
+ *
+ * Rules: a protocol violation (bad framing, size, fd count, unknown request, index out of range, invalid
+ * values) closes the connection; a request that is well-formed but cannot be honoured (mapping failed,
+ * overlapping region, ring outside memory, no memory table yet) gets a failure ack when REPLY_ACK asks
+ * for one and leaves the connection up.
+ *
+ * Order of the device callbacks (what a device may rely on):
+ *  - peer(true, true) after accept; peer(true, false) for a refused peer (already closed).
+ *  - set_features() at SET_FEATURES, with the device bits only.
+ *  - Ring start (SET_VRING_KICK once num, base, addresses and memory are set): when the §2.4 heuristic
+ *    says the driver reset the device, reset() comes first; then completions queued while stopped are
+ *    written, then queue_state(q, true), then the ring is drained (handle_elem()) if enabled.
+ *  - handle_elem() runs from kicks, and also from inside message handling (ring start, SET_VRING_ENABLE,
+ *    memory-table updates), only while the ring is started and enabled. The device may push
+ *    synchronously from it.
+ *  - GET_VRING_BASE: the ring is stopped first, then queue_state(q, false); from then on pushes on it are
+ *    queued until the ring restarts (resume) or dropped (reset).
+ *  - RESET_DEVICE: queue_state(q, false) for each started ring, then reset().
+ *  - Disconnect: queue_state(q, false) for each started ring, reset(), then rings, fds and memory are
+ *    torn down, then peer(false, true). Elements pushed after that (or from before a reset) are dropped.
+ *  - memory_changed() after a new table is in place and rings are re-translated, before rings drain.
+ * A callback may call vhost_dev_disconnect(); none may call vhost_dev_free().
+ */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,9 +46,9 @@
 #include "vhost/virtq.h"
 
 #define VHOST_MAX_QUEUES 8
-#define DRAIN_BUDGET 256U     /* chains per ring per loop iteration (livelock guard) */
-#define MSGS_PER_WAKEUP 64U   /* messages handled before yielding to kicks and completions */
-#define RECV_MAX_FDS 32       /* accept more than we allow, to detect and close extras */
+#define DRAIN_BUDGET 256U   /* chains per ring per loop iteration (livelock guard) */
+#define MSGS_PER_WAKEUP 64U /* messages handled before yielding to kicks and completions */
+#define RECV_MAX_FDS 32     /* accept more than we allow, to detect and close extras */
 #define OUT_BUF_SIZE (VHOST_USER_HDR_SIZE + VHOST_USER_MAX_PAYLOAD)
 
 typedef struct Ring {
@@ -162,7 +188,8 @@ static void conn_teardown(VhostDev *d) {
         d->features_set = d->owner = false;
 
         if (had) {
-                log_id(LOG_INFO, LOG_MESSAGE_PEER_DISCONNECTED, "Frontend (PID %d) disconnected.", (int) peer.pid);
+                log_id(LOG_INFO, LOG_MESSAGE_PEER_DISCONNECTED, "Frontend (PID %d) disconnected.",
+                       (int) peer.pid);
                 if (d->ops.peer)
                         d->ops.peer(d->userdata, false, true, &peer);
         }
@@ -226,7 +253,8 @@ static int get_ring(VhostDev *d, uint32_t index, Ring **ret) {
 
 static int handle_set_features(VhostDev *d, uint64_t f) {
         if (f & ~offered_features(d)) {
-                log_warning("Frontend acked features 0x%" PRIx64 " we did not offer.", f & ~offered_features(d));
+                log_warning("Frontend acked features 0x%" PRIx64 " we did not offer.",
+                            f & ~offered_features(d));
                 return -EPROTO;
         }
         if (!(f & BIT_ULL(VIRTIO_F_VERSION_1))) {
@@ -255,7 +283,9 @@ static void apply_mem(VhostDev *d, VhostMem *mem) {
                 Ring *ring = &d->rings[i];
 
                 if (virtq_set_mem(ring->vq, mem) < 0)
-                        log_warning("VQ=%u: ring no longer inside guest memory, paused until it is mapped again.", i);
+                        log_warning(
+                                "VQ=%u: ring no longer inside guest memory, paused until it is mapped again.",
+                                i);
                 else
                         virtq_flush_pending(ring->vq);
                 (void) virtq_notify(ring->vq);
@@ -332,7 +362,8 @@ static int handle_set_vring_addr(VhostDev *d, const VhostMsg *m) {
         if (r < 0)
                 return r;
         /* We never offered logging; alignment as the split ring requires (§3.3). */
-        if (a.flags != 0 || a.desc_user_addr % 16 != 0 || a.avail_user_addr % 2 != 0 || a.used_user_addr % 4 != 0)
+        if (a.flags != 0 || a.desc_user_addr % 16 != 0 || a.avail_user_addr % 2 != 0 ||
+            a.used_user_addr % 4 != 0)
                 return -EPROTO;
         if (!d->mem)
                 return -ENXIO;
@@ -349,10 +380,12 @@ static int ring_start(VhostDev *d, Ring *ring) {
         virtq_set_event_idx(ring->vq, d->features & BIT_ULL(VIRTIO_RING_F_EVENT_IDX));
         r = virtq_start(ring->vq);
         if (r < 0)
-                return log_warning_errno(r, "VQ=%u: cannot start the ring before its size, addresses and memory: %m",
-                                         ring->index);
+                return log_warning_errno(
+                        r, "VQ=%u: cannot start the ring before its size, addresses and memory: %m",
+                        ring->index);
         if (r > 0) {
-                log_info("VQ=%u: ring restarted with a different state: the driver reset the device.", ring->index);
+                log_info("VQ=%u: ring restarted with a different state: the driver reset the device.",
+                         ring->index);
                 device_reset(d);
         }
         virtq_flush_pending(ring->vq);
@@ -381,7 +414,8 @@ static int handle_set_vring_kick(VhostDev *d, VhostMsg *m) {
                 r = sd_event_add_io(d->event, &ring->kick_source, ring->kick_fd, EPOLLIN, on_kick, ring);
                 if (r < 0) {
                         ring_close_kick(ring);
-                        return log_warning_errno(r, "VQ=%u: failed to watch the kick eventfd: %m", ring->index);
+                        return log_warning_errno(r, "VQ=%u: failed to watch the kick eventfd: %m",
+                                                 ring->index);
                 }
                 (void) sd_event_source_set_enabled(ring->kick_source, SD_EVENT_OFF);
         }
@@ -450,8 +484,9 @@ static int handle_get_config(VhostDev *d, const VhostMsg *m) {
         else {
                 have = c.offset < d->config.config_size ? MIN(end, d->config.config_size) - c.offset : 0;
                 if (end > d->config.config_size && !d->config_size_warned) {
-                        log_warning("Frontend reads config bytes %" PRIu32 "..%" PRIu32 " beyond our %" PRIu32
-                                    " bytes; check its config_size.", c.offset, end, d->config.config_size);
+                        log_warning("Frontend reads config bytes %" PRIu32 "..%" PRIu32
+                                    " beyond our %" PRIu32 " bytes; check its config_size.",
+                                    c.offset, end, d->config.config_size);
                         d->config_size_warned = true;
                 }
                 if (d->ops.get_config && have > 0)
@@ -459,7 +494,8 @@ static int handle_get_config(VhostDev *d, const VhostMsg *m) {
         }
         if (r < 0) {
                 /* The spec's failure reply: an empty payload. */
-                log_warning_errno(r, "GET_CONFIG offset %" PRIu32 " size %" PRIu32 " failed: %m", c.offset, c.size);
+                log_warning_errno(r, "GET_CONFIG offset %" PRIu32 " size %" PRIu32 " failed: %m", c.offset,
+                                  c.size);
                 return conn_reply(d, VHOST_USER_GET_CONFIG, NULL, 0);
         }
         memcpy(buf, m->payload, sizeof(c));
@@ -602,12 +638,12 @@ static int conn_process(VhostDev *d, VhostMsg *m) {
 
         r = vhost_msg_validate(m, &reason);
         if (r < 0) {
-                log_warning("Protocol violation in %s (%" PRIu32 "): %s.", vhost_user_request_to_string(m->request),
-                            m->request, reason);
+                log_warning("Protocol violation in %s (%" PRIu32 "): %s.",
+                            vhost_user_request_to_string(m->request), m->request, reason);
                 return -EPROTO;
         }
-        log_debug("Frontend request %s, %" PRIu32 " bytes, %u fds.", vhost_user_request_to_string(m->request), m->size,
-                  m->n_fds);
+        log_debug("Frontend request %s, %" PRIu32 " bytes, %u fds.",
+                  vhost_user_request_to_string(m->request), m->size, m->n_fds);
         ack = !vhost_user_request_has_reply(m->request) && (m->flags & VHOST_USER_NEED_REPLY_MASK);
         r = dispatch(d, m);
         if (r == -EPROTO) {
@@ -743,7 +779,8 @@ static bool peer_allowed(const VhostDev *d, const struct ucred *cred) {
 }
 
 static void refuse(VhostDev *d, int fd, const struct ucred *cred, const char *why) {
-        log_warning("Refusing frontend connection (PID %d, UID %u): %s.", (int) cred->pid, (unsigned) cred->uid, why);
+        log_warning("Refusing frontend connection (PID %d, UID %u): %s.", (int) cred->pid,
+                    (unsigned) cred->uid, why);
         safe_close(fd);
         if (d->ops.peer)
                 d->ops.peer(d->userdata, true, false, cred);

@@ -26,10 +26,10 @@ struct VirtQueue {
         unsigned num; /* 0: not set */
         uint64_t desc_ua, avail_ua, used_ua;
         bool addr_set;
-        VhostMem *mem; /* table the pointers below were translated against */
-        uint8_t *desc; /* 16 * num */
+        VhostMem *mem;  /* table the pointers below were translated against */
+        uint8_t *desc;  /* 16 * num */
         uint8_t *avail; /* 6 + 2 * num: flags, idx, ring[num], used_event */
-        uint8_t *used; /* 6 + 8 * num: flags, idx, ring[num], avail_event */
+        uint8_t *used;  /* 6 + 8 * num: flags, idx, ring[num], avail_event */
 
         uint16_t last_avail_idx;
         uint16_t used_idx;
@@ -308,11 +308,12 @@ static int ring_break(VirtQueue *vq, const char *reason, const char **ret_reason
         static const uint64_t one = 1;
 
         if (ratelimit_below(&vq->log_rl))
-                log_id(LOG_WARNING, LOG_MESSAGE_BROKEN_BY_GUEST, "VQ=%u: guest broke the ring: %s", vq->index,
-                       reason);
+                log_id(LOG_WARNING, LOG_MESSAGE_BROKEN_BY_GUEST, "VQ=%u: guest broke the ring: %s",
+                       vq->index, reason);
         vq->broken = true;
         if (vq->err_fd >= 0 && write(vq->err_fd, &one, sizeof(one)) < 0)
-                log_debug_errno(-errno, "VQ=%u: failed to signal the error eventfd, ignoring: %m", vq->index);
+                log_debug_errno(-errno, "VQ=%u: failed to signal the error eventfd, ignoring: %m",
+                                vq->index);
         if (ret_reason)
                 *ret_reason = reason;
         return -EBADMSG;
@@ -597,7 +598,10 @@ static void set_kicks(VirtQueue *vq, bool on) {
                 store16(USED_FLAGS(vq), on ? 0 : VRING_USED_F_NO_NOTIFY);
 }
 
-int virtq_drain(VirtQueue *vq, void (*handle)(void *userdata, VhostElem *elem), void *userdata, unsigned budget) {
+int virtq_drain(VirtQueue *vq,
+                void (*handle)(void *userdata, VhostElem *elem),
+                void *userdata,
+                unsigned budget) {
         for (;;) {
                 if (!virtq_can_pop(vq))
                         return vq->broken ? -EBADMSG : 0;

@@ -90,4 +90,7 @@ bool virtq_notify(VirtQueue *vq);
  * At most `budget` chains: returns 1 when more may be available (the caller comes back later), 0 when
  * the ring is empty or cannot pop, -EBADMSG when it broke.
  */
-int virtq_drain(VirtQueue *vq, void (*handle)(void *userdata, VhostElem *elem), void *userdata, unsigned budget);
+int virtq_drain(VirtQueue *vq,
+                void (*handle)(void *userdata, VhostElem *elem),
+                void *userdata,
+                unsigned budget);

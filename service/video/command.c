@@ -152,7 +152,8 @@ static void params_from_wire(const struct virtio_video_params *w, VideoParams *p
 static int parse_set_params(const struct iovec *rd, unsigned n_rd, size_t rd_len, VideoCmd *c) {
         struct virtio_video_set_params_ext req = {};
         bool ext = c->type == VIRTIO_VIDEO_CMD_SET_PARAMS_EXT;
-        size_t size = ext ? sizeof(struct virtio_video_set_params_ext) : sizeof(struct virtio_video_set_params);
+        size_t size =
+                ext ? sizeof(struct virtio_video_set_params_ext) : sizeof(struct virtio_video_set_params);
         int r;
 
         r = read_fixed(rd, n_rd, rd_len, &req, size);

@@ -55,9 +55,9 @@ typedef struct VideoCmd {
                         uint32_t num_planes;    /* 1..8 */
                         uint32_t plane_offsets[VIDEO_MAX_PLANES];
                         uint32_t num_entries[VIDEO_MAX_PLANES]; /* entries of planes >= num_planes are 0 */
-                        uint32_t sum_entries;                    /* sum of num_entries[0..num_planes) */
-                        unsigned n_entries;                      /* entries present: 1..MAX */
-                        VideoMemEntry *entries;                  /* owned, see video_cmd_done() */
+                        uint32_t sum_entries;                   /* sum of num_entries[0..num_planes) */
+                        unsigned n_entries;                     /* entries present: 1..MAX */
+                        VideoMemEntry *entries;                 /* owned, see video_cmd_done() */
                 } resource_create;
                 struct {
                         VideoQueue queue;

@@ -54,8 +54,8 @@ static void model_drop(void *userdata, void *token) {
         vhost_elem_free(token);
 }
 
-static int model_translate(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov,
-                           unsigned max_iov) {
+static int model_translate(
+        void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov, unsigned max_iov) {
         VhostElem *elem = token;
 
         if (!elem->mem)
@@ -110,7 +110,8 @@ static void dev_reset(void *userdata) {
         VideoDevice *d = userdata;
 
         log_debug("Device reset: dropping all streams.");
-        video_model_reset(d->model);
+        if (d->model)
+                video_model_reset(d->model);
 }
 
 static void dev_queue_state(void *userdata, unsigned queue, bool started) {
@@ -140,7 +141,10 @@ static const VhostDeviceOps vhost_ops = {
         .peer = dev_peer,
 };
 
-int video_device_new(sd_event *event, Backend *backend, const VideoDeviceOptions *options, VideoDevice **ret) {
+int video_device_new(sd_event *event,
+                     Backend *backend,
+                     const VideoDeviceOptions *options,
+                     VideoDevice **ret) {
         VideoDevice *d;
         VhostDevConfig config;
         int r;
@@ -199,8 +203,8 @@ int video_device_new(sd_event *event, Backend *backend, const VideoDeviceOptions
         }
 
         log_info("virtio-video %s device on backend '%s' (max_caps_length %" PRIu32 ").",
-                 video_model_role(d->model) == VIDEO_ROLE_DECODER ? "decoder" : "encoder", backend->ops->name,
-                 video_model_max_caps_length(d->model));
+                 video_model_role(d->model) == VIDEO_ROLE_DECODER ? "decoder" : "encoder",
+                 backend->ops->name, video_model_max_caps_length(d->model));
         *ret = d;
         return 0;
 }
@@ -208,9 +212,12 @@ int video_device_new(sd_event *event, Backend *backend, const VideoDeviceOptions
 VideoDevice *video_device_free(VideoDevice *d) {
         if (!d)
                 return NULL;
-        /* Streams first: their held elements must go before the transport that owns the rings. */
-        d->model = video_model_free(d->model);
+        /* Streams first: their held elements go back while the transport that owns the rings exists.
+         * The transport's own teardown may call dev_reset() again, so the model goes last. */
+        if (d->model)
+                video_model_reset(d->model);
         d->vhost = vhost_dev_free(d->vhost);
+        d->model = video_model_free(d->model);
         free(d->allowed_uids);
         free(d);
         return NULL;
@@ -221,7 +228,8 @@ VhostDev *video_device_get_vhost(VideoDevice *d) {
 }
 
 uint32_t video_device_virtio_id(VideoDevice *d) {
-        return video_model_role(d->model) == VIDEO_ROLE_DECODER ? VIDEO_DEVICE_ID_DECODER : VIDEO_DEVICE_ID_ENCODER;
+        return video_model_role(d->model) == VIDEO_ROLE_DECODER ? VIDEO_DEVICE_ID_DECODER
+                                                                : VIDEO_DEVICE_ID_ENCODER;
 }
 
 void video_device_get_stats(VideoDevice *d, VideoDeviceStats *ret) {

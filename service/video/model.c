@@ -11,7 +11,7 @@
 #include "video/model.h"
 #include "video/virtio-video-proto.h"
 
-#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *) ((char *) (ptr) -offsetof(type, member)))
 
 #define MODEL_MIN_CAPS_LENGTH 1024u
 #define MODEL_RESP_LENGTH 1024u
@@ -76,6 +76,7 @@ struct VideoModel {
 
         Stream *streams[VIDEO_MODEL_MAX_STREAMS];
         unsigned n_streams;
+        size_t n_entries_total;
 
         EventBuffer event_buffers[VIDEO_MODEL_MAX_EVENT_BUFFERS];
         unsigned eb_head, n_eb;
@@ -111,13 +112,15 @@ static void reply_error(VideoModel *m, void *token, const VideoCmd *cmd, int r) 
         uint32_t resp = video_resp_from_errno(r);
 
         if (ratelimit_below(&m->guest_rl))
-                log_warning_errno(r, "STREAM_ID=%" PRIu32 ": guest command %s (0x%04" PRIx32 ") failed, answering 0x%04" PRIx32 ": %m",
+                log_warning_errno(r,
+                                  "STREAM_ID=%" PRIu32 ": guest command %s (0x%04" PRIx32
+                                  ") failed, answering 0x%04" PRIx32 ": %m",
                                   cmd->stream_id, video_cmd_type_to_string(cmd->type), cmd->type, resp);
         reply_nodata(m, token, resp, cmd->stream_id);
 }
 
-static void buffer_reply(VideoModel *m, void *token, uint32_t stream_id, uint64_t timestamp, uint32_t flags,
-                         uint32_t size) {
+static void buffer_reply(
+        VideoModel *m, void *token, uint32_t stream_id, uint64_t timestamp, uint32_t flags, uint32_t size) {
         struct virtio_video_resource_queue_resp resp = {
                 .hdr.type = cpu_to_le32(VIRTIO_VIDEO_RESP_OK_RESOURCE_QUEUE),
                 .hdr.stream_id = cpu_to_le32(stream_id),
@@ -141,7 +144,9 @@ static void events_flush(VideoModel *m) {
                 if (capacity < sizeof(struct virtio_video_event)) {
                         /* Useless buffer: give it back empty and keep the event for the next one. */
                         if (ratelimit_below(&m->guest_rl))
-                                log_warning("Guest posted a %zu-byte event buffer, need 8, returning it unused.", capacity);
+                                log_warning(
+                                        "Guest posted a %zu-byte event buffer, need 8, returning it unused.",
+                                        capacity);
                         complete(m, token, NULL, 0);
                         continue;
                 }
@@ -154,7 +159,8 @@ static void events_flush(VideoModel *m) {
 static void event_send(VideoModel *m, uint32_t type, uint32_t stream_id) {
         if (m->n_ev >= VIDEO_MODEL_MAX_EVENTS) {
                 if (ratelimit_below(&m->guest_rl))
-                        log_warning("STREAM_ID=%" PRIu32 ": guest posts no event buffers, dropping event 0x%04" PRIx32 ".",
+                        log_warning("STREAM_ID=%" PRIu32
+                                    ": guest posts no event buffers, dropping event 0x%04" PRIx32 ".",
                                     stream_id, type);
                 return;
         }
@@ -222,6 +228,8 @@ static void *pending_take(Pending *p) {
 static void resources_free(Stream *s, VideoQueue q) {
         for (unsigned i = 0; i < s->n_res[q]; i++) {
                 assert(!s->res[q][i]->pending);
+                assert(s->model->n_entries_total >= s->res[q][i]->n_entries);
+                s->model->n_entries_total -= s->res[q][i]->n_entries;
                 free(s->res[q][i]->entries);
                 free(s->res[q][i]);
                 s->res[q][i] = NULL;
@@ -494,7 +502,8 @@ static int cmd_resource_create(VideoModel *m, Stream *s, const VideoCmd *c, void
                 return -EBUSY;
         if (resource_find(s, q, rc->resource_id))
                 return -EBADSLT;
-        if (s->n_res[q] >= VIDEO_MODEL_MAX_RESOURCES)
+        if (s->n_res[q] >= VIDEO_MODEL_MAX_RESOURCES ||
+            m->n_entries_total + rc->n_entries > VIDEO_MODEL_MAX_ENTRIES_TOTAL)
                 return -ENOSPC;
         /* Guest pages: every entry is listed (10.11). */
         if (rc->n_entries != rc->sum_entries)
@@ -527,28 +536,41 @@ static int cmd_resource_create(VideoModel *m, Stream *s, const VideoCmd *c, void
 
         log_debug("STREAM_ID=%" PRIu32 ": %s resource %" PRIu32 " created, %" PRIu32 " planes, %u entries",
                   s->id, video_queue_to_string(q), res->id, res->num_planes, res->n_entries);
+        m->n_entries_total += rc->n_entries;
         s->res[q][s->n_res[q]++] = TAKE_PTR(res);
         reply_ok(m, token, s->id);
         return 0;
 }
 
 /* Translates entries [first, first + n) into a fresh iovec array. */
-static int translate_entries(VideoModel *m, void *token, const Resource *res, unsigned first, unsigned n,
-                             struct iovec **ret, unsigned *ret_n, size_t *ret_len) {
+/* Translates entries [first, first + n) into a fresh iovec array, sized to the segments it needs. */
+static int translate_entries(VideoModel *m,
+                             void *token,
+                             const Resource *res,
+                             unsigned first,
+                             unsigned n,
+                             struct iovec **ret,
+                             unsigned *ret_n,
+                             size_t *ret_len) {
         _cleanup_free_ struct iovec *iov = NULL;
-        unsigned n_iov = 0, cap;
+        unsigned n_iov = 0, cap = 0;
         size_t len = 0;
 
-        if (__builtin_mul_overflow(n, MODEL_MAX_SEGS_PER_ENTRY, &cap))
-                return -EINVAL;
-        iov = calloc(cap, sizeof(struct iovec));
-        if (!iov)
-                return -ENOMEM;
         for (unsigned i = first; i < first + n; i++) {
-                int r = m->ops->translate(m->userdata, token, res->entries[i].addr, res->entries[i].length,
-                                          iov + n_iov, cap - n_iov);
-                if (r < 0) /* the memory table changed under the resource (§5.9) */
+                struct iovec seg[MODEL_MAX_SEGS_PER_ENTRY];
+                int r = m->ops->translate(m->userdata, token, res->entries[i].addr, res->entries[i].length, seg,
+                                          ELEMENTSOF(seg));
+                if (r < 0) /* the memory table changed under the resource (vhost-user-backend.md §5.9) */
                         return -EFAULT;
+                if (n_iov + (unsigned) r > cap) {
+                        unsigned ncap = MAX(cap * 2, n_iov + (unsigned) r);
+                        struct iovec *t = reallocarray(iov, MAX(ncap, 4u), sizeof(struct iovec));
+                        if (!t)
+                                return -ENOMEM;
+                        iov = t;
+                        cap = MAX(ncap, 4u);
+                }
+                memcpy(iov + n_iov, seg, (size_t) r * sizeof(struct iovec));
                 n_iov += (unsigned) r;
                 len += res->entries[i].length;
         }
@@ -559,18 +581,19 @@ static int translate_entries(VideoModel *m, void *token, const Resource *res, un
 }
 
 /* Copies the part [off, off + len) of src into a fresh iovec array. */
-static int iov_slice(const struct iovec *src, unsigned n, size_t off, size_t len, struct iovec **ret,
-                     unsigned *ret_n) {
-        _cleanup_free_ struct iovec *iov = calloc(MAX(n, 1u), sizeof(struct iovec));
-        unsigned k = 0;
+static int
+iov_slice(const struct iovec *src, unsigned n, size_t off, size_t len, struct iovec **ret, unsigned *ret_n) {
+        _cleanup_free_ struct iovec *iov = NULL;
+        unsigned first = 0, k = 0;
 
+        while (first < n && off >= src[first].iov_len) {
+                off -= src[first].iov_len;
+                first++;
+        }
+        iov = calloc(MAX(n - first, 1u), sizeof(struct iovec));
         if (!iov)
                 return -ENOMEM;
-        for (unsigned i = 0; i < n && len > 0; i++) {
-                if (off >= src[i].iov_len) {
-                        off -= src[i].iov_len;
-                        continue;
-                }
+        for (unsigned i = first; i < n && len > 0; i++) {
                 size_t take = MIN(src[i].iov_len - off, len);
                 iov[k++] = (struct iovec){ (uint8_t *) src[i].iov_base + off, take };
                 len -= take;
@@ -581,8 +604,8 @@ static int iov_slice(const struct iovec *src, unsigned n, size_t off, size_t len
         return 0;
 }
 
-static int pending_build(VideoModel *m, Stream *s, Resource *res, const VideoCmd *c, void *token,
-                         Pending **ret) {
+static int
+pending_build(VideoModel *m, Stream *s, Resource *res, const VideoCmd *c, void *token, Pending **ret) {
         VideoQueue q = c->resource_queue.queue;
         Pending *p;
         int r;
@@ -805,13 +828,14 @@ static int cmd_query_control(VideoModel *m, const VideoCmd *c, size_t capacity, 
         unsigned max;
         int r;
 
-        if (c->query_control.control != VIDEO_CONTROL_PROFILE && c->query_control.control != VIDEO_CONTROL_LEVEL)
+        if (c->query_control.control != VIDEO_CONTROL_PROFILE &&
+            c->query_control.control != VIDEO_CONTROL_LEVEL)
                 return -EOPNOTSUPP;
         if (capacity < sizeof(resp))
                 return -ENOMEM;
         max = MIN((capacity - sizeof(resp)) / sizeof(uint32_t), (size_t) MODEL_MAX_CONTROL_VALUES);
-        r = m->backend->ops->query_control(m->backend, c->query_control.control, c->query_control.format, values,
-                                           max);
+        r = m->backend->ops->query_control(m->backend, c->query_control.control, c->query_control.format,
+                                           values, max);
         if (r < 0)
                 return -EOPNOTSUPP;
         if ((unsigned) r > max)
@@ -917,8 +941,8 @@ static int dispatch(VideoModel *m, const VideoCmd *c, size_t capacity, void *tok
         }
 }
 
-void video_model_request(VideoModel *m, const struct iovec *rd, unsigned n_rd, size_t resp_capacity,
-                         void *token) {
+void video_model_request(
+        VideoModel *m, const struct iovec *rd, unsigned n_rd, size_t resp_capacity, void *token) {
         VideoCmd c;
         int r;
 
@@ -1038,7 +1062,8 @@ int video_model_new(Backend *backend, const VideoModelOps *ops, void *userdata, 
         r = m->caps ? caps_check(m->caps) : -EINVAL;
         if (r < 0) {
                 video_model_free(m);
-                return log_error_errno(r, "Backend '%s' has capabilities that cannot be described to a guest.",
+                return log_error_errno(r,
+                                       "Backend '%s' has capabilities that cannot be described to a guest.",
                                        backend->ops->name);
         }
         m->max_caps_length = MODEL_MIN_CAPS_LENGTH;

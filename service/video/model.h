@@ -29,13 +29,19 @@ typedef struct VideoModelOps {
         void (*drop)(void *userdata, void *token);
         /* Translates guest memory [gpa, gpa + len) as the request `token` sees it (vhost_mem_translate()
          * semantics: segment count, -EFAULT, -E2BIG). The segments stay valid until `token` completes. */
-        int (*translate)(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov,
+        int (*translate)(void *userdata,
+                         void *token,
+                         uint64_t gpa,
+                         uint64_t len,
+                         struct iovec *iov,
                          unsigned max_iov);
 } VideoModelOps;
 
 /* Caps on what a guest can allocate (style.md §2.6). */
 #define VIDEO_MODEL_MAX_STREAMS 32u
 #define VIDEO_MODEL_MAX_RESOURCES 128u /* per queue of a stream */
+/* Mem entries stored for all resources of the device: 16 MiB of host memory at most. */
+#define VIDEO_MODEL_MAX_ENTRIES_TOTAL (1u << 20)
 #define VIDEO_MODEL_MAX_EVENTS 256u    /* events waiting for an event buffer */
 #define VIDEO_MODEL_MAX_EVENT_BUFFERS 1024u
 
@@ -45,8 +51,8 @@ int video_model_new(Backend *backend, const VideoModelOps *ops, void *userdata, 
 VideoModel *video_model_free(VideoModel *m);
 
 /* A commandq request: readable bytes and the capacity of its writable part. */
-void video_model_request(VideoModel *m, const struct iovec *rd, unsigned n_rd, size_t resp_capacity,
-                         void *token);
+void video_model_request(
+        VideoModel *m, const struct iovec *rd, unsigned n_rd, size_t resp_capacity, void *token);
 /* An eventq buffer: held until an event needs it. */
 void video_model_event_buffer(VideoModel *m, void *token, size_t capacity);
 /* Drops all device state (driver reset, disconnect): streams freed, tokens dropped. */

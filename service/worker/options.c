@@ -124,7 +124,8 @@ static int parse_fd_arg(const char *flag, const char *value, int *ret, char *err
         unsigned long v;
 
         if (parse_uint(value, INT_MAX, &v) < 0)
-                return fail(-EINVAL, error, size, "invalid %s '%s': expected a file descriptor number", flag, value);
+                return fail(-EINVAL, error, size, "invalid %s '%s': expected a file descriptor number", flag,
+                            value);
         *ret = (int) v;
         return 0;
 }
@@ -140,7 +141,8 @@ static int add_uid(WorkerOptions *o, const char *value, char *error, size_t size
                 if (o->allowed_uids[i] == (uid_t) v)
                         return 0;
         if (o->n_allowed_uids >= WORKER_MAX_ALLOWED_UIDS)
-                return fail(-EINVAL, error, size, "too many --allow-uid (at most %d)", WORKER_MAX_ALLOWED_UIDS);
+                return fail(-EINVAL, error, size, "too many --allow-uid (at most %d)",
+                            WORKER_MAX_ALLOWED_UIDS);
         n = reallocarray(o->allowed_uids, o->n_allowed_uids + 1, sizeof(*n));
         if (!n)
                 return -ENOMEM;
@@ -157,8 +159,9 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 if (arg[0] == '\0')
                         return fail(-EINVAL, error, size, "empty --socket-path");
                 if (strlen(arg) > WORKER_SOCKET_PATH_MAX)
-                        return fail(-EINVAL, error, size, "socket path '%s' is too long (%zu bytes, at most %d)", arg,
-                                    strlen(arg), WORKER_SOCKET_PATH_MAX);
+                        return fail(-EINVAL, error, size,
+                                    "socket path '%s' is too long (%zu bytes, at most %d)", arg, strlen(arg),
+                                    WORKER_SOCKET_PATH_MAX);
                 return set_string(&o->socket_path, arg);
         case ARG_SOCKET_FD:
                 return parse_fd_arg("--socket-fd", arg, &o->socket_fd, error, size);
@@ -172,7 +175,8 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 if (!backend_find(arg)) {
                         char names[256] = "";
                         append_backend_names(names, sizeof(names));
-                        return fail(-EINVAL, error, size, "unknown backend '%s' (this build has: %s)", arg, names);
+                        return fail(-EINVAL, error, size, "unknown backend '%s' (this build has: %s)", arg,
+                                    names);
                 }
                 return set_string(&o->backend, arg);
         case ARG_CONTROL_FD:
@@ -221,7 +225,8 @@ static int check_combination(WorkerOptions *o, char *error, size_t size) {
         if (!o->backend)
                 return fail(-EINVAL, error, size, "--backend is required");
         if (o->device_fd >= 0 && !backend_is_v4l2(o->backend))
-                return fail(-EINVAL, error, size, "--device-fd is only for the v4l2 backends, not '%s'", o->backend);
+                return fail(-EINVAL, error, size, "--device-fd is only for the v4l2 backends, not '%s'",
+                            o->backend);
         if (o->socket_fd >= 0 && (o->socket_fd == o->control_fd || o->socket_fd == o->device_fd))
                 return fail(-EINVAL, error, size, "--socket-fd, --control-fd and --device-fd must differ");
         if (o->control_fd >= 0 && o->control_fd == o->device_fd)
@@ -318,12 +323,14 @@ static int check_socket_path(const char *path, char *error, size_t size) {
         else
                 *slash = '\0';
         if (stat(dir, &st) < 0)
-                return fail(-errno, error, size, "cannot use socket path '%s': directory '%s': %s", path, dir,
-                            strerror(errno));
+                return fail(-errno, error, size, "cannot use socket path '%s': directory '%s': %s", path,
+                            dir, strerror(errno));
         if (!S_ISDIR(st.st_mode))
-                return fail(-ENOTDIR, error, size, "cannot use socket path '%s': '%s' is not a directory", path, dir);
+                return fail(-ENOTDIR, error, size, "cannot use socket path '%s': '%s' is not a directory",
+                            path, dir);
         if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
-                return fail(-EEXIST, error, size, "cannot use socket path '%s': it exists and is not a socket", path);
+                return fail(-EEXIST, error, size,
+                            "cannot use socket path '%s': it exists and is not a socket", path);
         return 0;
 }
 
@@ -354,9 +361,11 @@ int worker_options_check(const WorkerOptions *o, char *error, size_t size) {
                         return r;
         } else if (backend_is_v4l2(o->backend)) {
                 if (stat(o->v4l2_device, &st) < 0)
-                        return fail(-ENODEV, error, size, "V4L2 device '%s': %s", o->v4l2_device, strerror(errno));
+                        return fail(-ENODEV, error, size, "V4L2 device '%s': %s", o->v4l2_device,
+                                    strerror(errno));
                 if (!S_ISCHR(st.st_mode))
-                        return fail(-ENODEV, error, size, "V4L2 device '%s' is not a character device", o->v4l2_device);
+                        return fail(-ENODEV, error, size, "V4L2 device '%s' is not a character device",
+                                    o->v4l2_device);
         }
         return 0;
 }
@@ -372,7 +381,8 @@ void worker_print_help(FILE *f) {
                 "\n"
                 "  -s, --socket-path=PATH   listen on PATH (created; removed on exit)\n"
                 "      --socket-fd=N        serve an inherited listening socket\n"
-                "  -d, --v4l2-device=PATH   V4L2 node for the v4l2 backends (default " WORKER_DEFAULT_V4L2_DEVICE ")\n"
+                "  -d, --v4l2-device=PATH   V4L2 node for the v4l2 backends (default " WORKER_DEFAULT_V4L2_DEVICE
+                ")\n"
                 "      --device-fd=N        an already opened V4L2 node\n"
                 "  -b, --backend=NAME       codec backend: %s\n"
                 "      --control-fd=N       control socket to the virtio-videod manager\n"

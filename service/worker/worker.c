@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -146,7 +147,8 @@ static int worker_handle_control_msg(Worker *w, const CtlMsg *m) {
         case _CTL_MSG_TYPE_INVALID:
         default:
                 /* A worker-to-manager type coming the other way is a protocol violation. */
-                log_error("Unexpected control message %s from the manager.", ctl_msg_type_to_string(m->type));
+                log_error("Unexpected control message %s from the manager.",
+                          ctl_msg_type_to_string(m->type));
                 return sd_event_exit(w->event, -EBADMSG);
         }
 }
@@ -268,6 +270,10 @@ int worker_start(Worker *w, bool handle_signals, char *error, size_t error_size)
         if (w->control_fd >= 0) {
                 CtlMsg hello = { .type = CTL_MSG_HELLO, .hello.pid = (uint32_t) getpid() };
 
+                /* A manager that stops reading must not block the loop: sends fail with EAGAIN instead. */
+                r = fcntl(w->control_fd, F_GETFL);
+                if (r < 0 || fcntl(w->control_fd, F_SETFL, r | O_NONBLOCK) < 0)
+                        return startup_error(-errno, error, error_size, "cannot set up the control socket");
                 r = sd_event_add_io(w->event, &w->control_source, w->control_fd, EPOLLIN, worker_on_control,
                                     w);
                 if (r < 0)

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <endian.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -8,15 +9,19 @@
 
 #include "backend/backend.h"
 #include "common/log.h"
+#include "common/macro.h"
 #include "video/command.h"
 #include "video/model.h"
 
 /*
  * libFuzzer target for the virtio-video command decoder and the device model behind it. The input is a
- * sequence of requests, each {u8 chunk, u8 len_lo, u8 len_hi, bytes}: the bytes are parsed alone
- * (cut into descriptors of `chunk` bytes) and then fed to a model over the null backend, whose guest
- * memory is a 1 MiB buffer, with the event loop stepped between requests. Every request must be
- * answered or dropped, and nothing may crash or leak.
+ * sequence of records {u8 op, u8 len_lo, u8 len_hi, len bytes}, by the top bits of op:
+ *   00  a commandq request: parsed alone (cut into descriptors of op & 0x3f bytes), then fed to the model
+ *   01  an eventq buffer (the bytes are ignored)
+ *   10  a guest memory write: {le32 offset, bytes}, so resource entries can point at real frames
+ *   11  as the first record: run the null encoder instead of the decoder; later: nothing
+ * The model runs over the null backend with a 1 MiB guest memory at GUEST_BASE, and the event loop is
+ * stepped after each record. Every request must be answered or dropped; nothing may crash or leak.
  */
 
 #define GUEST_BASE 0x100000ULL
@@ -45,8 +50,8 @@ static void op_drop(void *userdata, void *token) {
         op_complete(userdata, token, NULL, 0);
 }
 
-static int op_translate(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov,
-                        unsigned max_iov) {
+static int
+op_translate(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov, unsigned max_iov) {
         Fz *fz = userdata;
         uint64_t end;
 
@@ -90,39 +95,60 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fz.guest = calloc(1, GUEST_SIZE);
         if (!fz.guest || sd_event_new(&event) < 0)
                 abort();
-        if (backend_new(size > 0 && (data[0] & 0x80) ? "null-encoder" : "null", NULL, event, &backend) < 0)
+        if (backend_new(size > 0 && (data[0] & 0xc0) == 0xc0 ? "null-encoder" : "null", NULL, event,
+                        &backend) < 0)
                 abort();
         if (video_model_new(backend, &ops, &fz, &model) < 0)
                 abort();
 
         for (size_t off = 0; off + 3 <= size && fz.n_tokens < MAX_TOKENS;) {
-                size_t chunk = data[off] & 0x3f, len = data[off + 1] | (size_t) data[off + 2] << 8;
-                struct iovec iov[64];
-                unsigned n;
-                VideoCmd cmd;
+                uint8_t op = data[off];
+                size_t len = data[off + 1] | (size_t) data[off + 2] << 8;
+                const uint8_t *p = data + off + 3;
 
                 off += 3;
                 if (len > size - off)
                         len = size - off;
-                to_iov(data + off, len, chunk, iov, &n);
-                if (video_cmd_parse(iov, n, &cmd) >= 0)
-                        video_cmd_done(&cmd);
+                off += len;
 
-                /* Resource entries point at guest memory: let the fuzzer write it through the data too. */
-                if (len > 0)
-                        memcpy(fz.guest + (data[off] * 4096u) % (GUEST_SIZE - len + 1), data + off, len);
+                switch (op & 0xc0) {
+                case 0x00: {
+                        struct iovec iov[64];
+                        unsigned n;
+                        VideoCmd cmd;
+                        Token *t;
 
-                Token *t = calloc(1, sizeof(*t));
-                if (!t)
-                        abort();
-                fz.tokens[fz.n_tokens++] = t;
-                if (data[off - 3] & 0x40)
-                        video_model_event_buffer(model, t, 8);
-                else
+                        to_iov(p, len, op & 0x3f, iov, &n);
+                        if (video_cmd_parse(iov, n, &cmd) >= 0)
+                                video_cmd_done(&cmd);
+                        t = calloc(1, sizeof(*t));
+                        if (!t)
+                                abort();
+                        fz.tokens[fz.n_tokens++] = t;
                         video_model_request(model, iov, n, 4096, t);
+                        break;
+                }
+                case 0x40: {
+                        Token *t = calloc(1, sizeof(*t));
+                        if (!t)
+                                abort();
+                        fz.tokens[fz.n_tokens++] = t;
+                        video_model_event_buffer(model, t, 8);
+                        break;
+                }
+                case 0x80:
+                        if (len >= 4) {
+                                uint32_t at;
+                                memcpy(&at, p, 4);
+                                at = le32toh(at) % GUEST_SIZE;
+                                memcpy(fz.guest + at, p + 4, MIN(len - 4, (size_t) (GUEST_SIZE - at)));
+                        }
+                        break;
+                default:
+                        break;
+                }
                 for (unsigned i = 0; i < 64 && sd_event_run(event, 0) > 0; i++)
                         ;
-                off += len;
         }
 
         video_model_free(model);

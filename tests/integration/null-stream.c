@@ -83,8 +83,8 @@ static int sample(const VcFrame *f, unsigned comp, uint32_t x, uint32_t y) {
                 off = (size_t) y * s0 + x;
         } else if (nv12) {
                 p = f->n_planes >= 2 ? 1 : 0;
-                off = (p == 1 ? 0 : (size_t) s0 * f->height) + (size_t) y * (p == 1 ? f->strides[1] : s0) + 2 * x +
-                      (comp == 2);
+                off = (p == 1 ? 0 : (size_t) s0 * f->height) + (size_t) y * (p == 1 ? f->strides[1] : s0) +
+                      2 * x + (comp == 2);
         } else if (f->n_planes >= 3) {
                 p = comp;
                 off = (size_t) y * f->strides[p] + x;

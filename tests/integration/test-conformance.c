@@ -60,7 +60,8 @@ static int env_open(Env **ret, const char *backend_name) {
                 free(env);
                 return r;
         }
-        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device), 0);
+        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device),
+                         0);
         assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
         assert_int_equal(vhost_dev_serve_fd(video_device_get_vhost(env->device), fds[0]), 0);
 
@@ -68,8 +69,8 @@ static int env_open(Env **ret, const char *backend_name) {
         fo.pump = pump;
         fo.pump_userdata = env->event;
         fo.config_size = sizeof(struct virtio_video_config);
-        fo.device_features = (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) |
-                             (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
+        fo.device_features =
+                (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
         assert_int_equal(vu_frontend_new_from_fd(&fo, fds[1], &env->fe), 0);
         assert_int_equal(vu_frontend_start(env->fe), 0);
 
@@ -121,6 +122,10 @@ static int check_frame(void *userdata, const VcFrame *f) {
                 return -E2BIG;
         if (!null_frame_matches(f, x->w[x->next], x->h[x->next], x->next + 1))
                 return -EBADMSG;
+        /* The visible rectangle is the picture (§4.9, typical decoder values). */
+        if (f->crop.left != 0 || f->crop.top != 0 || f->crop.width != x->w[x->next] ||
+            f->crop.height != x->h[x->next])
+                return -EBADMSG;
         if (x->timestamps)
                 x->timestamps[x->next] = f->timestamp;
         x->next++;
@@ -152,10 +157,13 @@ static void open_stream(Env *env, uint32_t id, unsigned n_in, uint32_t in_size, 
         assert_int_equal(video_client_get_params(env->c, id, QT_IN, true, &p), 0);
         assert_true(p.planes[0].plane_size >= in_size);
         for (unsigned i = 0; i < n_in; i++)
-                assert_int_equal(video_client_resource_create(env->c, id, QT_IN, first_res_id + i, 1, &in_size, 1), 0);
+                assert_int_equal(video_client_resource_create(env->c, id, QT_IN, first_res_id + i, 1,
+                                                              &in_size, 1),
+                                 0);
 }
 
-static void queue_input(Env *env, uint32_t stream, uint32_t res, const void *data, uint32_t len, uint64_t ts) {
+static void
+queue_input(Env *env, uint32_t stream, uint32_t res, const void *data, uint32_t len, uint64_t ts) {
         assert_int_equal(video_client_resource_write(env->c, stream, QT_IN, res, 0, 0, data, len), 0);
         assert_int_equal(video_client_resource_queue(env->c, stream, QT_IN, res, ts, 1, &len), 0);
 }
@@ -170,11 +178,12 @@ static VcParams setup_outputs(Env *env, uint32_t stream, unsigned n, uint32_t fi
         for (unsigned k = 0; k < p.num_planes; k++)
                 sizes[k] = p.planes[k].plane_size;
         for (unsigned i = 0; i < n; i++) {
-                assert_int_equal(video_client_resource_create(env->c, stream, QT_OUT, first_res_id + i, p.num_planes,
-                                                              sizes, 1),
+                assert_int_equal(video_client_resource_create(env->c, stream, QT_OUT, first_res_id + i,
+                                                              p.num_planes, sizes, 1),
                                  0);
-                assert_int_equal(
-                        video_client_resource_queue(env->c, stream, QT_OUT, first_res_id + i, 0, p.num_planes, zero), 0);
+                assert_int_equal(video_client_resource_queue(env->c, stream, QT_OUT, first_res_id + i, 0,
+                                                             p.num_planes, zero),
+                                 0);
         }
         return p;
 }
@@ -196,7 +205,8 @@ static uint32_t raw_type(Env *env, const void *req, size_t len, const void *extr
         uint8_t resp[8];
         size_t n;
 
-        assert_int_equal(video_client_command(env->c, req, len, extra, extra_len, resp, sizeof(resp), &n), 0);
+        assert_int_equal(video_client_command(env->c, req, len, extra, extra_len, resp, sizeof(resp), &n),
+                         0);
         assert_int_equal(n, 8);
         return video_client_resp_type(resp, n);
 }
@@ -206,7 +216,8 @@ static uint32_t raw_type(Env *env, const void *req, size_t len, const void *extr
 static void test_probe_config_and_capabilities(void **state) {
         Env *env = *state;
         const VcConfig *cfg = video_client_get_config(env->c);
-        const VcCaps *in = video_client_get_caps(env->c, QT_IN), *out = video_client_get_caps(env->c, QT_OUT);
+        const VcCaps *in = video_client_get_caps(env->c, QT_IN),
+                     *out = video_client_get_caps(env->c, QT_OUT);
 
         assert_int_equal(cfg->version, 0);
         assert_true(cfg->max_caps_length >= 96);
@@ -450,8 +461,8 @@ static void test_queue_clear_mid_stream(void **state) {
                 for (uint32_t id = 410; id < 413; id++)
                         assert_int_equal(video_client_resource_queue(env->c, 11, QT_OUT, id, 0, 1, zero), 0);
         }
-        queue_input(env, 11, 401, s.data + s.frame_offsets[1], (uint32_t) (s.frame_offsets[2] - s.frame_offsets[1]),
-                    7000);
+        queue_input(env, 11, 401, s.data + s.frame_offsets[1],
+                    (uint32_t) (s.frame_offsets[2] - s.frame_offsets[1]), 7000);
         for (;;) {
                 v = wait_completion(env);
                 if (v.queue_type == QT_OUT && !(v.flags & VIRTIO_VIDEO_BUFFER_FLAG_ERR))
@@ -495,18 +506,44 @@ static void test_stream_destroy_with_buffers_queued(void **state) {
         null_stream_done(&s);
 }
 
-/* §4.7: RESOURCE_DESTROY_ALL with buffers queued; the ids may be created again afterwards. */
-static void test_destroy_all_then_recreate_ids(void **state) {
+/* §4.7 / §7.7c: RESOURCE_DESTROY_ALL with buffers queued completes them with ERR before its reply; the ids
+ * may be created again afterwards. */
+static void test_destroy_all_with_buffers_queued(void **state) {
         Env *env = *state;
         const uint32_t w[] = { 16 }, h[] = { 16 };
         NullStream s = {};
         uint32_t size = 4096;
+        unsigned errs = 0;
+        VcCompletion v;
+        VcParams p;
+        int r;
 
         build_stream(&s, 1, w, h);
         open_stream(env, 13, 2, size, 600);
-        queue_input(env, 13, 600, s.data, 4, 1000);
+        queue_input(env, 13, 600, s.data, NULL_FRAME_HEADER_SIZE, 1000);
+        assert_int_equal(wait_event(env).event_type, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED);
+        p = setup_outputs(env, 13, 3, 610);
+        assert_int_equal(video_client_queued(env->c, 13, QT_OUT), 3);
+        /* The client fails with -EPROTO when the reply overtakes one of the three. */
+        assert_int_equal(video_client_resource_destroy_all(env->c, 13, QT_OUT), 0);
+        assert_int_equal(video_client_queued(env->c, 13, QT_OUT), 0);
+        while ((r = video_client_next_completion(env->c, &v, false)) > 0)
+                if (v.queue_type == QT_OUT) {
+                        assert_true(v.flags & VIRTIO_VIDEO_BUFFER_FLAG_ERR);
+                        errs++;
+                }
+        assert_int_equal(r, 0);
+        assert_int_equal(errs, 3);
+        /* Forgotten: queueing one is refused, creating it again works. */
+        assert_int_equal(video_client_resource_queue(env->c, 13, QT_OUT, 610, 0, 1, &size), 0);
+        assert_int_equal(wait_completion(env).resp_type, VIRTIO_VIDEO_RESP_ERR_INVALID_RESOURCE_ID);
+        {
+                uint32_t sizes[VC_MAX_PLANES];
+                for (unsigned k = 0; k < p.num_planes; k++)
+                        sizes[k] = p.planes[k].plane_size;
+                assert_int_equal(video_client_resource_create(env->c, 13, QT_OUT, 610, p.num_planes, sizes, 1), 0);
+        }
         assert_int_equal(video_client_resource_destroy_all(env->c, 13, QT_IN), 0);
-        assert_int_equal(video_client_queued(env->c, 13, QT_IN), 0);
         assert_int_equal(video_client_resource_create(env->c, 13, QT_IN, 600, 1, &size, 1), 0);
         assert_int_equal(video_client_stream_destroy(env->c, 13), 0);
         null_stream_done(&s);
@@ -525,7 +562,8 @@ static void test_two_streams_at_once(void **state) {
         Env *env = *state;
         const uint32_t wa[] = { 32, 32, 32 }, ha[] = { 16, 16, 16 }, wb[] = { 16, 16 }, hb[] = { 32, 32 };
         NullStream sa = {}, sb = {};
-        Session ss[2] = { { .id = 21, .s = &sa, .w = 32, .h = 16 }, { .id = 22, .s = &sb, .w = 16, .h = 32 } };
+        Session ss[2] = { { .id = 21, .s = &sa, .w = 32, .h = 16 },
+                          { .id = 22, .s = &sb, .w = 16, .h = 32 } };
         unsigned outputs_set = 0;
         uint64_t drains[2];
 
@@ -568,13 +606,16 @@ static void test_two_streams_at_once(void **state) {
                         uint8_t *buf[VC_MAX_PLANES] = {};
 
                         assert_int_equal(video_client_get_params(env->c, x->id, QT_OUT, true, &p), 0);
-                        f = (VcFrame){ .format = p.format, .width = p.frame_width, .height = p.frame_height,
+                        f = (VcFrame){ .format = p.format,
+                                       .width = p.frame_width,
+                                       .height = p.frame_height,
                                        .n_planes = p.num_planes };
                         for (unsigned k = 0; k < p.num_planes; k++) {
                                 buf[k] = malloc(p.planes[k].plane_size);
                                 assert_non_null(buf[k]);
-                                assert_int_equal(video_client_resource_read(env->c, x->id, QT_OUT, v.resource_id, k,
-                                                                            0, buf[k], p.planes[k].plane_size),
+                                assert_int_equal(video_client_resource_read(env->c, x->id, QT_OUT,
+                                                                            v.resource_id, k, 0, buf[k],
+                                                                            p.planes[k].plane_size),
                                                  0);
                                 f.planes[k] = buf[k];
                                 f.plane_sizes[k] = p.planes[k].plane_size;
@@ -585,7 +626,9 @@ static void test_two_streams_at_once(void **state) {
                                 free(buf[k]);
                 }
                 x->frames++;
-                assert_int_equal(video_client_resource_queue(env->c, x->id, QT_OUT, v.resource_id, 0, 1, zero), 0);
+                assert_int_equal(video_client_resource_queue(env->c, x->id, QT_OUT, v.resource_id, 0, 1,
+                                                             zero),
+                                 0);
         }
         assert_int_equal(ss[0].frames, 3);
         assert_int_equal(ss[1].frames, 2);
@@ -633,7 +676,8 @@ static void test_err_invalid_operation(void **state) {
         size_t len;
         uint32_t size = 4096;
 
-        assert_int_equal(raw_type(env, &unknown, sizeof(unknown), NULL, 0), VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+        assert_int_equal(raw_type(env, &unknown, sizeof(unknown), NULL, 0),
+                         VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
         /* A second drain while one is in progress, and input queued during a drain (§4.4). */
         open_stream(env, 41, 2, size, 900);
         assert_int_equal(video_client_stream_drain(env->c, 41, &d1), 0);
@@ -646,7 +690,20 @@ static void test_err_invalid_operation(void **state) {
         assert_int_equal(video_client_stream_destroy(env->c, 41), 0);
         /* The drain cancelled by the destroy is answered too (§4.4). */
         assert_int_equal(video_client_wait_reply(env->c, d1, resp, sizeof(resp), &len), 0);
-        assert_int_not_equal(video_client_resp_type(resp, len), 0);
+        assert_int_equal(video_client_resp_type(resp, len), VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+
+        /* So is a drain cancelled by QUEUE_CLEAR(INPUT), a seek (§4.4, CROSVM). */
+        open_stream(env, 42, 1, size, 950);
+        assert_int_equal(video_client_stream_drain(env->c, 42, &d1), 0);
+        assert_int_equal(video_client_queue_clear(env->c, 42, QT_IN), 0);
+        assert_int_equal(video_client_wait_reply(env->c, d1, resp, sizeof(resp), &len), 0);
+        assert_int_equal(video_client_resp_type(resp, len), VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+        /* And the stream takes input again afterwards (not refused as during the drain). */
+        assert_int_equal(video_client_resource_queue(env->c, 42, QT_IN, 950, 1, 1, &size), 0);
+        v = wait_completion(env);
+        assert_int_equal(v.resource_id, 950);
+        assert_int_equal(v.resp_type, VIRTIO_VIDEO_RESP_OK_RESOURCE_QUEUE);
+        assert_int_equal(video_client_stream_destroy(env->c, 42), 0);
 }
 
 static void test_err_out_of_memory(void **state) {
@@ -673,7 +730,8 @@ static void test_err_invalid_stream_id(void **state) {
         VcParams p;
         uint32_t size = 4096;
 
-        assert_int_equal(video_client_get_params(env->c, 77, QT_IN, true, &p), VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
+        assert_int_equal(video_client_get_params(env->c, 77, QT_IN, true, &p),
+                         VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
         assert_int_equal(video_client_stream_destroy(env->c, 77), VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
         assert_int_equal(video_client_resource_create(env->c, 77, QT_IN, 1, 1, &size, 1),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
@@ -717,11 +775,13 @@ static void test_err_invalid_parameter(void **state) {
         uint8_t resp[64];
         size_t len;
 
-        assert_int_equal(video_client_command(env->c, &qc, sizeof(qc), NULL, 0, resp, sizeof(resp), &len), 0);
+        assert_int_equal(video_client_command(env->c, &qc, sizeof(qc), NULL, 0, resp, sizeof(resp), &len),
+                         0);
         assert_int_equal(video_client_resp_type(resp, len), VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
         assert_int_equal(video_client_stream_create(env->c, 61, 0x7777, "bad format"),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
-        assert_int_equal(video_client_stream_create_full(env->c, 61, 5, 0, first_format(env, QT_IN), "bad mem"),
+        assert_int_equal(video_client_stream_create_full(env->c, 61, 5, 0, first_format(env, QT_IN),
+                                                         "bad mem"),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
         assert_int_equal(video_client_stream_create(env->c, 61, first_format(env, QT_IN), "ok"), 0);
         /* A buffer that runs past the end of guest memory. */
@@ -742,7 +802,8 @@ static void test_err_unsupported_control(void **state) {
         assert_int_equal(video_client_query_control(env->c, 99, first_format(env, QT_IN), NULL, 0, NULL),
                          VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL);
         assert_int_equal(video_client_stream_create(env->c, 71, first_format(env, QT_IN), "ctl"), 0);
-        assert_int_equal(video_client_get_control(env->c, 71, 99, &v), VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL);
+        assert_int_equal(video_client_get_control(env->c, 71, 99, &v),
+                         VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL);
         assert_int_equal(video_client_stream_destroy(env->c, 71), 0);
 }
 
@@ -769,7 +830,8 @@ typedef struct Packets {
         uint64_t timestamps[8];
 } Packets;
 
-static int check_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
+static int
+check_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
         Packets *x = userdata;
         size_t payload = (size_t) x->w * x->h * 3 / 2;
         _cleanup_free_ uint8_t *pic = malloc(payload);
@@ -856,12 +918,14 @@ static void test_encoder_controls(void **state) {
                          VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
         /* FORCE_KEYFRAME goes without a value (16 bytes) and is a button: not readable (§4.12). */
         assert_int_equal(video_client_set_control(env->c, 2, VIRTIO_VIDEO_CONTROL_FORCE_KEYFRAME, 0), 0);
-        assert_int_not_equal(video_client_get_control(env->c, 2, VIRTIO_VIDEO_CONTROL_FORCE_KEYFRAME, &v), 0);
+        assert_int_not_equal(video_client_get_control(env->c, 2, VIRTIO_VIDEO_CONTROL_FORCE_KEYFRAME, &v),
+                             0);
         /* No profiles or levels exist for the FWHT-tagged null format (§5.8). */
         assert_int_equal(video_client_get_control(env->c, 2, VIRTIO_VIDEO_CONTROL_PROFILE, &v),
                          VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL);
-        assert_int_equal(video_client_query_control(env->c, VIRTIO_VIDEO_CONTROL_PROFILE, first_format(env, QT_OUT),
-                                                    values, ELEMENTSOF(values), &n),
+        assert_int_equal(video_client_query_control(env->c, VIRTIO_VIDEO_CONTROL_PROFILE,
+                                                    first_format(env, QT_OUT), values, ELEMENTSOF(values),
+                                                    &n),
                          VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL);
         assert_int_equal(video_client_set_control(env->c, 99, VIRTIO_VIDEO_CONTROL_BITRATE, 1),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
@@ -875,7 +939,8 @@ static void test_decoder_refuses_set_control(void **state) {
 
         assert_int_equal(video_client_stream_create(env->c, 3, first_format(env, QT_IN), "dec"), 0);
         r = video_client_set_control(env->c, 3, VIRTIO_VIDEO_CONTROL_BITRATE, 1000);
-        assert_true(r == VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL || r == VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
+        assert_true(r == VIRTIO_VIDEO_RESP_ERR_UNSUPPORTED_CONTROL ||
+                    r == VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION);
         assert_int_equal(video_client_stream_destroy(env->c, 3), 0);
 }
 
@@ -883,14 +948,15 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_config_and_capabilities, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decode_session_driver_order, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_decode_any_chunking_and_scatter_gather, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_decode_any_chunking_and_scatter_gather, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_decode_legacy_params_dialect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resolution_change_mid_stream, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_drain_returns_frames_then_empty_eos, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_drain_without_input_gives_eos, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_queue_clear_mid_stream, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stream_destroy_with_buffers_queued, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_destroy_all_then_recreate_ids, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_destroy_all_with_buffers_queued, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_two_streams_at_once, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_params_both_dialects, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_invalid_operation, setup, teardown),

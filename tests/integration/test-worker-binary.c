@@ -118,7 +118,8 @@ static void append(char **buf, size_t *len, const char *data, size_t n) {
 /* Reads stdout and stderr to EOF (the child exited or closed them), then reaps it. */
 static void child_wait(Child *c) {
         while (c->out_fd >= 0 || c->err_fd >= 0) {
-                struct pollfd p[2] = { { .fd = c->out_fd, .events = POLLIN }, { .fd = c->err_fd, .events = POLLIN } };
+                struct pollfd p[2] = { { .fd = c->out_fd, .events = POLLIN },
+                                       { .fd = c->err_fd, .events = POLLIN } };
                 char buf[4096];
 
                 assert_true(poll(p, 2, SAFETY_TIMEOUT_MS) > 0);
@@ -148,8 +149,8 @@ static void child_wait(Child *c) {
 
 static int child_exit_status(const Child *c) {
         if (!WIFEXITED(c->status)) {
-                fprintf(stderr, "# worker did not exit normally (status 0x%x), stderr: %s\n", (unsigned) c->status,
-                        c->err);
+                fprintf(stderr, "# worker did not exit normally (status 0x%x), stderr: %s\n",
+                        (unsigned) c->status, c->err);
                 return -1;
         }
         return WEXITSTATUS(c->status);
@@ -165,10 +166,10 @@ static void child_done(Child *c) {
 static void expect_usage_error(const char *const *args, const char *needle) {
         Child c = spawn(args, -1, -1);
         child_wait(&c);
-        if (child_exit_status(&c) != 1 || strncmp(c.err, "vhost-user-video: ", 18) != 0 || !strstr(c.err, needle) ||
-            strchr(c.err, '\n') != c.err + c.err_len - 1)
-                fail_msg("args '%s': status %d, stderr '%s' (wanted '%s')", args[0], child_exit_status(&c), c.err,
-                         needle);
+        if (child_exit_status(&c) != 1 || strncmp(c.err, "vhost-user-video: ", 18) != 0 ||
+            !strstr(c.err, needle) || strchr(c.err, '\n') != c.err + c.err_len - 1)
+                fail_msg("args '%s': status %d, stderr '%s' (wanted '%s')", args[0], child_exit_status(&c),
+                         c.err, needle);
         child_done(&c);
 }
 
@@ -508,6 +509,43 @@ static void decode_session(VuFrontend *fe, uint32_t stream_id) {
         null_stream_done(&s);
 }
 
+/* Creates stream 1, queues a partial frame and output buffers, and leaves everything in flight. */
+static void abandon_session(VuFrontend *fe) {
+        _cleanup_(video_client_freep) VideoClient *c = NULL;
+        VideoClientOptions co;
+        NullStream s = {};
+        uint32_t size = 4096, zero[VC_MAX_PLANES] = {}, sizes[VC_MAX_PLANES];
+        VcParams p;
+        VcEvent e;
+
+        assert_int_equal(null_stream_append(&s, 48, 32, 1), 0);
+        video_client_options_init(&co);
+        co.timeout_ms = SAFETY_TIMEOUT_MS;
+        assert_int_equal(video_client_new(fe, &co, &c), 0);
+        assert_int_equal(video_client_probe(c), 0);
+        assert_int_equal(video_client_stream_create(c, 1, 0x1006, "abandoned"), 0);
+        assert_int_equal(video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1, &size, 1), 0);
+        assert_int_equal(video_client_resource_write(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 0, 0, s.data, 100), 0);
+        size = 100;
+        assert_int_equal(video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1000, 1, &size), 0);
+        assert_int_equal(video_client_next_event(c, &e, true), 1);
+        assert_int_equal(e.event_type, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED);
+        assert_int_equal(video_client_get_params(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p), 0);
+        for (unsigned k = 0; k < p.num_planes; k++)
+                sizes[k] = p.planes[k].plane_size;
+        for (uint32_t id = 10; id < 13; id++) {
+                assert_int_equal(
+                        video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id, p.num_planes, sizes, 1),
+                        0);
+                assert_int_equal(
+                        video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id, 0, p.num_planes, zero),
+                        0);
+        }
+        assert_int_equal(video_client_poll(c), 0);
+        assert_int_equal(video_client_queued(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT), 3);
+        null_stream_done(&s);
+}
+
 static void test_full_session_then_sigterm_removes_socket(void **state) {
         Running r = {};
         VuFrontend *fe;
@@ -524,7 +562,16 @@ static void test_full_session_then_sigterm_removes_socket(void **state) {
         vu_frontend_free(fe);
         assert_int_equal(ctl_wait_recv(r.ctl, &m), 1);
         assert_int_equal(m.type, CTL_MSG_PEER_DISCONNECTED);
-        /* Listening again: a second frontend gets a fresh device. */
+        /* Listening again: a second frontend gets a fresh device. It goes away in the middle of a stream
+         * with buffers queued, as a killed QEMU does. */
+        fe = connect_frontend(r.path);
+        assert_int_equal(ctl_wait_recv(r.ctl, &m), 1);
+        assert_int_equal(m.type, CTL_MSG_PEER_CONNECTED);
+        abandon_session(fe);
+        vu_frontend_free(fe);
+        assert_int_equal(ctl_wait_recv(r.ctl, &m), 1);
+        assert_int_equal(m.type, CTL_MSG_PEER_DISCONNECTED);
+        /* The worker dropped that state and serves the same stream id from scratch. */
         fe = connect_frontend(r.path);
         decode_session(fe, 1);
         vu_frontend_free(fe);
@@ -618,8 +665,8 @@ static void test_control_wrong_direction_exits_1(void **state) {
 
 /* --socket-fd: an inherited listening socket is served and the file is left to its owner. */
 static void test_inherited_socket_fd(void **state) {
-        const char *args[] = { "--backend=null", "--socket-fd=4", "--control-fd=3", "--vm=test vm", "--alias=v0",
-                               NULL };
+        const char *args[] = { "--backend=null", "--socket-fd=4", "--control-fd=3",
+                               "--vm=test vm",   "--alias=v0",    NULL };
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char path[100];
         int lfd, fds[2], status;

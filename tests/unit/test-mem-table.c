@@ -8,8 +8,8 @@
 
 #include <cmocka.h>
 
-#include "vhost/mem-table.h"
 #include "vhost-guest.h"
+#include "vhost/mem-table.h"
 
 #define MIB (1024ULL * 1024ULL)
 
@@ -63,7 +63,8 @@ static void test_translate_splits_adjacent_regions(void **state) {
         d1 = guest_region(&g);
         d1.memory_size = MIB;
         /* Second region: next GPA range, user address far away, next part of the file. */
-        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 16 * MIB, GUEST_MMAP_OFFSET + MIB };
+        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 16 * MIB,
+                                             GUEST_MMAP_OFFSET + MIB };
         r[0] = map_ok(&g, d1);
         r[1] = map_ok(&g, d2);
         assert_int_equal(vhost_mem_new(r, 2, &m), 0);
@@ -164,7 +165,8 @@ static void test_table_rejects_overlap(void **state) {
         r[0] = map_ok(&g, d1);
 
         /* GPA overlap by one byte. */
-        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB - 1, MIB, GUEST_UADDR + 16 * MIB, GUEST_MMAP_OFFSET };
+        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB - 1, MIB, GUEST_UADDR + 16 * MIB,
+                                             GUEST_MMAP_OFFSET };
         r[1] = map_ok(&g, d2);
         assert_int_equal(vhost_mem_new(r, 2, &m), -EINVAL);
         assert_int_equal(vhost_mem_new_added(NULL, r[0], &m), 0);
@@ -174,13 +176,15 @@ static void test_table_rejects_overlap(void **state) {
         mem_region_unref(r[1]);
 
         /* User address overlap. */
-        d2 = (struct vhost_user_mem_region){ GUEST_GPA + 8 * MIB, MIB, GUEST_UADDR + 4096, GUEST_MMAP_OFFSET };
+        d2 = (struct vhost_user_mem_region){ GUEST_GPA + 8 * MIB, MIB, GUEST_UADDR + 4096,
+                                             GUEST_MMAP_OFFSET };
         r[1] = map_ok(&g, d2);
         assert_int_equal(vhost_mem_new_added(m, r[1], &m2), -EINVAL);
         mem_region_unref(r[1]);
 
         /* Region ending at the top of the address space does not wrap the check. */
-        d2 = (struct vhost_user_mem_region){ UINT64_MAX - MIB + 1, MIB, GUEST_UADDR + 16 * MIB, GUEST_MMAP_OFFSET };
+        d2 = (struct vhost_user_mem_region){ UINT64_MAX - MIB + 1, MIB, GUEST_UADDR + 16 * MIB,
+                                             GUEST_MMAP_OFFSET };
         r[1] = map_ok(&g, d2);
         assert_int_equal(vhost_mem_new_added(m, r[1], &m2), 0);
         assert_int_equal(vhost_mem_n_regions(m2), 2);
@@ -204,7 +208,8 @@ static void test_add_remove_and_snapshot_lifetime(void **state) {
         assert_int_equal(guest_init(&g, 2 * MIB, 16), 0);
         d1 = guest_region(&g);
         d1.memory_size = MIB;
-        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 16 * MIB, GUEST_MMAP_OFFSET + MIB };
+        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 16 * MIB,
+                                             GUEST_MMAP_OFFSET + MIB };
         r1 = map_ok(&g, d1);
         r2 = map_ok(&g, d2);
         assert_int_equal(vhost_mem_new_added(NULL, r1, &m1), 0);

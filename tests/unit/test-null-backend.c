@@ -80,7 +80,9 @@ static Fx *fx_new(const char *name) {
         assert_int_equal(sd_event_new(&fx->event), 0);
         assert_int_equal(backend_new(name, NULL, fx->event, &fx->backend), 0);
         fx->in_op = true;
-        assert_int_equal(fx->backend->ops->stream_new(fx->backend, VIDEO_FORMAT_FWHT, &callbacks, fx, &fx->stream), 0);
+        assert_int_equal(fx->backend->ops->stream_new(fx->backend, VIDEO_FORMAT_FWHT, &callbacks, fx,
+                                                      &fx->stream),
+                         0);
         fx->in_op = false;
         return fx;
 }
@@ -136,7 +138,8 @@ static TBuf *tbuf(Fx *fx, VideoQueue q, uint32_t id, unsigned n_planes, const si
                 memset(b->mem[p], 0xEE, sizes[p]);
                 for (size_t off = 0; off < sizes[p]; off += chunk) {
                         assert_true(n < 256);
-                        b->iov[p][n++] = (struct iovec){ b->mem[p] + off, sizes[p] - off < chunk ? sizes[p] - off : chunk };
+                        b->iov[p][n++] = (struct iovec){ b->mem[p] + off,
+                                                         sizes[p] - off < chunk ? sizes[p] - off : chunk };
                 }
                 b->vb.planes[p] = (VideoPlane){ .iov = b->iov[p], .n_iov = n, .length = sizes[p] };
         }
@@ -253,8 +256,10 @@ static void test_registry_and_caps(void **state) {
 
         /* only the coded format it has */
         BackendStream *s2 = NULL;
-        assert_int_equal(fx->backend->ops->stream_new(fx->backend, VIDEO_FORMAT_H264, &callbacks, fx, &s2), -EINVAL);
-        assert_int_equal(fx->backend->ops->query_control(fx->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_FWHT, NULL, 0),
+        assert_int_equal(fx->backend->ops->stream_new(fx->backend, VIDEO_FORMAT_H264, &callbacks, fx, &s2),
+                         -EINVAL);
+        assert_int_equal(fx->backend->ops->query_control(fx->backend, VIDEO_CONTROL_PROFILE,
+                                                         VIDEO_FORMAT_FWHT, NULL, 0),
                          -EOPNOTSUPP);
 }
 
@@ -558,17 +563,53 @@ static void test_encoder(void **state) {
         assert_non_null(find_done(fx, in));
 }
 
+static void test_encoder_drain(void **state) {
+        Fx *fx = *state;
+        VideoParams p = get_params(fx, VIDEO_QUEUE_INPUT);
+        size_t isz = p.planes[0].plane_size, osz = get_params(fx, VIDEO_QUEUE_OUTPUT).planes[0].plane_size;
+        TBuf *in[2], *out[3];
+
+        /* default 640x480 NV12 input */
+        assert_int_equal(p.format, VIDEO_FORMAT_NV12);
+        assert_int_equal(isz, 640 * 480 * 3 / 2);
+        for (unsigned i = 0; i < 2; i++) {
+                in[i] = tbuf(fx, VIDEO_QUEUE_INPUT, i, 1, &isz, isz / 100 + 1);
+                in[i]->vb.planes[0].data_size = (uint32_t) isz;
+                in[i]->vb.timestamp = 10 + i;
+                assert_int_equal(queue(fx, in[i]), 0);
+        }
+        fx->in_op = true;
+        assert_int_equal(fx->backend->ops->drain(fx->stream), 0);
+        fx->in_op = false;
+        for (unsigned i = 0; i < 3; i++) {
+                out[i] = tbuf(fx, VIDEO_QUEUE_OUTPUT, 10 + i, 1, &osz, osz / 100 + 1);
+                assert_int_equal(queue(fx, out[i]), 0);
+        }
+        run(fx);
+        for (unsigned i = 0; i < 2; i++) {
+                const Rec *r = find_done(fx, out[i]);
+                assert_non_null(r);
+                assert_int_equal(r->res.flags, VIDEO_BUFFER_F_IFRAME);
+                assert_int_equal(r->res.timestamp, 10 + i);
+                assert_int_equal(r->res.sizes[0], 16 + isz);
+        }
+        assert_int_equal(find_done(fx, out[2])->res.flags, VIDEO_BUFFER_F_EOS);
+        assert_int_equal(find_done(fx, out[2])->res.sizes[0], 0);
+        assert_int_equal(fx->log[fx->n - 1].kind, EV_DRAIN);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_registry_and_caps, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_decode_any_chunking, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_resolution_change, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_drain_eos_on_empty_buffer, setup_decoder, teardown),
-                cmocka_unit_test_setup_teardown(test_clear_input_cancels_drain_and_resets_parser, setup_decoder,
-                                                teardown),
+                cmocka_unit_test_setup_teardown(test_clear_input_cancels_drain_and_resets_parser,
+                                                setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_corrupt_stream, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_yuv420_per_plane_output, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_encoder, setup_encoder, teardown),
+                cmocka_unit_test_setup_teardown(test_encoder_drain, setup_encoder, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,22 +47,37 @@ static void test_header_rejects_version_flags_size_request(void **state) {
         const char *reason = NULL;
 
         assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x1, 0, &reason), 0);
-        assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x1 | VHOST_USER_NEED_REPLY_MASK, 0, NULL), 0);
+        assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x1 | VHOST_USER_NEED_REPLY_MASK, 0,
+                                                NULL),
+                         0);
         assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x0, 0, &reason), -EPROTO);
         assert_non_null(reason);
         assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x2, 0, NULL), -EPROTO);
         assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x3, 0, NULL), -EPROTO);
         assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x5, 0, NULL), -EPROTO); /* reply */
         for (unsigned bit = 4; bit < 32; bit++)
-                assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x1 | (1u << bit), 0, NULL), -EPROTO);
+                assert_int_equal(vhost_msg_check_header(VHOST_USER_GET_FEATURES, 0x1 | (1u << bit), 0, NULL),
+                                 -EPROTO);
         assert_int_equal(vhost_msg_check_header(VHOST_USER_SET_CONFIG, 0x1, 4096, NULL), 0);
         assert_int_equal(vhost_msg_check_header(VHOST_USER_SET_CONFIG, 0x1, 4097, NULL), -EPROTO);
         assert_int_equal(vhost_msg_check_header(VHOST_USER_SET_CONFIG, 0x1, UINT32_MAX, NULL), -EPROTO);
         /* NONE, never-offered features, unknown ids. */
-        const uint32_t bad[] = { VHOST_USER_NONE,         VHOST_USER_SET_LOG_BASE,     VHOST_USER_SET_LOG_FD,
-                                 VHOST_USER_SEND_RARP,     VHOST_USER_SET_BACKEND_REQ_FD, VHOST_USER_IOTLB_MSG,
-                                 VHOST_USER_GET_INFLIGHT_FD, VHOST_USER_SET_STATUS,   VHOST_USER_GET_STATUS,
-                                 26, 33, 35, 41, 44, 99, UINT32_MAX };
+        const uint32_t bad[] = { VHOST_USER_NONE,
+                                 VHOST_USER_SET_LOG_BASE,
+                                 VHOST_USER_SET_LOG_FD,
+                                 VHOST_USER_SEND_RARP,
+                                 VHOST_USER_SET_BACKEND_REQ_FD,
+                                 VHOST_USER_IOTLB_MSG,
+                                 VHOST_USER_GET_INFLIGHT_FD,
+                                 VHOST_USER_SET_STATUS,
+                                 VHOST_USER_GET_STATUS,
+                                 26,
+                                 33,
+                                 35,
+                                 41,
+                                 44,
+                                 99,
+                                 UINT32_MAX };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 assert_int_equal(vhost_msg_check_header(bad[i], 0x1, 0, NULL), -EPROTO);
 }
@@ -72,13 +87,20 @@ static void test_validate_exact_sizes(void **state) {
                 uint32_t request;
                 uint32_t size;
         } table[] = {
-                { VHOST_USER_GET_FEATURES, 0 },      { VHOST_USER_SET_FEATURES, 8 },
-                { VHOST_USER_SET_OWNER, 0 },         { VHOST_USER_RESET_OWNER, 0 },
-                { VHOST_USER_SET_VRING_NUM, 8 },     { VHOST_USER_SET_VRING_ADDR, 40 },
-                { VHOST_USER_SET_VRING_BASE, 8 },    { VHOST_USER_GET_VRING_BASE, 8 },
-                { VHOST_USER_GET_PROTOCOL_FEATURES, 0 }, { VHOST_USER_SET_PROTOCOL_FEATURES, 8 },
-                { VHOST_USER_GET_QUEUE_NUM, 0 },     { VHOST_USER_SET_VRING_ENABLE, 8 },
-                { VHOST_USER_RESET_DEVICE, 0 },      { VHOST_USER_GET_MAX_MEM_SLOTS, 0 },
+                { VHOST_USER_GET_FEATURES, 0 },
+                { VHOST_USER_SET_FEATURES, 8 },
+                { VHOST_USER_SET_OWNER, 0 },
+                { VHOST_USER_RESET_OWNER, 0 },
+                { VHOST_USER_SET_VRING_NUM, 8 },
+                { VHOST_USER_SET_VRING_ADDR, 40 },
+                { VHOST_USER_SET_VRING_BASE, 8 },
+                { VHOST_USER_GET_VRING_BASE, 8 },
+                { VHOST_USER_GET_PROTOCOL_FEATURES, 0 },
+                { VHOST_USER_SET_PROTOCOL_FEATURES, 8 },
+                { VHOST_USER_GET_QUEUE_NUM, 0 },
+                { VHOST_USER_SET_VRING_ENABLE, 8 },
+                { VHOST_USER_RESET_DEVICE, 0 },
+                { VHOST_USER_GET_MAX_MEM_SLOTS, 0 },
                 { VHOST_USER_REM_MEM_REG, 40 },
         };
         VhostMsg m;
@@ -103,7 +125,8 @@ static void test_validate_exact_sizes(void **state) {
 }
 
 static void test_validate_vring_fd_messages(void **state) {
-        const uint32_t reqs[] = { VHOST_USER_SET_VRING_KICK, VHOST_USER_SET_VRING_CALL, VHOST_USER_SET_VRING_ERR };
+        const uint32_t reqs[] = { VHOST_USER_SET_VRING_KICK, VHOST_USER_SET_VRING_CALL,
+                                  VHOST_USER_SET_VRING_ERR };
         VhostMsg m;
 
         for (size_t i = 0; i < 3; i++) {
@@ -236,7 +259,8 @@ static void test_encode_reply(void **state) {
 }
 
 /* Feed bytes through the reader in chunks of `chunk`, with fds on the first chunk. */
-static int feed(VhostMsgReader *rd, const uint8_t *bytes, size_t len, size_t chunk, int *fds, unsigned n_fds) {
+static int
+feed(VhostMsgReader *rd, const uint8_t *bytes, size_t len, size_t chunk, int *fds, unsigned n_fds) {
         size_t off = 0;
         int r = 0;
 
@@ -256,7 +280,9 @@ static int feed(VhostMsgReader *rd, const uint8_t *bytes, size_t len, size_t chu
 }
 
 static void test_reader_assembles_in_pieces(void **state) {
-        uint8_t wire[12 + 8] = { VHOST_USER_SET_VRING_KICK, 0, 0, 0, 0x9, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0 };
+        uint8_t wire[12 + 8] = {
+                VHOST_USER_SET_VRING_KICK, 0, 0, 0, 0x9, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0
+        };
         VhostMsgReader rd;
         int fd = new_fd(), taken;
 

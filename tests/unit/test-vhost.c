@@ -26,9 +26,9 @@
 
 #include "common/iov.h"
 #include "common/macro.h"
+#include "vhost-guest.h"
 #include "vhost/vhost-user-proto.h"
 #include "vhost/vhost.h"
-#include "vhost-guest.h"
 
 #define MIB (1024ULL * 1024ULL)
 #define NUM 16
@@ -38,6 +38,7 @@
 #define BUF(n) (GUEST_GPA + GUEST_BUF_OFF + 0x1000ULL * (n))
 
 typedef struct T {
+        unsigned fds_before; /* open fds before the fixture: every fd the backend got is closed again */
         sd_event *e;
         VhostDev *d;
         int fe; /* frontend end of the connection */
@@ -159,10 +160,20 @@ static void connect_fe(T *t) {
         assert_true(vhost_dev_is_connected(t->d));
 }
 
+static unsigned count_fds(void) {
+        unsigned n = 0;
+
+        for (int fd = 0; fd < 1024; fd++)
+                if (fcntl(fd, F_GETFD) >= 0)
+                        n++;
+        return n;
+}
+
 static int setup_with(void **state, const VhostDevConfig *cfg) {
         T *t = calloc(1, sizeof(*t));
 
         assert_non_null(t);
+        t->fds_before = count_fds();
         for (unsigned i = 0; i < CONFIG_SIZE; i++)
                 t->config[i] = (uint8_t) (i * 7 + 1);
         assert_int_equal(sd_event_new(&t->e), 0);
@@ -207,13 +218,20 @@ static int teardown(void **state) {
         }
         guest_done(&t->g);
         sd_event_unref(t->e);
+        /* Memory fds, kick/call/err fds, unexpected fds and sockets: none left behind. */
+        assert_int_equal(count_fds(), t->fds_before);
         free(t);
         return 0;
 }
 
 /* ---- the raw frontend ---- */
 
-static void fe_send(T *t, uint32_t request, uint32_t flags, const void *payload, uint32_t size, const int *fds,
+static void fe_send(T *t,
+                    uint32_t request,
+                    uint32_t flags,
+                    const void *payload,
+                    uint32_t size,
+                    const int *fds,
                     unsigned n_fds) {
         uint8_t buf[VHOST_USER_HDR_SIZE + VHOST_USER_MAX_PAYLOAD + 64];
         union {
@@ -310,9 +328,10 @@ static uint64_t fe_get_features(T *t) {
 static void fe_init(T *t) {
         assert_true(fe_get_features(t) == (VHOST_USER_BACKEND_TRANSPORT_FEATURES | DEVICE_FEATURES));
         fe_send(t, VHOST_USER_GET_PROTOCOL_FEATURES, VHOST_USER_VERSION, NULL, 0, NULL, 0);
-        assert_true(fe_recv_u64(t, VHOST_USER_GET_PROTOCOL_FEATURES) == VHOST_USER_BACKEND_PROTOCOL_FEATURES);
-        fe_send_u64(t, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, VHOST_USER_BACKEND_PROTOCOL_FEATURES,
-                    NULL, 0);
+        assert_true(fe_recv_u64(t, VHOST_USER_GET_PROTOCOL_FEATURES) ==
+                    VHOST_USER_BACKEND_PROTOCOL_FEATURES);
+        fe_send_u64(t, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION,
+                    VHOST_USER_BACKEND_PROTOCOL_FEATURES, NULL, 0);
         fe_expect_nothing(t);
         fe_send(t, VHOST_USER_GET_QUEUE_NUM, VHOST_USER_VERSION, NULL, 0, NULL, 0);
         assert_int_equal(fe_recv_u64(t, VHOST_USER_GET_QUEUE_NUM), 2);
@@ -454,7 +473,8 @@ static void test_handshake_replies(void **state) {
         /* Without NEED_REPLY nothing comes back. */
         fe_send(t, VHOST_USER_SET_OWNER, VHOST_USER_VERSION, NULL, 0, NULL, 0);
         fe_expect_nothing(t);
-        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | DEVICE_FEATURES);
+        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                   DEVICE_FEATURES);
         assert_true(t->device_features == DEVICE_FEATURES);
         assert_true(vhost_dev_is_connected(t->d));
         assert_int_equal(t->n_disconnect, 0);
@@ -529,7 +549,8 @@ static void test_stop_resume_keeps_device_state(void **state) {
         assert_false(called(t, 0));
 
         /* Resume: the same base, addresses and used idx. Device state is kept, the completion lands. */
-        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) | DEVICE_FEATURES);
+        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                   DEVICE_FEATURES);
         fe_mem_table(t);
         fe_start_ring(t, 0, 1);
         fe_enable(t, 0, true);
@@ -670,15 +691,18 @@ static void test_violations_close_connection(void **state) {
         violation_then_fresh_connection(t);
         fe_send_state(t, VHOST_USER_GET_VRING_BASE, VHOST_USER_VERSION, 200, 0);
         violation_then_fresh_connection(t);
-        fe_send_u64(t, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION, 5 | VHOST_USER_VRING_NOFD_MASK, NULL, 0);
+        fe_send_u64(t, VHOST_USER_SET_VRING_CALL, VHOST_USER_VERSION, 5 | VHOST_USER_VRING_NOFD_MASK, NULL,
+                    0);
         violation_then_fresh_connection(t);
         fe_send_u64(t, VHOST_USER_SET_VRING_KICK, VHOST_USER_VERSION, 0, NULL, 0); /* fd missing */
         violation_then_fresh_connection(t);
         fe_send_state(t, VHOST_USER_SET_VRING_ENABLE, VHOST_USER_VERSION, 0, 2);
         violation_then_fresh_connection(t);
-        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES), NULL, 0);
+        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES),
+                    NULL, 0);
         violation_then_fresh_connection(t); /* no VERSION_1 */
-        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(34), NULL, 0);
+        fe_send_u64(t, VHOST_USER_SET_FEATURES, VHOST_USER_VERSION,
+                    BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(34), NULL, 0);
         violation_then_fresh_connection(t); /* not offered */
         fe_send_u64(t, VHOST_USER_SET_PROTOCOL_FEATURES, VHOST_USER_VERSION, BIT_ULL(1), NULL, 0);
         violation_then_fresh_connection(t);
@@ -1023,6 +1047,44 @@ static void test_listen_fd(void **state) {
         assert_int_equal(rmdir(dir), 0);
 }
 
+static void test_event_idx_end_to_end(void **state) {
+        T *t = *state;
+
+        fe_init(t);
+        fe_set_features(t, BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VHOST_USER_F_PROTOCOL_FEATURES) |
+                                   BIT_ULL(VIRTIO_RING_F_EVENT_IDX));
+        fe_mem_table(t);
+        fe_start_ring(t, 0, 0);
+        fe_enable(t, 0, true);
+
+        guest_request(t, 0);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 1);
+        assert_int_equal(guest_avail_event(&t->g), 1); /* kick me at the next entry */
+        assert_true(called(t, 0));                     /* first completion after start */
+
+        /* The driver only wants an interrupt once the used index passes 2. */
+        guest_set_used_event(&t->g, 2);
+        guest_request(t, 2);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 2);
+        assert_false(called(t, 0));
+        guest_request(t, 4);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 3);
+        assert_true(called(t, 0));
+        assert_int_equal(guest_used_flags(&t->g), 0); /* NO_NOTIFY is not used with EVENT_IDX */
+
+        /* "No fd" call: completions land without an interrupt. */
+        fe_send_u64(t, VHOST_USER_SET_VRING_CALL, NEED_REPLY, 0 | VHOST_USER_VRING_NOFD_MASK, NULL, 0);
+        assert_int_equal(fe_recv_u64(t, VHOST_USER_SET_VRING_CALL), 0);
+        guest_set_used_event(&t->g, 3);
+        guest_request(t, 6);
+        kick(t, 0);
+        assert_int_equal(guest_used_idx(&t->g), 4);
+        assert_false(called(t, 0));
+}
+
 #define TEST(n) cmocka_unit_test_setup_teardown(n, setup, teardown)
 
 int main(void) {
@@ -1041,6 +1103,7 @@ int main(void) {
                 TEST(test_features_without_protocol_bit_enable_rings),
                 TEST(test_replies_survive_a_full_socket),
                 TEST(test_listen_fd),
+                TEST(test_event_idx_end_to_end),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

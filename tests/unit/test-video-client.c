@@ -98,7 +98,8 @@ static void fake_handle_elem(void *userdata, VhostElem *e) {
         switch (type) {
         case VIRTIO_VIDEO_CMD_QUERY_CAPABILITY:
                 memcpy(&v, req + 8, sizeof(v));
-                if (le32_to_cpu(v) == VIRTIO_VIDEO_QUEUE_TYPE_INPUT || le32_to_cpu(v) == VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT) {
+                if (le32_to_cpu(v) == VIRTIO_VIDEO_QUEUE_TYPE_INPUT ||
+                    le32_to_cpu(v) == VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT) {
                         unsigned q = le32_to_cpu(v) - VIRTIO_VIDEO_QUEUE_TYPE_INPUT;
                         reply(f, e, f->caps[q], f->caps_len[q]);
                 } else
@@ -163,7 +164,8 @@ static size_t build_caps(uint8_t *buf, uint32_t format, uint32_t n_rates) {
         memcpy(buf + off, &fr, sizeof(fr));
         off += sizeof(fr);
         for (uint32_t i = 0; i < n_rates; i++) {
-                struct virtio_video_format_range r = { cpu_to_le32(i + 1), cpu_to_le32(i + 1), cpu_to_le32(0) };
+                struct virtio_video_format_range r = { cpu_to_le32(i + 1), cpu_to_le32(i + 1),
+                                                       cpu_to_le32(0) };
                 memcpy(buf + off, &r, sizeof(r));
                 off += sizeof(r);
         }
@@ -343,18 +345,22 @@ static void test_get_params_checks(void **state) {
         assert_int_equal(p.format, 3);
         assert_int_equal(p.num_planes, 2);
         /* The echoed queue must be the one asked for (ambiguity 10.20). */
-        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, true, &p), -EBADMSG);
+        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, true, &p),
+                         -EBADMSG);
         /* More planes than the wire allows. */
         r.params.base.num_planes = cpu_to_le32(9);
         set_override(f, VIRTIO_VIDEO_CMD_GET_PARAMS_EXT, &r, sizeof(r));
-        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p), -EBADMSG);
+        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p),
+                         -EBADMSG);
         /* An OK type with a short body. */
         r.params.base.num_planes = cpu_to_le32(1);
         set_override(f, VIRTIO_VIDEO_CMD_GET_PARAMS_EXT, &r, 64);
-        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p), -EBADMSG);
+        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p),
+                         -EBADMSG);
         /* A legacy reply (120 bytes) to the _EXT command is not what was asked. */
         set_override(f, VIRTIO_VIDEO_CMD_GET_PARAMS_EXT, &r, 120);
-        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p), -EBADMSG);
+        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p),
+                         -EBADMSG);
         /* An error header is the device's answer, passed on as its type. */
         r.hdr.type = cpu_to_le32(VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
         set_override(f, VIRTIO_VIDEO_CMD_GET_PARAMS_EXT, &r, 8);
@@ -362,7 +368,8 @@ static void test_get_params_checks(void **state) {
                          VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
         /* Fewer than 8 bytes: not even a header. */
         set_override(f, VIRTIO_VIDEO_CMD_GET_PARAMS_EXT, &r, 4);
-        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p), -EBADMSG);
+        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p),
+                         -EBADMSG);
 }
 
 static void test_query_control_count_checked(void **state) {
@@ -397,14 +404,18 @@ static void test_clear_reply_before_cancelled_buffers_is_eproto(void **state) {
         VcCompletion v;
 
         assert_int_equal(video_client_probe(f->c), 0);
-        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 1, &size, 1), 0);
-        assert_int_equal(video_client_resource_queue(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 0, 1, &size), 0);
+        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 1, &size,
+                                                      1),
+                         0);
+        assert_int_equal(video_client_resource_queue(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 0, 1, &size),
+                         0);
         f->clear_in_order = true;
         assert_int_equal(video_client_queue_clear(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT), 0);
         assert_int_equal(video_client_next_completion(f->c, &v, false), 1);
         assert_true(v.flags & VIRTIO_VIDEO_BUFFER_FLAG_ERR);
 
-        assert_int_equal(video_client_resource_queue(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 0, 1, &size), 0);
+        assert_int_equal(video_client_resource_queue(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 0, 1, &size),
+                         0);
         f->clear_in_order = false;
         assert_int_equal(video_client_queue_clear(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT), -EPROTO);
         /* The late completion is still collected. */
@@ -418,12 +429,14 @@ static void test_silent_device_times_out(void **state) {
 
         assert_int_equal(video_client_probe(f->c), 0);
         f->drop_type = VIRTIO_VIDEO_CMD_GET_PARAMS_EXT;
-        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, true, &p), -ETIMEDOUT);
+        assert_int_equal(video_client_get_params(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, true, &p),
+                         -ETIMEDOUT);
 }
 
 static void test_events_short_and_valid(void **state) {
         Fake *f = *state;
-        struct virtio_video_event ev = { cpu_to_le32(VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED), cpu_to_le32(3) };
+        struct virtio_video_event ev = { cpu_to_le32(VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED),
+                                         cpu_to_le32(3) };
         unsigned posted;
         VcEvent e;
 
@@ -450,19 +463,37 @@ static void test_resource_copy_bounds(void **state) {
         uint8_t in[150], out[150];
 
         assert_int_equal(video_client_probe(f->c), 0);
-        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 2, sizes, 7), 0);
+        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 2, sizes,
+                                                      7),
+                         0);
         for (unsigned i = 0; i < sizeof(in); i++)
                 in[i] = (uint8_t) (i * 7 + 1);
         /* Across the seven chunks of a plane, at an offset. */
-        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 3, in, 97), 0);
-        assert_int_equal(video_client_resource_read(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 3, out, 97), 0);
+        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 3, in,
+                                                     97),
+                         0);
+        assert_int_equal(video_client_resource_read(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 3, out,
+                                                    97),
+                         0);
         assert_memory_equal(in, out, 97);
-        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 3, in, 98), -EINVAL);
-        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 1, 0, in, 51), -EINVAL);
-        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 2, 0, in, 1), -EINVAL);
-        assert_int_equal(video_client_resource_read(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 10, 0, 0, out, 1), -ENOENT);
-        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 11, 9, sizes, 1), -EINVAL);
-        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 11, 1, sizes, 0), -EINVAL);
+        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 3, in,
+                                                     98),
+                         -EINVAL);
+        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 1, 0, in,
+                                                     51),
+                         -EINVAL);
+        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 2, 0, in,
+                                                     1),
+                         -EINVAL);
+        assert_int_equal(video_client_resource_read(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 10, 0, 0, out,
+                                                    1),
+                         -ENOENT);
+        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 11, 9, sizes,
+                                                      1),
+                         -EINVAL);
+        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 11, 1, sizes,
+                                                      0),
+                         -EINVAL);
 }
 
 int main(void) {
@@ -477,7 +508,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_caps_error_reply, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_get_params_checks, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_query_control_count_checked, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_clear_reply_before_cancelled_buffers_is_eproto, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_clear_reply_before_cancelled_buffers_is_eproto, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_silent_device_times_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_short_and_valid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resource_copy_bounds, setup, teardown),

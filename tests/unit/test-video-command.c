@@ -61,7 +61,8 @@ static void test_rejects_bad_queue_type(void **state) {
                                    VIRTIO_VIDEO_CMD_QUEUE_CLEAR, VIRTIO_VIDEO_CMD_GET_PARAMS,
                                    VIRTIO_VIDEO_CMD_GET_PARAMS_EXT };
         for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-                struct virtio_video_get_params req = { .hdr = hdr(types[i], 1), .queue_type = cpu_to_le32(0x102) };
+                struct virtio_video_get_params req = { .hdr = hdr(types[i], 1),
+                                                       .queue_type = cpu_to_le32(0x102) };
                 VideoCmd c;
 
                 assert_int_equal(parse(&req, sizeof(req), &c), -EINVAL);
@@ -77,12 +78,12 @@ static void test_rejects_wrong_sizes(void **state) {
                 uint32_t type;
                 size_t good;
         } cases[] = {
-                { VIRTIO_VIDEO_CMD_QUERY_CAPABILITY, 16 },  { VIRTIO_VIDEO_CMD_STREAM_CREATE, 88 },
-                { VIRTIO_VIDEO_CMD_STREAM_DESTROY, 8 },     { VIRTIO_VIDEO_CMD_STREAM_DRAIN, 8 },
-                { VIRTIO_VIDEO_CMD_RESOURCE_QUEUE, 64 },    { VIRTIO_VIDEO_CMD_RESOURCE_DESTROY_ALL, 16 },
-                { VIRTIO_VIDEO_CMD_QUEUE_CLEAR, 16 },       { VIRTIO_VIDEO_CMD_GET_PARAMS, 16 },
-                { VIRTIO_VIDEO_CMD_SET_PARAMS, 120 },       { VIRTIO_VIDEO_CMD_QUERY_CONTROL, 24 },
-                { VIRTIO_VIDEO_CMD_GET_CONTROL, 16 },       { VIRTIO_VIDEO_CMD_GET_PARAMS_EXT, 16 },
+                { VIRTIO_VIDEO_CMD_QUERY_CAPABILITY, 16 }, { VIRTIO_VIDEO_CMD_STREAM_CREATE, 88 },
+                { VIRTIO_VIDEO_CMD_STREAM_DESTROY, 8 },    { VIRTIO_VIDEO_CMD_STREAM_DRAIN, 8 },
+                { VIRTIO_VIDEO_CMD_RESOURCE_QUEUE, 64 },   { VIRTIO_VIDEO_CMD_RESOURCE_DESTROY_ALL, 16 },
+                { VIRTIO_VIDEO_CMD_QUEUE_CLEAR, 16 },      { VIRTIO_VIDEO_CMD_GET_PARAMS, 16 },
+                { VIRTIO_VIDEO_CMD_SET_PARAMS, 120 },      { VIRTIO_VIDEO_CMD_QUERY_CONTROL, 24 },
+                { VIRTIO_VIDEO_CMD_GET_CONTROL, 16 },      { VIRTIO_VIDEO_CMD_GET_PARAMS_EXT, 16 },
                 { VIRTIO_VIDEO_CMD_SET_PARAMS_EXT, 128 },
         };
 
@@ -95,17 +96,19 @@ static void test_rejects_wrong_sizes(void **state) {
                 /* a valid queue type / control where the body has one, so only the size is wrong */
                 le32 q = cpu_to_le32(VIRTIO_VIDEO_QUEUE_TYPE_INPUT);
                 le32 ctl = cpu_to_le32(VIRTIO_VIDEO_CONTROL_BITRATE);
-                memcpy(buf + 8, cases[i].type == VIRTIO_VIDEO_CMD_QUERY_CONTROL ||
-                                        cases[i].type == VIRTIO_VIDEO_CMD_GET_CONTROL
-                                        ? (void *) &ctl
-                                        : (void *) &q,
+                memcpy(buf + 8,
+                       cases[i].type == VIRTIO_VIDEO_CMD_QUERY_CONTROL ||
+                                       cases[i].type == VIRTIO_VIDEO_CMD_GET_CONTROL
+                               ? (void *) &ctl
+                               : (void *) &q,
                        4);
                 if (cases[i].type == VIRTIO_VIDEO_CMD_STREAM_CREATE) {
                         le32 f = cpu_to_le32(VIDEO_FORMAT_H264);
                         memset(buf + 8, 0, 4);
                         memcpy(buf + 16, &f, 4);
                 }
-                if (cases[i].type == VIRTIO_VIDEO_CMD_SET_PARAMS || cases[i].type == VIRTIO_VIDEO_CMD_SET_PARAMS_EXT)
+                if (cases[i].type == VIRTIO_VIDEO_CMD_SET_PARAMS ||
+                    cases[i].type == VIRTIO_VIDEO_CMD_SET_PARAMS_EXT)
                         memcpy(buf + 8, &q, 4);
                 assert_int_equal(parse(buf, cases[i].good, &c), 0);
                 video_cmd_done(&c);
@@ -170,7 +173,8 @@ static ResourceCreateReq resource_create_req(uint32_t planes, const uint32_t *nu
         for (unsigned i = 0; i < planes && i < 8; i++)
                 r.rc.num_entries[i] = cpu_to_le32(num_entries[i]);
         for (unsigned i = 0; i < 8; i++)
-                r.e[i] = (struct virtio_video_mem_entry){ cpu_to_le64(0x1000 * (i + 1)), cpu_to_le32(0x800) };
+                r.e[i] =
+                        (struct virtio_video_mem_entry){ cpu_to_le64(0x1000 * (i + 1)), cpu_to_le32(0x800) };
         return r;
 }
 
@@ -319,7 +323,8 @@ static void test_controls(void **state) {
                 .control = cpu_to_le32(8),
                 .format = cpu_to_le32(VIDEO_FORMAT_H264),
         };
-        struct virtio_video_get_control g = { .hdr = hdr(VIRTIO_VIDEO_CMD_GET_CONTROL, 1), .control = cpu_to_le32(0) };
+        struct virtio_video_get_control g = { .hdr = hdr(VIRTIO_VIDEO_CMD_GET_CONTROL, 1),
+                                              .control = cpu_to_le32(0) };
         struct virtio_video_set_control s = {
                 .hdr = hdr(VIRTIO_VIDEO_CMD_SET_CONTROL, 1),
                 .control = cpu_to_le32(VIRTIO_VIDEO_CONTROL_BITRATE),

@@ -67,8 +67,8 @@ static void op_drop(void *userdata, void *token) {
 }
 
 /* Two regions: [BASE, BASE + SIZE/2) and [BASE + SIZE/2, BASE + SIZE). */
-static int op_translate(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov,
-                        unsigned max_iov) {
+static int
+op_translate(void *userdata, void *token, uint64_t gpa, uint64_t len, struct iovec *iov, unsigned max_iov) {
         Gx *gx = userdata;
         uint64_t mid = GUEST_BASE + GUEST_SIZE / 2, end;
         unsigned n = 0;
@@ -236,8 +236,8 @@ static uint8_t *host(Gx *gx, uint64_t gpa) {
 }
 
 /* One plane of `len` bytes described by `n_entries` entries (NON_CONTIG style); returns the first GPA. */
-static Req *resource_create_at(Gx *gx, uint32_t stream, VideoQueue q, uint32_t id, uint64_t gpa, size_t len,
-                               unsigned n_entries) {
+static Req *resource_create_at(
+        Gx *gx, uint32_t stream, VideoQueue q, uint32_t id, uint64_t gpa, size_t len, unsigned n_entries) {
         struct {
                 struct virtio_video_resource_create rc;
                 struct virtio_video_mem_entry e[16];
@@ -260,7 +260,8 @@ static Req *resource_create_at(Gx *gx, uint32_t stream, VideoQueue q, uint32_t i
         return req_send(gx, &req, sizeof(req.rc) + n_entries * sizeof(req.e[0]));
 }
 
-static Req *resource_queue(Gx *gx, uint32_t stream, VideoQueue q, uint32_t id, uint64_t ts, uint32_t data_size) {
+static Req *
+resource_queue(Gx *gx, uint32_t stream, VideoQueue q, uint32_t id, uint64_t ts, uint32_t data_size) {
         struct virtio_video_resource_queue req = {
                 .hdr = hdr(VIRTIO_VIDEO_CMD_RESOURCE_QUEUE, stream),
                 .queue_type = cpu_to_le32(qwire(q)),
@@ -325,13 +326,13 @@ static void test_query_capability(void **state) {
         assert_int_equal(rtype(r), VIRTIO_VIDEO_RESP_OK_QUERY_CAPABILITY);
         assert_int_equal(r->len, 96);
         assert_int_equal(rd32(r, 8), 1);
-        assert_true(rd64(r, 16) == 0x3);               /* mask */
+        assert_true(rd64(r, 16) == 0x3); /* mask */
         assert_int_equal(rd32(r, 24), VIDEO_FORMAT_FWHT);
-        assert_int_equal(rd32(r, 36), 1);              /* num_frames */
-        assert_int_equal(rd32(r, 40), 2);              /* width.min */
-        assert_int_equal(rd32(r, 44), 4096);           /* width.max */
-        assert_int_equal(rd32(r, 72), 1);              /* num_rates */
-        assert_int_equal(rd32(r, 84), 60);             /* rate max */
+        assert_int_equal(rd32(r, 36), 1);    /* num_frames */
+        assert_int_equal(rd32(r, 40), 2);    /* width.min */
+        assert_int_equal(rd32(r, 44), 4096); /* width.max */
+        assert_int_equal(rd32(r, 72), 1);    /* num_rates */
+        assert_int_equal(rd32(r, 84), 60);   /* rate max */
 
         r = cmd_queue_op(gx, VIRTIO_VIDEO_CMD_QUERY_CAPABILITY, 0, VIDEO_QUEUE_OUTPUT);
         assert_int_equal(r->len, 16 + 2 * 80);
@@ -381,18 +382,22 @@ static void test_stream_create_rules(void **state) {
         Req *r;
 
         assert_int_equal(rtype(stream_create(gx, 1, VIDEO_FORMAT_FWHT, 0)), VIRTIO_VIDEO_RESP_OK_NODATA);
-        assert_int_equal(rtype(stream_create(gx, 1, VIDEO_FORMAT_FWHT, 0)), VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
+        assert_int_equal(rtype(stream_create(gx, 1, VIDEO_FORMAT_FWHT, 0)),
+                         VIRTIO_VIDEO_RESP_ERR_INVALID_STREAM_ID);
         /* a coded format the backend lacks; virtio objects are not offered */
-        assert_int_equal(rtype(stream_create(gx, 2, VIDEO_FORMAT_H264, 0)), VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+        assert_int_equal(rtype(stream_create(gx, 2, VIDEO_FORMAT_H264, 0)),
+                         VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
         assert_int_equal(rtype(stream_create(gx, 2, VIDEO_FORMAT_FWHT, VIRTIO_VIDEO_MEM_TYPE_VIRTIO_OBJECT)),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
         for (uint32_t id = 2; id <= VIDEO_MODEL_MAX_STREAMS; id++)
-                assert_int_equal(rtype(stream_create(gx, id, VIDEO_FORMAT_FWHT, 0)), VIRTIO_VIDEO_RESP_OK_NODATA);
+                assert_int_equal(rtype(stream_create(gx, id, VIDEO_FORMAT_FWHT, 0)),
+                                 VIRTIO_VIDEO_RESP_OK_NODATA);
         r = stream_create(gx, 1000, VIDEO_FORMAT_FWHT, 0);
         assert_int_equal(rtype(r), VIRTIO_VIDEO_RESP_ERR_OUT_OF_MEMORY);
         video_model_get_stats(gx->model, &st);
         assert_int_equal(st.active_streams, VIDEO_MODEL_MAX_STREAMS);
-        assert_int_equal(rtype(cmd_hdr(gx, VIRTIO_VIDEO_CMD_STREAM_DESTROY, 5)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(cmd_hdr(gx, VIRTIO_VIDEO_CMD_STREAM_DESTROY, 5)),
+                         VIRTIO_VIDEO_RESP_OK_NODATA);
         assert_int_equal(rtype(stream_create(gx, 1000, VIDEO_FORMAT_FWHT, 0)), VIRTIO_VIDEO_RESP_OK_NODATA);
         video_model_get_stats(gx->model, &st);
         assert_int_equal(st.streams_created, VIDEO_MODEL_MAX_STREAMS + 1);
@@ -516,7 +521,8 @@ static void test_queue_clear_completes_buffers_before_reply(void **state) {
         start_decode(gx, 2, 0, 1, 30); /* no frames: the outputs stay queued */
         run(gx);
         for (unsigned i = 0; i < 2; i++) {
-                r = resource_create_at(gx, 2, VIDEO_QUEUE_OUTPUT, 40 + i, guest_alloc(gx, 640 * 720), 640 * 720, 2);
+                r = resource_create_at(gx, 2, VIDEO_QUEUE_OUTPUT, 40 + i, guest_alloc(gx, 640 * 720),
+                                       640 * 720, 2);
                 assert_int_equal(rtype(r), VIRTIO_VIDEO_RESP_OK_NODATA);
                 out[i] = resource_queue(gx, 2, VIDEO_QUEUE_OUTPUT, 40 + i, 0, 0);
                 assert_false(out[i]->done);
@@ -572,7 +578,8 @@ static void test_stream_destroy_cancels_everything_first(void **state) {
         /* An output queued before the stream's format is known goes stale at the first header, so the
          * decoded frame has nowhere to go and the drain cannot finish. */
         in = start_decode(gx, 4, 1, 7, 70);
-        assert_int_equal(rtype(resource_create_at(gx, 4, VIDEO_QUEUE_OUTPUT, 71, guest_alloc(gx, 64), 64, 1)),
+        assert_int_equal(rtype(resource_create_at(gx, 4, VIDEO_QUEUE_OUTPUT, 71, guest_alloc(gx, 64), 64,
+                                                  1)),
                          VIRTIO_VIDEO_RESP_OK_NODATA);
         out = resource_queue(gx, 4, VIDEO_QUEUE_OUTPUT, 71, 0, 0);
         run(gx);
@@ -653,6 +660,49 @@ static void test_resource_errors(void **state) {
                                  VIRTIO_VIDEO_RESP_OK_NODATA);
         assert_int_equal(rtype(resource_create_at(gx, 5, VIDEO_QUEUE_INPUT, 1000, gpa, 64, 1)),
                          VIRTIO_VIDEO_RESP_ERR_OUT_OF_MEMORY);
+}
+
+/* A resource of VIDEO_CMD_MAX_ENTRIES 16-byte entries, all in one small guest range. */
+static Req *resource_create_many(Gx *gx, uint32_t stream, uint32_t id, uint64_t gpa) {
+        const unsigned n = 16384;
+        size_t len = sizeof(struct virtio_video_resource_create) + n * sizeof(struct virtio_video_mem_entry);
+        uint8_t *buf = calloc(1, len);
+        struct virtio_video_resource_create rc = {
+                .hdr = hdr(VIRTIO_VIDEO_CMD_RESOURCE_CREATE, stream),
+                .queue_type = cpu_to_le32(VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT),
+                .resource_id = cpu_to_le32(id),
+                .planes_layout = cpu_to_le32(VIRTIO_VIDEO_PLANES_LAYOUT_SINGLE_BUFFER),
+                .num_planes = cpu_to_le32(1),
+                .num_entries[0] = cpu_to_le32(n),
+        };
+        struct virtio_video_mem_entry e = { cpu_to_le64(gpa), cpu_to_le32(16) };
+        Req *r;
+
+        assert_non_null(buf);
+        memcpy(buf, &rc, sizeof(rc));
+        for (unsigned i = 0; i < n; i++)
+                memcpy(buf + sizeof(rc) + i * sizeof(e), &e, sizeof(e));
+        r = req_send(gx, buf, len);
+        free(buf);
+        return r;
+}
+
+static void test_entries_are_capped_per_device(void **state) {
+        Gx *gx = *state;
+        uint64_t gpa = guest_alloc(gx, 64);
+        unsigned per = VIDEO_MODEL_MAX_ENTRIES_TOTAL / 16384;
+
+        assert_int_equal(rtype(stream_create(gx, 1, VIDEO_FORMAT_FWHT, 0)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(stream_create(gx, 2, VIDEO_FORMAT_FWHT, 0)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        for (unsigned i = 0; i < per; i++)
+                assert_int_equal(rtype(resource_create_many(gx, 1 + i % 2, i, gpa)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(resource_create_many(gx, 2, 1000, gpa)), VIRTIO_VIDEO_RESP_ERR_OUT_OF_MEMORY);
+        /* forgetting resources gives the room back */
+        assert_int_equal(rtype(cmd_queue_op(gx, VIRTIO_VIDEO_CMD_RESOURCE_DESTROY_ALL, 1, VIDEO_QUEUE_OUTPUT)),
+                         VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(resource_create_many(gx, 2, 1000, gpa)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(cmd_hdr(gx, VIRTIO_VIDEO_CMD_STREAM_DESTROY, 2)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(resource_create_many(gx, 1, 2000, gpa)), VIRTIO_VIDEO_RESP_OK_NODATA);
 }
 
 static void test_reset_drops_held_requests(void **state) {
@@ -754,7 +804,8 @@ static void test_encoder_controls_and_encode(void **state) {
         assert_int_equal(rd32(r, 8 + 48), 192);
         uint64_t gin = guest_alloc(gx, 192), gout = guest_alloc(gx, 4096);
         memset(host(gx, gin), 0x42, 192);
-        assert_int_equal(rtype(resource_create_at(gx, 1, VIDEO_QUEUE_INPUT, 1, gin, 192, 1)), VIRTIO_VIDEO_RESP_OK_NODATA);
+        assert_int_equal(rtype(resource_create_at(gx, 1, VIDEO_QUEUE_INPUT, 1, gin, 192, 1)),
+                         VIRTIO_VIDEO_RESP_OK_NODATA);
         assert_int_equal(rtype(resource_create_at(gx, 1, VIDEO_QUEUE_OUTPUT, 2, gout, 4096, 1)),
                          VIRTIO_VIDEO_RESP_OK_NODATA);
         in = resource_queue(gx, 1, VIDEO_QUEUE_INPUT, 1, 99, 192);
@@ -770,16 +821,19 @@ static void test_encoder_controls_and_encode(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_query_capability, setup_decoder, teardown),
-                cmocka_unit_test_setup_teardown(test_unknown_and_malformed_are_answered, setup_decoder, teardown),
+                cmocka_unit_test_setup_teardown(test_unknown_and_malformed_are_answered, setup_decoder,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_stream_create_rules, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_params_both_dialects, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_decode_session, setup_decoder, teardown),
-                cmocka_unit_test_setup_teardown(test_queue_clear_completes_buffers_before_reply, setup_decoder,
+                cmocka_unit_test_setup_teardown(test_queue_clear_completes_buffers_before_reply,
+                                                setup_decoder, teardown),
+                cmocka_unit_test_setup_teardown(test_destroy_all_with_buffers_in_flight, setup_decoder,
                                                 teardown),
-                cmocka_unit_test_setup_teardown(test_destroy_all_with_buffers_in_flight, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_stream_destroy_cancels_everything_first, setup_decoder,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_resource_errors, setup_decoder, teardown),
+                cmocka_unit_test_setup_teardown(test_entries_are_capped_per_device, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_reset_drops_held_requests, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_error_event_on_corrupt_stream, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_decoder_controls, setup_decoder, teardown),

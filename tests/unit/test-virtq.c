@@ -11,9 +11,9 @@
 #include <cmocka.h>
 
 #include "common/iov.h"
+#include "vhost-guest.h"
 #include "vhost/mem-table.h"
 #include "vhost/virtq.h"
-#include "vhost-guest.h"
 
 #define MIB (1024ULL * 1024ULL)
 #define NUM 16
@@ -48,7 +48,8 @@ static int fixture_setup_size(void **state, uint64_t bytes) {
         assert_int_equal(virtq_new(0, &f->vq), 0);
         assert_int_equal(virtq_set_num(f->vq, NUM, 1024), 0);
         assert_int_equal(virtq_set_addr(f->vq, f->mem, guest_ua(GUEST_GPA + GUEST_DESC_OFF),
-                                        guest_ua(GUEST_GPA + GUEST_AVAIL_OFF), guest_ua(GUEST_GPA + GUEST_USED_OFF)),
+                                        guest_ua(GUEST_GPA + GUEST_AVAIL_OFF),
+                                        guest_ua(GUEST_GPA + GUEST_USED_OFF)),
                          0);
         assert_int_equal(virtq_set_base(f->vq, 0), 0);
         f->call_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -85,13 +86,16 @@ static bool fired(int fd) {
         return read(fd, &v, sizeof(v)) == sizeof(v) && v > 0;
 }
 
-static void expect_break(Fixture *f) {
+/* The ring breaks for this reason (so that each test fails when its own check is removed). */
+static void expect_break(Fixture *f, const char *why) {
         VhostElem *e = (VhostElem *) 1;
         const char *reason = NULL;
 
         assert_int_equal(virtq_pop(f->vq, &e, &reason), -EBADMSG);
         assert_null(e);
         assert_non_null(reason);
+        if (!strstr(reason, why))
+                fail_msg("ring broke for '%s', expected '%s'", reason, why);
         assert_true(virtq_is_broken(f->vq));
         assert_true(fired(f->err_fd));
         /* Broken means broken: nothing more is popped, the used ring is untouched. */
@@ -201,7 +205,8 @@ static void test_pop_indirect_table_straddling_regions(void **state) {
         assert_int_equal(guest_init(&g, 2 * MIB, NUM), 0);
         d1 = guest_region(&g);
         d1.memory_size = MIB;
-        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 64 * MIB, GUEST_MMAP_OFFSET + MIB };
+        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 64 * MIB,
+                                             GUEST_MMAP_OFFSET + MIB };
         assert_int_equal(mem_region_map(&d1, g.memfd, &r[0]), 0);
         assert_int_equal(mem_region_map(&d2, g.memfd, &r[1]), 0);
         assert_int_equal(vhost_mem_new(r, 2, &m), 0);
@@ -216,8 +221,8 @@ static void test_pop_indirect_table_straddling_regions(void **state) {
         assert_int_equal(virtq_start(vq), 0);
 
         for (unsigned i = 0; i < 4; i++)
-                guest_set_desc(&g, table, i, BUF(i), 10 + i, VRING_DESC_F_NEXT | (i >= 2 ? VRING_DESC_F_WRITE : 0),
-                               (uint16_t) (i + 1));
+                guest_set_desc(&g, table, i, BUF(i), 10 + i,
+                               VRING_DESC_F_NEXT | (i >= 2 ? VRING_DESC_F_WRITE : 0), (uint16_t) (i + 1));
         guest_set_desc(&g, table, 3, BUF(3), 13, VRING_DESC_F_WRITE, 0);
         guest_desc(&g, 0, table, 64, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&g, 0);
@@ -238,14 +243,14 @@ static void test_pop_rejects_avail_idx_jump(void **state) {
 
         guest_desc(&f->g, 0, BUF(0), 8, 0, 0);
         guest_set_avail_idx(&f->g, NUM + 1);
-        expect_break(f);
+        expect_break(f, "avail index moved");
 }
 
 static void test_pop_rejects_head_beyond_ring(void **state) {
         Fixture *f = *state;
 
         guest_publish(&f->g, NUM);
-        expect_break(f);
+        expect_break(f, "head index out of range");
 }
 
 static void test_pop_rejects_next_out_of_range(void **state) {
@@ -253,7 +258,7 @@ static void test_pop_rejects_next_out_of_range(void **state) {
 
         guest_desc(&f->g, 0, BUF(0), 8, VRING_DESC_F_NEXT, NUM);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "next descriptor index out of range");
 }
 
 static void test_pop_rejects_descriptor_loop(void **state) {
@@ -262,7 +267,7 @@ static void test_pop_rejects_descriptor_loop(void **state) {
         guest_desc(&f->g, 0, BUF(0), 8, VRING_DESC_F_NEXT, 1);
         guest_desc(&f->g, 1, BUF(1), 8, VRING_DESC_F_NEXT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "loop");
 }
 
 static void test_pop_rejects_chain_longer_than_ring(void **state) {
@@ -272,7 +277,7 @@ static void test_pop_rejects_chain_longer_than_ring(void **state) {
         for (unsigned i = 0; i < NUM; i++)
                 guest_desc(&f->g, i, BUF(0), 8, VRING_DESC_F_NEXT, (uint16_t) ((i + 1) % NUM));
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "longer than its table");
 }
 
 static void test_pop_rejects_indirect_loop(void **state) {
@@ -282,7 +287,7 @@ static void test_pop_rejects_indirect_loop(void **state) {
         guest_set_desc(&f->g, TABLE, 1, BUF(0), 8, VRING_DESC_F_NEXT, 0);
         guest_desc(&f->g, 0, TABLE, 32, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "loop");
 }
 
 static void test_pop_rejects_nested_indirect(void **state) {
@@ -292,7 +297,7 @@ static void test_pop_rejects_nested_indirect(void **state) {
         guest_set_desc(&f->g, TABLE + 0x100, 0, BUF(0), 8, 0, 0);
         guest_desc(&f->g, 0, TABLE, 16, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "indirect descriptor inside");
 }
 
 static void test_pop_rejects_indirect_with_next(void **state) {
@@ -302,7 +307,7 @@ static void test_pop_rejects_indirect_with_next(void **state) {
         guest_desc(&f->g, 0, TABLE, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
         guest_desc(&f->g, 1, BUF(1), 8, 0, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "indirect descriptor with NEXT");
 }
 
 static void test_pop_rejects_indirect_len_zero(void **state) {
@@ -310,7 +315,7 @@ static void test_pop_rejects_indirect_len_zero(void **state) {
 
         guest_desc(&f->g, 0, TABLE, 0, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "bad indirect table length");
 }
 
 static void test_pop_rejects_indirect_len_not_multiple_of_16(void **state) {
@@ -319,7 +324,7 @@ static void test_pop_rejects_indirect_len_not_multiple_of_16(void **state) {
         guest_set_desc(&f->g, TABLE, 0, BUF(0), 8, 0, 0);
         guest_desc(&f->g, 0, TABLE, 24, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "bad indirect table length");
 }
 
 static void test_pop_rejects_indirect_table_outside_memory(void **state) {
@@ -327,7 +332,7 @@ static void test_pop_rejects_indirect_table_outside_memory(void **state) {
 
         guest_desc(&f->g, 0, GUEST_GPA + MIB - 16, 32, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "indirect table outside");
 }
 
 static void test_pop_rejects_indirect_table_too_large(void **state) {
@@ -335,7 +340,7 @@ static void test_pop_rejects_indirect_table_too_large(void **state) {
 
         guest_desc(&f->g, 0, TABLE, 16 * (VIRTQ_MAX_INDIRECT + 1), VRING_DESC_F_INDIRECT, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "indirect table too large");
 }
 
 static void test_pop_fails_buffer_outside_memory(void **state) {
@@ -375,7 +380,7 @@ static void test_pop_rejects_readable_after_writable(void **state) {
         guest_desc(&f->g, 0, BUF(0), 8, VRING_DESC_F_WRITE | VRING_DESC_F_NEXT, 1);
         guest_desc(&f->g, 1, BUF(1), 8, 0, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "readable descriptor after");
 }
 
 static void test_pop_rejects_too_many_inflight(void **state) {
@@ -389,7 +394,7 @@ static void test_pop_rejects_too_many_inflight(void **state) {
         }
         assert_int_equal(virtq_inflight(f->vq), NUM);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "in flight");
         for (unsigned i = 0; i < NUM; i++)
                 vhost_elem_free(held[i]);
 }
@@ -401,7 +406,7 @@ static void test_pop_rejects_chain_over_4gib(void **state) {
         guest_desc(&f->g, 0, GUEST_GPA, 0x80000001u, VRING_DESC_F_NEXT, 1);
         guest_desc(&f->g, 1, GUEST_GPA, 0x80000001u, 0, 0);
         guest_publish(&f->g, 0);
-        expect_break(f);
+        expect_break(f, "4 GiB");
 }
 
 static void test_pop_rejects_too_many_segments(void **state) {
@@ -416,7 +421,8 @@ static void test_pop_rejects_too_many_segments(void **state) {
         assert_int_equal(guest_init(&g, 2 * MIB, NUM), 0);
         d1 = guest_region(&g);
         d1.memory_size = MIB;
-        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 64 * MIB, GUEST_MMAP_OFFSET + MIB };
+        d2 = (struct vhost_user_mem_region){ GUEST_GPA + MIB, MIB, GUEST_UADDR + 64 * MIB,
+                                             GUEST_MMAP_OFFSET + MIB };
         assert_int_equal(mem_region_map(&d1, g.memfd, &r[0]), 0);
         assert_int_equal(mem_region_map(&d2, g.memfd, &r[1]), 0);
         assert_int_equal(vhost_mem_new(r, 2, &m), 0);
@@ -434,7 +440,9 @@ static void test_pop_rejects_too_many_segments(void **state) {
                                (uint16_t) (i + 1));
         guest_desc(&g, 0, TABLE, 16 * n, VRING_DESC_F_INDIRECT, 0);
         guest_publish(&g, 0);
-        assert_int_equal(virtq_pop(vq, &e, NULL), -EBADMSG);
+        const char *reason = NULL;
+        assert_int_equal(virtq_pop(vq, &e, &reason), -EBADMSG);
+        assert_string_equal(reason, "too many segments");
         assert_true(virtq_is_broken(vq));
         virtq_free(vq);
         vhost_mem_unref(m);
@@ -446,7 +454,7 @@ static void test_broken_ring_recovers_on_reconfiguration(void **state) {
         VhostElem *e;
 
         guest_publish(&f->g, NUM + 3);
-        expect_break(f);
+        expect_break(f, "head index");
         (void) virtq_stop(f->vq);
         assert_int_equal(virtq_set_base(f->vq, guest_avail_idx(&f->g)), 0);
         assert_false(virtq_is_broken(f->vq));
@@ -462,7 +470,8 @@ static void test_broken_ring_recovers_on_reconfiguration(void **state) {
 static void test_config_rejects_bad_num_and_addresses(void **state) {
         Fixture *f = *state;
         VirtQueue *vq;
-        uint64_t d = guest_ua(DESC), a = guest_ua(GUEST_GPA + GUEST_AVAIL_OFF), u = guest_ua(GUEST_GPA + GUEST_USED_OFF);
+        uint64_t d = guest_ua(DESC), a = guest_ua(GUEST_GPA + GUEST_AVAIL_OFF),
+                 u = guest_ua(GUEST_GPA + GUEST_USED_OFF);
 
         assert_int_equal(virtq_new(0, &vq), 0);
         assert_int_equal(virtq_set_addr(vq, f->mem, d, a, u), -EINVAL); /* no num yet */
@@ -479,7 +488,8 @@ static void test_config_rejects_bad_num_and_addresses(void **state) {
         assert_int_equal(virtq_set_addr(vq, f->mem, DESC, a, u), -EFAULT);
         /* Used ring whose tail leaves the region: the start alone would translate. */
         assert_int_equal(virtq_set_addr(vq, f->mem, d, a, guest_ua(GUEST_GPA + MIB - 64)), -EFAULT);
-        assert_int_equal(virtq_set_addr(vq, f->mem, guest_ua(GUEST_GPA + MIB - 16 * NUM + 16), a, u), -EFAULT);
+        assert_int_equal(virtq_set_addr(vq, f->mem, guest_ua(GUEST_GPA + MIB - 16 * NUM + 16), a, u),
+                         -EFAULT);
         assert_int_equal(virtq_set_addr(vq, NULL, d, a, u), -EFAULT);
         assert_int_equal(virtq_start(vq), -ENXIO);
         assert_int_equal(virtq_set_addr(vq, f->mem, d, a, u), 0);
@@ -601,7 +611,6 @@ static void test_drain_suppresses_kicks_and_rechecks(void **state) {
         /* A broken ring ends the drain. */
         guest_publish(&f->g, NUM + 1);
         assert_int_equal(virtq_drain(f->vq, drain_handle, &c, 100), -EBADMSG);
-
 }
 
 static void test_drain_disabled_or_stopped_pops_nothing(void **state) {
@@ -686,7 +695,8 @@ static void test_restart_with_other_state_is_a_reset(void **state) {
         guest_set_used_idx(&f->g, 9);
         assert_int_equal(virtq_start(f->vq), 1);
         (void) virtq_stop(f->vq);
-        assert_int_equal(virtq_set_addr(f->vq, f->mem, guest_ua(DESC + 0x4000), guest_ua(GUEST_GPA + GUEST_AVAIL_OFF),
+        assert_int_equal(virtq_set_addr(f->vq, f->mem, guest_ua(DESC + 0x4000),
+                                        guest_ua(GUEST_GPA + GUEST_AVAIL_OFF),
                                         guest_ua(GUEST_GPA + GUEST_USED_OFF)),
                          0);
         assert_int_equal(virtq_start(f->vq), 1);
@@ -767,7 +777,8 @@ int main(void) {
                 T(test_pop_fails_zero_length_descriptor),
                 T(test_pop_rejects_readable_after_writable),
                 T(test_pop_rejects_too_many_inflight),
-                cmocka_unit_test_setup_teardown(test_pop_rejects_chain_over_4gib, fixture_setup_big, fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_pop_rejects_chain_over_4gib, fixture_setup_big,
+                                                fixture_teardown),
                 cmocka_unit_test(test_pop_rejects_too_many_segments),
                 T(test_broken_ring_recovers_on_reconfiguration),
                 T(test_config_rejects_bad_num_and_addresses),

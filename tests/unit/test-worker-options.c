@@ -54,9 +54,10 @@ static void test_long_flags_and_defaults(void **state) {
         WorkerOptions o;
         char err[256];
 
-        assert_int_equal(PARSE(&o, err, "--socket-fd=3", "--backend=null", "--control-fd", "5", "--allow-uid=1000",
-                               "--allow-uid=1001", "--allow-uid=1000", "--force-copy", "--threads=4", "--vm=vm one",
-                               "--alias=video0", "--host-device=/dev/video9", "-v"),
+        assert_int_equal(PARSE(&o, err, "--socket-fd=3", "--backend=null", "--control-fd", "5",
+                               "--allow-uid=1000", "--allow-uid=1001", "--allow-uid=1000", "--force-copy",
+                               "--threads=4", "--vm=vm one", "--alias=video0", "--host-device=/dev/video9",
+                               "-v"),
                          0);
         assert_null(o.socket_path);
         assert_int_equal(o.socket_fd, 3);
@@ -129,13 +130,14 @@ static void test_refusals(void **state) {
         expect_refused("empty --socket-path", "-b", "null", "-s", "", NULL);
         expect_refused("invalid --socket-fd '-1'", "-b", "null", "--socket-fd=-1", NULL);
         expect_refused("invalid --socket-fd '3x'", "-b", "null", "--socket-fd=3x", NULL);
-        expect_refused("invalid --control-fd '99999999999'", "-b", "null", "-s", "/x", "--control-fd=99999999999",
-                       NULL);
+        expect_refused("invalid --control-fd '99999999999'", "-b", "null", "-s", "/x",
+                       "--control-fd=99999999999", NULL);
         expect_refused("invalid --threads", "-b", "null", "-s", "/x", "--threads=65", NULL);
         expect_refused("invalid --threads", "-b", "null", "-s", "/x", "--threads=", NULL);
         expect_refused("invalid --allow-uid 'root'", "-b", "null", "-s", "/x", "--allow-uid=root", NULL);
         expect_refused("invalid --allow-uid", "-b", "null", "-s", "/x", "--allow-uid=4294967295", NULL);
-        expect_refused("--device-fd is only for the v4l2 backends", "-b", "null", "-s", "/x", "--device-fd=5", NULL);
+        expect_refused("--device-fd is only for the v4l2 backends", "-b", "null", "-s", "/x",
+                       "--device-fd=5", NULL);
         expect_refused("must differ", "-b", "null", "--socket-fd=5", "--control-fd=5", NULL);
         expect_refused("unexpected argument 'extra'", "-b", "null", "-s", "/x", "extra", NULL);
 }

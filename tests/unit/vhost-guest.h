@@ -75,8 +75,13 @@ static inline uint64_t guest_ua(uint64_t gpa) {
         return GUEST_UADDR + (gpa - GUEST_GPA);
 }
 
-static inline void guest_set_desc(Guest *g, uint64_t table_gpa, unsigned i, uint64_t addr, uint32_t len,
-                                  uint16_t flags, uint16_t next) {
+static inline void guest_set_desc(Guest *g,
+                                  uint64_t table_gpa,
+                                  unsigned i,
+                                  uint64_t addr,
+                                  uint32_t len,
+                                  uint16_t flags,
+                                  uint16_t next) {
         struct vring_desc d = {
                 .addr = htole64(addr),
                 .len = htole32(len),
@@ -86,7 +91,8 @@ static inline void guest_set_desc(Guest *g, uint64_t table_gpa, unsigned i, uint
         memcpy((uint8_t *) guest_ptr(g, table_gpa) + 16 * i, &d, sizeof(d));
 }
 
-static inline void guest_desc(Guest *g, unsigned i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next) {
+static inline void
+guest_desc(Guest *g, unsigned i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next) {
         guest_set_desc(g, GUEST_GPA + GUEST_DESC_OFF, i, addr, len, flags, next);
 }
 
@@ -124,7 +130,8 @@ static inline uint16_t guest_used_flags(const Guest *g) {
 }
 
 static inline uint16_t guest_used_idx(const Guest *g) {
-        uint16_t v = le16toh(__atomic_load_n(guest_u16(g, GUEST_GPA + GUEST_USED_OFF + 2), __ATOMIC_ACQUIRE));
+        uint16_t v =
+                le16toh(__atomic_load_n(guest_u16(g, GUEST_GPA + GUEST_USED_OFF + 2), __ATOMIC_ACQUIRE));
         return v;
 }
 

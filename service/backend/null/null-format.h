@@ -27,8 +27,8 @@ static inline size_t null_frame_payload_size(uint32_t width, uint32_t height) {
         return (size_t) width * height * 3 / 2;
 }
 
-static inline void null_frame_write_header(uint8_t hdr[NULL_FRAME_HEADER_SIZE], uint16_t width, uint16_t height,
-                                           uint32_t seq) {
+static inline void
+null_frame_write_header(uint8_t hdr[NULL_FRAME_HEADER_SIZE], uint16_t width, uint16_t height, uint32_t seq) {
         uint16_t w = htole16(width), h = htole16(height);
         uint32_t size = htole32((uint32_t) null_frame_payload_size(width, height)), s = htole32(seq);
 

@@ -82,7 +82,8 @@ typedef struct NullStream {
         bool errored, error_reported;
 } NullStream;
 
-/* ---- fifo ---------------------------------------------------------------------------------------------- */
+/* ---- fifo ----------------------------------------------------------------------------------------------
+ */
 
 static int fifo_push(Fifo *f, VideoBuffer *buf, uint64_t gen) {
         Node *n = calloc(1, sizeof(*n));
@@ -144,7 +145,8 @@ static void fifo_clear(Fifo *f) {
                 ;
 }
 
-/* ---- raw picture layouts ------------------------------------------------------------------------------- */
+/* ---- raw picture layouts -------------------------------------------------------------------------------
+ */
 
 typedef struct Component {
         unsigned plane;
@@ -223,8 +225,8 @@ static bool raw_buffer_fits(const VideoParams *p, const VideoBuffer *buf) {
 }
 
 /* Copies an I420 picture into a raw buffer (dir = true) or out of it (dir = false). */
-static void raw_copy(const VideoParams *p, uint32_t w, uint32_t h, const VideoBuffer *buf, uint8_t *i420,
-                     bool to_buf) {
+static void
+raw_copy(const VideoParams *p, uint32_t w, uint32_t h, const VideoBuffer *buf, uint8_t *i420, bool to_buf) {
         Component c[3];
         unsigned n = raw_layout(p, w, h, c);
         uint8_t *y = i420, *u = i420 + (size_t) w * h, *v = u + (size_t) (w / 2) * (h / 2);
@@ -263,13 +265,15 @@ static void raw_copy(const VideoParams *p, uint32_t w, uint32_t h, const VideoBu
         }
 }
 
-/* ---- common stream plumbing ---------------------------------------------------------------------------- */
+/* ---- common stream plumbing ----------------------------------------------------------------------------
+ */
 
 static void schedule(NullStream *s) {
         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
 }
 
-static void give_back(NullStream *s, VideoBuffer *buf, uint32_t flags, uint64_t timestamp, const uint32_t *sizes) {
+static void
+give_back(NullStream *s, VideoBuffer *buf, uint32_t flags, uint64_t timestamp, const uint32_t *sizes) {
         VideoBufferResult res = { .flags = flags, .timestamp = timestamp };
 
         if (sizes)
@@ -318,7 +322,8 @@ static bool finish_drain(NullStream *s, uint64_t gen) {
         return true;
 }
 
-/* ---- decoder ------------------------------------------------------------------------------------------- */
+/* ---- decoder -------------------------------------------------------------------------------------------
+ */
 
 static void decoder_set_geometry(NullStream *s, uint32_t w, uint32_t h) {
         VideoParams *out = &s->params[VIDEO_QUEUE_OUTPUT];
@@ -344,7 +349,8 @@ static int decoder_parse_header(NullStream *s) {
         h = le16toh(h);
         size = le32toh(size);
         if (memcmp(s->hdr, NULL_FRAME_MAGIC, 4) != 0 || w < NULL_FRAME_MIN_DIM || w > NULL_FRAME_MAX_DIM ||
-            h < NULL_FRAME_MIN_DIM || h > NULL_FRAME_MAX_DIM || (w | h) & 1 || size != null_frame_payload_size(w, h))
+            h < NULL_FRAME_MIN_DIM || h > NULL_FRAME_MAX_DIM || (w | h) & 1 ||
+            size != null_frame_payload_size(w, h))
                 return -EBADMSG;
 
         s->fw = w;
@@ -449,7 +455,8 @@ static void decoder_run(NullStream *s) {
         }
 }
 
-/* ---- encoder ------------------------------------------------------------------------------------------- */
+/* ---- encoder -------------------------------------------------------------------------------------------
+ */
 
 static void encoder_run(NullStream *s) {
         for (;;) {
@@ -505,11 +512,13 @@ static int encoder_set_geometry(NullStream *s, uint32_t w, uint32_t h) {
         s->height = h;
         out->frame_width = w;
         out->frame_height = h;
-        out->planes[0].plane_size = MAX(out->planes[0].plane_size, (uint32_t) (NULL_FRAME_HEADER_SIZE + payload));
+        out->planes[0].plane_size =
+                MAX(out->planes[0].plane_size, (uint32_t) (NULL_FRAME_HEADER_SIZE + payload));
         return 0;
 }
 
-/* ---- ops ----------------------------------------------------------------------------------------------- */
+/* ---- ops -----------------------------------------------------------------------------------------------
+ */
 
 static int on_defer(sd_event_source *source, void *userdata) {
         NullStream *s = userdata;
@@ -526,8 +535,11 @@ static VideoQueue raw_queue(const NullStream *s) {
         return s->nb->encoder ? VIDEO_QUEUE_INPUT : VIDEO_QUEUE_OUTPUT;
 }
 
-static int null_stream_new(Backend *b, uint32_t coded_format, const BackendStreamCallbacks *callbacks,
-                           void *userdata, BackendStream **ret) {
+static int null_stream_new(Backend *b,
+                           uint32_t coded_format,
+                           const BackendStreamCallbacks *callbacks,
+                           void *userdata,
+                           BackendStream **ret) {
         NullBackend *nb = (NullBackend *) b;
         NullStream *s;
         VideoQueue rq, cq;
@@ -622,12 +634,14 @@ static int null_set_params(BackendStream *bs, VideoQueue q, const VideoParams *p
         if (q != raw_queue(s)) {
                 /* Coded side: only the buffer size is the guest's choice (the format is always ours). */
                 if (params->num_planes >= 1 && params->planes[0].plane_size != 0)
-                        p.planes[0].plane_size = MIN(MAX(params->planes[0].plane_size, NULL_INPUT_BUFFER_MIN),
-                                                     NULL_INPUT_BUFFER_MAX);
+                        p.planes[0].plane_size =
+                                MIN(MAX(params->planes[0].plane_size, NULL_INPUT_BUFFER_MIN),
+                                    NULL_INPUT_BUFFER_MAX);
                 if (s->nb->encoder)
-                        p.planes[0].plane_size = MAX(p.planes[0].plane_size,
-                                                     (uint32_t) (NULL_FRAME_HEADER_SIZE +
-                                                                 null_frame_payload_size(s->width, s->height)));
+                        p.planes[0].plane_size =
+                                MAX(p.planes[0].plane_size,
+                                    (uint32_t) (NULL_FRAME_HEADER_SIZE +
+                                                null_frame_payload_size(s->width, s->height)));
                 if (!s->nb->encoder && params->frame_width && params->frame_height) {
                         p.frame_width = params->frame_width;
                         p.frame_height = params->frame_height;
@@ -746,8 +760,8 @@ static int null_clear(BackendStream *bs, VideoQueue q) {
         return 0;
 }
 
-static int null_query_control(Backend *b, VideoControl control, uint32_t format, uint32_t *values,
-                              unsigned max_values) {
+static int null_query_control(
+        Backend *b, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
         /* FWHT has neither profiles nor levels (§5.8). */
         return -EOPNOTSUPP;
 }
