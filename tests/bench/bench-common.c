@@ -93,6 +93,8 @@ int bench_json_close(BenchJson *j) {
 }
 
 const char *bench_worker_path(void) {
+        /* with the backend modules of the same build, unless told otherwise (backend/backend-module.h) */
+        (void) setenv("VIRTIO_VIDEO_BACKEND_DIR", BENCH_BACKEND_DIR, /* overwrite= */ 0);
         return getenv("VHOST_USER_VIDEO") ?: BENCH_WORKER_PATH;
 }
 
@@ -104,12 +106,14 @@ int bench_spawn_worker(const char *backend, const char *socket_path, const char 
         for (unsigned i = 0; extra && extra[i] && n < ELEMENTSOF(argv) - 1; i++)
                 argv[n++] = extra[i];
         argv[n] = NULL;
+        const char *worker = bench_worker_path();
+
         (void) unlink(socket_path);
         pid = fork();
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
-                execv(bench_worker_path(), (char *const *) argv);
+                execv(worker, (char *const *) argv);
                 _exit(127);
         }
         /* Wait (bounded) for the socket to appear. */
