@@ -8,8 +8,9 @@
  * (linked.c: BACKEND_REGISTRY_FFMPEG, BACKEND_REGISTRY_V4L2) for the tests that link libbackend_dep.
  * Lookup itself is declared in backend.h (backend_find(), backend_names(), backend_new(), backend_free()).
  *
- * Adding a backend: declare its ops here under its HAVE_* and append it to its BACKEND_REGISTRY_*
- * macro, e.g. for libavcodec:
+ * Adding a backend family "foo" (names "foo-decoder", ...): declare its ops here under its HAVE_* as
+ * BACKEND_REGISTRY_FOO and add that to linked.c; give it a module-foo.c with BACKEND_MODULE_DEFINE() and
+ * a shared_module 'backend-foo' in backend/meson.build (installed into backendmoduledir), e.g.:
  *     #if HAVE_LIBAVCODEC
  *     extern const BackendOps ffmpeg_decoder_ops, ffmpeg_encoder_ops;
  *     #define BACKEND_REGISTRY_FFMPEG &ffmpeg_decoder_ops, &ffmpeg_encoder_ops,
