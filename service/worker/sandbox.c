@@ -258,13 +258,23 @@ static const char *const refused_eperm[] = { "unlink", "unlinkat", "rmdir" };
 
 #if HAVE_SANITIZERS
 /* What the ASan/LSan/UBSan runtimes call: LSan's exit-time leak check stops the world with a clone()d
- * tracer thread that ptrace()s the others and reads /proc/self/task and /proc/self/maps; reports read
- * /proc/self/exe and the maps. Only in sanitizer builds (b_sanitize). */
+ * tracer task (no CLONE_THREAD) that lists /proc/<pid>/task with open+getdents (the old calls on x86-64),
+ * ptrace()s every thread and reads /proc/self/maps; reports read /proc/self/exe and the maps. A refusal
+ * in the tracer is fatal to it alone (it blocks SIGSYS) and the worker would spin waiting for it, so this
+ * list is generous. Only in sanitizer builds (b_sanitize). */
 static const char *const allowed_sanitizers[] = {
-        "clone", "ptrace", "wait4", "waitid", "prctl", "getdents64", "kill", "tgkill", "readlink",
-        "readlinkat", "process_vm_readv", "sched_setaffinity", "pipe2", "prlimit64", "setrlimit",
-        "getrusage", "mincore", "sched_getparam", "sched_getscheduler",
+        "clone", "ptrace", "wait4", "waitid", "prctl", "getdents", "getdents64", "kill", "tgkill",
+        "readlink", "readlinkat", "stat", "lstat", "newfstatat", "arch_prctl", "process_vm_readv",
+        "sched_setaffinity", "pipe2", "prlimit64", "setrlimit", "getrusage", "mincore", "sched_getparam",
+        "sched_getscheduler",
 };
+
+static bool in_list(const char *name, const char *const *list, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(list[i], name) == 0)
+                        return true;
+        return false;
+}
 #endif
 
 static int rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n, ...) {
@@ -298,9 +308,9 @@ static int add_rules(scmp_filter_ctx ctx) {
         if ((r = rule(ctx, SCMP_ACT_ALLOW, "mmap", 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))) < 0 ||
             (r = rule(ctx, SCMP_ACT_ALLOW, "mprotect", 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))) < 0)
                 return r;
-        /* fstat() is newfstatat(fd, "", AT_EMPTY_PATH) in glibc 2.33+. */
-        if ((r = rule(ctx, SCMP_ACT_ALLOW, "newfstatat", 1,
-                      SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH))) < 0 ||
+        /* fstat() is newfstatat(fd, "", AT_EMPTY_PATH) in glibc 2.33+ (the sanitizers stat paths). */
+        if ((!HAVE_SANITIZERS && (r = rule(ctx, SCMP_ACT_ALLOW, "newfstatat", 1,
+                                           SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH))) < 0) ||
             (r = rule(ctx, SCMP_ACT_ALLOW, "statx", 1,
                       SCMP_A2(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH))) < 0)
                 return r;
@@ -335,7 +345,7 @@ static int add_rules(scmp_filter_ctx ctx) {
                 unsigned flags_arg = strcmp(n, "open") == 0 ? 1 : 2;
 
                 if (strcmp(n, "open") != 0 && strcmp(n, "openat") != 0) {
-                        if (strcmp(n, "readlink") != 0 && strcmp(n, "readlinkat") != 0 &&
+                        if (!in_list(n, allowed_sanitizers, ELEMENTSOF(allowed_sanitizers)) &&
                             (r = rule(ctx, SCMP_ACT_ERRNO(EACCES), n, 0)) < 0)
                                 return r;
                         continue;
