@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * vhost-user-video --sandbox seen from outside (worker/sandbox.h): full decoder sessions on the null and
- * ffmpeg backends through the frontend library and the video client, and the state of the running
+ * vhost-user-video --sandbox seen from outside (worker/sandbox.h): full sessions on the null backend and
+ * the ffmpeg decoder and encoder through the frontend library and the video client, and the state of the running
  * process read from /proc: NoNewPrivs, seccomp filter mode, capabilities, fd table and RLIMIT_NOFILE.
  */
 #include <errno.h>
@@ -451,6 +451,107 @@ static void test_ffmpeg_sessions_sandboxed(void **state) {
         media_frames_free(&ref);
         media_stream_free(&s);
 }
+
+typedef struct Packets {
+        MediaStream s;
+} Packets;
+
+static int collect_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
+        Packets *p = userdata;
+        MediaPacket *n;
+
+        n = reallocarray(p->s.pkts, p->s.n + 1, sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        p->s.pkts = n;
+        n[p->s.n].data = malloc(size);
+        if (!n[p->s.n].data)
+                return -ENOMEM;
+        memcpy(n[p->s.n].data, data, size);
+        n[p->s.n].size = size;
+        n[p->s.n].key = false;
+        p->s.n++;
+        return 0;
+}
+
+/* Tightly packed I420, as VcEncodeOptions wants it. */
+static uint8_t *pack_i420(const AVFrame *f) {
+        size_t w = (size_t) f->width, h = (size_t) f->height, off = 0;
+        uint8_t *b = malloc(w * h * 3 / 2);
+
+        assert_non_null(b);
+        for (unsigned plane = 0; plane < 3; plane++) {
+                size_t pw = plane ? w / 2 : w, ph = plane ? h / 2 : h;
+
+                for (size_t y = 0; y < ph; y++, off += pw)
+                        memcpy(b + off, f->data[plane] + y * (size_t) f->linesize[plane], pw);
+        }
+        return b;
+}
+
+/* The software encoder sandboxed: pictures in, H.264 out that libavcodec decodes to the same pictures. */
+static void test_ffmpeg_encoder_session_sandboxed(void **state) {
+        _cleanup_free_ char *err = NULL;
+        enum { W = 96, H = 64, N = 6 };
+        uint8_t *pics[N];
+        AVFrame *ref[N];
+        Packets out = {};
+        MediaFrames decoded = {};
+        VcEncodeResult res;
+        Worker w = {};
+        int status;
+
+        for (unsigned i = 0; i < N; i++) {
+                ref[i] = media_pattern(W, H, i);
+                assert_non_null(ref[i]);
+                pics[i] = pack_i420(ref[i]);
+        }
+        worker_start(&w, "encoder.sock", "--backend=ffmpeg-encoder", true);
+        worker_wait_serving(&w);
+        assert_sandboxed(w.pid);
+        {
+                VuFrontend *fe = connect_frontend(w.path);
+                _cleanup_(video_client_freep) VideoClient *c = new_client(fe);
+                VcEncodeOptions o = {
+                        .stream_id = 1,
+                        .coded_format = 0x1002, /* H264 */
+                        .raw_format = 4,        /* YUV420 */
+                        .width = W,
+                        .height = H,
+                        .frame_rate = 30,
+                        .frames = (const uint8_t *const *) pics,
+                        .frame_size = W * H * 3 / 2,
+                        .n_frames = N,
+                        .packet = collect_packet,
+                        .userdata = &out,
+                };
+
+                assert_true(video_client_is_encoder(c));
+                assert_int_equal(video_client_encode(c, &o, &res), 0);
+                worker_wait_serving(&w);
+                assert_fd_table(w.pid);
+                c = video_client_free(c);
+                vu_frontend_free(fe);
+        }
+        status = worker_stop(&w, &err);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("worker status 0x%x, stderr: %s", (unsigned) status, err);
+        assert_null(strstr(err, "refused system call"));
+        assert_int_equal(unlink(w.path), 0);
+
+        assert_true(res.packets > 0);
+        assert_int_equal(media_decode(AV_CODEC_ID_H264, &out.s, 0, NULL, &decoded), 0);
+        assert_int_equal(decoded.n, N);
+        for (unsigned i = 0; i < N; i++) {
+                double psnr = media_psnr(ref[i], decoded.f[i]);
+                if (psnr < 30)
+                        fail_msg("picture %u: PSNR %.1f dB", i, psnr);
+                av_frame_free(&ref[i]);
+                free(pics[i]);
+        }
+        media_frames_free(&decoded);
+        media_stream_free(&out.s);
+}
 #endif
 
 static int group_setup(void **state) {
@@ -471,6 +572,7 @@ int main(void) {
                 cmocka_unit_test(test_unsandboxed_worker_differs),
 #if HAVE_LIBAVCODEC
                 cmocka_unit_test(test_ffmpeg_sessions_sandboxed),
+                cmocka_unit_test(test_ffmpeg_encoder_session_sandboxed),
 #endif
         };
 
