@@ -77,7 +77,8 @@ static int run(WorkerOptions *o) {
                 log_info("Serving a virtio-video %s (backend '%s') on %s%s.",
                          video_device_virtio_id(worker_get_device(w)) == VIDEO_DEVICE_ID_ENCODER ? "encoder"
                                                                                                  : "decoder",
-                         o->backend, o->socket_path ?: "an inherited socket", o->sandbox ? ", sandboxed" : "");
+                         o->backend, o->socket_path ?: "an inherited socket",
+                         o->sandbox ? ", sandboxed" : "");
                 /* Everything is set up and nothing has been accepted yet: no frontend ever talks to an
                  * unsandboxed worker. (The line above also opened the journal socket, if logging there.) */
                 if (o->sandbox) {
@@ -134,7 +135,8 @@ int main(int argc, char **argv) {
 
                 r = sandbox_close_inherited_fds(keep, ELEMENTSOF(keep));
                 if (r < 0) {
-                        fprintf(stderr, WORKER_PROGRAM_NAME ": cannot close inherited file descriptors: %s\n",
+                        fprintf(stderr,
+                                WORKER_PROGRAM_NAME ": cannot close inherited file descriptors: %s\n",
                                 strerror(-r));
                         worker_options_done(&o);
                         return EXIT_FAILURE;

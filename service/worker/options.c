@@ -415,8 +415,9 @@ void worker_print_capabilities(FILE *f) {
         /* QEMU docs/interop/vhost-user.json: an object with "type" and a "features" list; the features
          * name the optional flags a management layer may pass. "backends" lists what this build has. */
         fprintf(f, "{\n  \"type\": \"video\",\n  \"features\": [\n");
-        fprintf(f, "    \"socket-fd\",\n    \"v4l2-device\",\n    \"device-fd\",\n    \"control-fd\",\n"
-                   "    \"allow-uid\",\n    \"force-copy\",\n    \"threads\"%s\n  ],\n",
+        fprintf(f,
+                "    \"socket-fd\",\n    \"v4l2-device\",\n    \"device-fd\",\n    \"control-fd\",\n"
+                "    \"allow-uid\",\n    \"force-copy\",\n    \"threads\"%s\n  ],\n",
                 sandbox_have_seccomp() ? ",\n    \"sandbox\"" : "");
         fprintf(f, "  \"backends\": [");
         for (size_t i = 0; names && names[i]; i++)

@@ -53,6 +53,15 @@ static bool fd_kept(int fd, const int *keep, size_t n_keep) {
         return false;
 }
 
+/* Without /proc (a bare container): every number below the fd limit, capped. */
+static int fd_scan_limit(void) {
+        struct rlimit l;
+
+        if (getrlimit(RLIMIT_NOFILE, &l) < 0 || l.rlim_cur == RLIM_INFINITY || l.rlim_cur > 65536)
+                return 65536;
+        return (int) l.rlim_cur;
+}
+
 int sandbox_close_inherited_fds(const int *keep, size_t n_keep) {
         _cleanup_free_ int *victims = NULL;
         size_t n = 0, allocated = 0;
@@ -61,8 +70,12 @@ int sandbox_close_inherited_fds(const int *keep, size_t n_keep) {
 
         /* Collect first, close after: closing while reading the directory would close its own fd. */
         d = opendir("/proc/self/fd");
-        if (!d)
-                return -errno;
+        if (!d) {
+                for (int fd = STDERR_FILENO + 1, max = fd_scan_limit(); fd < max; fd++)
+                        if (!fd_kept(fd, keep, n_keep))
+                                (void) close(fd);
+                return 0;
+        }
         while ((de = readdir(d))) {
                 char *end;
                 long fd;
@@ -107,8 +120,8 @@ static int drop_capabilities(char *error, size_t size) {
                         if (r < 0)
                                 break; /* EINVAL: past the last capability of this kernel */
                         if (r > 0 && prctl(PR_CAPBSET_DROP, (unsigned long) c, 0, 0, 0) < 0)
-                                return fail(-errno, error, size, "cannot drop capability %d from the bounding set",
-                                            c);
+                                return fail(-errno, error, size,
+                                            "cannot drop capability %d from the bounding set", c);
                 }
         /* EINVAL: a kernel before 4.3 has no ambient set. */
         if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
@@ -129,8 +142,12 @@ static int highest_open_fd(void) {
         DIR *d;
 
         d = opendir("/proc/self/fd");
-        if (!d)
-                return -errno;
+        if (!d) {
+                for (int fd = STDERR_FILENO + 1, limit = fd_scan_limit(); fd < limit; fd++)
+                        if (fcntl(fd, F_GETFD) >= 0)
+                                max = fd;
+                return max;
+        }
         while ((de = readdir(d))) {
                 long fd = strtol(de->d_name, NULL, 10);
                 if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && fd > max && fd <= INT32_MAX)
@@ -208,7 +225,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *context) {
         if (si->si_syscall >= 0 && si->si_syscall < SYSCALL_NAMES_MAX)
                 name = syscall_names[si->si_syscall];
         for (const char *const *p = (const char *const[]){ "vhost-user-video: sandbox: refused system call ",
-                                                            name ?: "?", " (", nr, "), exiting\n", NULL };
+                                                           name ?: "?", " (", nr, "), exiting\n", NULL };
              *p; p++)
                 for (const char *c = *p; *c && n < sizeof(msg); c++)
                         msg[n++] = *c;
@@ -223,13 +240,13 @@ static void on_sigsys(int sig, siginfo_t *si, void *context) {
 /* Every call of a worker after set-up, measured on the null and ffmpeg backends and the V4L2 node's calls:
  * the sd-event loop and its fds, the vhost-user socket (accept, messages with fds), guest memory maps,
  * codec threads (clone with CLONE_THREAD, futex), the V4L2 ioctls, logging and exit. */
+/* clang-format off */
 static const char *const allowed[] = {
         /* memory; mmap and mprotect also have a rule against PROT_EXEC below */
         "brk", "munmap", "mremap", "madvise", "membarrier",
         /* fds the worker holds */
         "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "close", "fstat",
-        "fstatfs",
-        "lseek", "fcntl", "dup", "dup2", "dup3",
+        "fstatfs", "lseek", "fcntl", "dup", "dup2", "dup3",
         /* sd-event, eventfds, signalfd, timers */
         "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2", "signalfd4",
         "timerfd_create", "timerfd_settime", "timerfd_gettime", "poll", "ppoll", "select", "pselect6",
@@ -244,14 +261,17 @@ static const char *const allowed[] = {
         "getresuid", "getresgid", "rt_sigprocmask", "rt_sigaction", "rt_sigreturn", "sigaltstack",
         "restart_syscall", "exit", "exit_group", "getrandom", "uname", "sysinfo", "getrlimit",
 };
+/* clang-format on */
 
 /* Calls that fail with an errno instead of killing: libraries that probe files fall back (glibc,
  * libv4l2's plugin directory, the V4L2 backend's per-stream reopen through /proc/self/fd, which then runs
  * on a duplicate of the fd), and a new socket or memfd (sd-journal) is an error the logger survives. */
+/* clang-format off */
 static const char *const refused_eacces[] = {
         "open", "openat", "openat2", "creat", "access", "faccessat", "faccessat2", "stat", "lstat",
         "readlink", "readlinkat", "statfs", "socket", "memfd_create",
 };
+/* clang-format on */
 
 /* Removing the --socket-path file at exit: it stays, and the next start replaces the stale socket. */
 static const char *const refused_eperm[] = { "unlink", "unlinkat", "rmdir" };
@@ -262,12 +282,14 @@ static const char *const refused_eperm[] = { "unlink", "unlinkat", "rmdir" };
  * ptrace()s every thread and reads /proc/self/maps; reports read /proc/self/exe and the maps. A refusal
  * in the tracer is fatal to it alone (it blocks SIGSYS) and the worker would spin waiting for it, so this
  * list is generous. Only in sanitizer builds (b_sanitize). */
+/* clang-format off */
 static const char *const allowed_sanitizers[] = {
         "clone", "ptrace", "wait4", "waitid", "prctl", "getdents", "getdents64", "kill", "tgkill",
         "readlink", "readlinkat", "stat", "lstat", "newfstatat", "arch_prctl", "process_vm_readv",
         "sched_setaffinity", "pipe2", "prlimit64", "setrlimit", "getrusage", "mincore", "sched_getparam",
         "sched_getscheduler",
 };
+/* clang-format on */
 
 static bool in_list(const char *name, const char *const *list, size_t n) {
         for (size_t i = 0; i < n; i++)
@@ -309,8 +331,9 @@ static int add_rules(scmp_filter_ctx ctx) {
             (r = rule(ctx, SCMP_ACT_ALLOW, "mprotect", 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))) < 0)
                 return r;
         /* fstat() is newfstatat(fd, "", AT_EMPTY_PATH) in glibc 2.33+ (the sanitizers stat paths). */
-        if ((!HAVE_SANITIZERS && (r = rule(ctx, SCMP_ACT_ALLOW, "newfstatat", 1,
-                                           SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH))) < 0) ||
+        if ((!HAVE_SANITIZERS &&
+             (r = rule(ctx, SCMP_ACT_ALLOW, "newfstatat", 1,
+                       SCMP_A3(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH))) < 0) ||
             (r = rule(ctx, SCMP_ACT_ALLOW, "statx", 1,
                       SCMP_A2(SCMP_CMP_MASKED_EQ, AT_EMPTY_PATH, AT_EMPTY_PATH))) < 0)
                 return r;
@@ -351,7 +374,8 @@ static int add_rules(scmp_filter_ctx ctx) {
                         continue;
                 }
                 if ((r = rule(ctx, SCMP_ACT_ALLOW, n, 1,
-                              (struct scmp_arg_cmp){ .arg = flags_arg, .op = SCMP_CMP_MASKED_EQ,
+                              (struct scmp_arg_cmp){ .arg = flags_arg,
+                                                     .op = SCMP_CMP_MASKED_EQ,
                                                      .datum_a = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND,
                                                      .datum_b = 0 })) < 0)
                         return r;
@@ -360,8 +384,10 @@ static int add_rules(scmp_filter_ctx ctx) {
                         const uint64_t values[] = { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND };
 
                         if ((r = rule(ctx, SCMP_ACT_ERRNO(EACCES), n, 1,
-                                      (struct scmp_arg_cmp){ .arg = flags_arg, .op = SCMP_CMP_MASKED_EQ,
-                                                             .datum_a = masks[k], .datum_b = values[k] })) < 0)
+                                      (struct scmp_arg_cmp){ .arg = flags_arg,
+                                                             .op = SCMP_CMP_MASKED_EQ,
+                                                             .datum_a = masks[k],
+                                                             .datum_b = values[k] })) < 0)
                                 return r;
                 }
         }

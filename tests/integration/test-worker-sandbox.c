@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * vhost-user-video --sandbox seen from outside (worker/sandbox.h): full sessions on the null backend and
- * the ffmpeg decoder and encoder through the frontend library and the video client, and the state of the running
- * process read from /proc: NoNewPrivs, seccomp filter mode, capabilities, fd table and RLIMIT_NOFILE.
+ * the ffmpeg decoder and encoder through the frontend library and the video client, and the state of the
+ * running process read from /proc: NoNewPrivs, seccomp filter mode, capabilities, fd table and
+ * RLIMIT_NOFILE.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -385,7 +386,8 @@ static int av_frame_check(void *userdata, const VcFrame *f) {
         if (c->n >= c->ref->n)
                 return -E2BIG;
         r = c->ref->f[c->n];
-        if (f->crop.width != (uint32_t) r->width || f->crop.height != (uint32_t) r->height || f->n_planes < 1)
+        if (f->crop.width != (uint32_t) r->width || f->crop.height != (uint32_t) r->height ||
+            f->n_planes < 1)
                 return -EBADMSG;
         for (int y = 0; y < r->height; y++) {
                 size_t off = (size_t) y * f->strides[0];
@@ -456,7 +458,8 @@ typedef struct Packets {
         MediaStream s;
 } Packets;
 
-static int collect_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
+static int
+collect_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
         Packets *p = userdata;
         MediaPacket *n;
 

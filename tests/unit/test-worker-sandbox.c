@@ -88,7 +88,8 @@ static void assert_killed_for(const ChildResult *r, const char *syscall_name) {
 
         snprintf(want, sizeof(want), "sandbox: refused system call %s (", syscall_name);
         if (!WIFSIGNALED(r->status) || WTERMSIG(r->status) != SIGSYS)
-                fail_msg("child status 0x%x, wanted death by SIGSYS; stderr: %s", (unsigned) r->status, r->err);
+                fail_msg("child status 0x%x, wanted death by SIGSYS; stderr: %s", (unsigned) r->status,
+                         r->err);
         if (!strstr(r->err, want))
                 fail_msg("stderr '%s' does not name %s", r->err, syscall_name);
 }
@@ -106,7 +107,9 @@ static int child_allowed(void *userdata) {
         struct epoll_event ev = { .events = EPOLLIN };
         char c = 'x', buf[CMSG_SPACE(sizeof(int))] = {};
         struct iovec iov = { .iov_base = &c, .iov_len = 1 };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = sizeof(buf) };
+        struct msghdr mh = {
+                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf, .msg_controllen = sizeof(buf)
+        };
         struct cmsghdr *cm;
         struct timespec ts;
         int sp[2], memfd, efd, ep, got, r, v = 0;
@@ -422,8 +425,9 @@ static void test_apply_seen_from_proc(void **state) {
                 assert_true(poll(&p, 1, SAFETY_TIMEOUT_MS) > 0);
         }
         if (read(h.ready[0], &c, 1) == 1) {
-                _cleanup_free_ char *nnp = status_field(pid, "NoNewPrivs"), *sec = status_field(pid, "Seccomp"),
-                                    *eff = status_field(pid, "CapEff"), *prm = status_field(pid, "CapPrm");
+                _cleanup_free_ char *nnp = status_field(pid, "NoNewPrivs"),
+                                    *sec = status_field(pid, "Seccomp"), *eff = status_field(pid, "CapEff"),
+                                    *prm = status_field(pid, "CapPrm");
 
                 assert_string_equal(nnp, "1");
                 assert_string_equal(sec, "2");
