@@ -14,6 +14,8 @@ packages=(
         dbus-daemon systemd polkitd
         # tools/demo.sh and the benchmarks
         procps jq gnuplot-nox
+        # tests/integration/test-videoctl.py (JSON parsing, process handling)
+        python3
 )
 
 missing=()
