@@ -237,9 +237,11 @@ static void on_sigsys(int sig, siginfo_t *si, void *context) {
         (void) syscall(SYS_tgkill, getpid(), (pid_t) syscall(SYS_gettid), SIGSYS);
 }
 
-/* Every call of a worker after set-up, measured on the null and ffmpeg backends and the V4L2 node's calls:
+/* Every call of a worker after set-up: measured on the null backend and the ffmpeg decoder and encoder
+ * (tests/integration/test-worker-sandbox.c), plus what backend/v4l2/v4l2-device.c does through libv4l2
+ * (ioctl, mmap, the node's fd in the event loop), which no test runs against a kernel device. The groups:
  * the sd-event loop and its fds, the vhost-user socket (accept, messages with fds), guest memory maps,
- * codec threads (clone with CLONE_THREAD, futex), the V4L2 ioctls, logging and exit. */
+ * codec threads (clone with CLONE_THREAD, futex), logging and exit. */
 /* clang-format off */
 static const char *const allowed[] = {
         /* memory; mmap and mprotect also have a rule against PROT_EXEC below */
