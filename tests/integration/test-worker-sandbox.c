@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -36,6 +38,7 @@
 
 #define SAFETY_TIMEOUT_MS 20000
 #define CHILD_CONTROL_FD 3
+#define CHILD_SOCKET_FD 4
 #define CHILD_STRAY_FD 5 /* inherited by mistake: the sandbox must close it */
 
 static char tmpdir[64];
@@ -66,17 +69,38 @@ static int ctl_wait_recv(int fd, CtlMsg *m) {
 
 /* Starts the worker on <tmpdir>/<name> with the control socket on fd 3 and a stray pipe end on fd 5, and
  * waits for HELLO. */
-static void worker_start(Worker *w, const char *name, const char *backend, bool sandbox) {
+/* The listening socket as the manager makes it, for --socket-fd. */
+static int listen_on(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(fd, 4), 0);
+        return fd;
+}
+
+/* Starts the worker on <tmpdir>/<name> (with --socket-path, or with inherit_socket the way the manager
+ * does: a listening socket as --socket-fd=4) with the control socket on fd 3 and a stray pipe end on fd
+ * 5, and waits for HELLO. */
+static void
+worker_start_full(Worker *w, const char *name, const char *backend, bool sandbox, bool inherit_socket) {
         const char *argv[16];
-        int ctl[2], err[2], stray[2];
+        int ctl[2], err[2], stray[2], lfd = -1;
         unsigned n = 0;
         CtlMsg m;
 
         snprintf(w->path, sizeof(w->path), "%s/%s", tmpdir, name);
         argv[n++] = worker_path();
         argv[n++] = backend;
-        argv[n++] = "--socket-path";
-        argv[n++] = w->path;
+        if (inherit_socket) {
+                lfd = listen_on(w->path);
+                argv[n++] = "--socket-fd=4";
+        } else {
+                argv[n++] = "--socket-path";
+                argv[n++] = w->path;
+        }
         argv[n++] = "--control-fd=3";
         if (strcmp(backend, "--backend=ffmpeg-decoder") == 0)
                 argv[n++] = "--threads=2";
@@ -90,9 +114,10 @@ static void worker_start(Worker *w, const char *name, const char *backend, bool 
         assert_true(w->pid >= 0);
         if (w->pid == 0) {
                 int c = fcntl(ctl[1], F_DUPFD_CLOEXEC, 10), s = fcntl(stray[0], F_DUPFD_CLOEXEC, 10);
+                int l = lfd >= 0 ? fcntl(lfd, F_DUPFD_CLOEXEC, 10) : -1;
 
                 if (c < 0 || s < 0 || dup2(err[1], STDERR_FILENO) < 0 || dup2(c, CHILD_CONTROL_FD) < 0 ||
-                    dup2(s, CHILD_STRAY_FD) < 0)
+                    dup2(s, CHILD_STRAY_FD) < 0 || (lfd >= 0 && (l < 0 || dup2(l, CHILD_SOCKET_FD) < 0)))
                         _exit(126);
                 execv(argv[0], (char *const *) argv);
                 _exit(127);
@@ -101,10 +126,15 @@ static void worker_start(Worker *w, const char *name, const char *backend, bool 
         close(err[1]);
         close(stray[0]);
         close(stray[1]);
+        safe_close(lfd);
         w->ctl = ctl[0];
         w->err_fd = err[0];
         assert_int_equal(ctl_wait_recv(w->ctl, &m), 1);
         assert_int_equal(m.type, CTL_MSG_HELLO);
+}
+
+static void worker_start(Worker *w, const char *name, const char *backend, bool sandbox) {
+        worker_start_full(w, name, backend, sandbox, false);
 }
 
 /* HELLO goes out before the sandbox is applied; a STATS reply comes from the event loop, which runs only
@@ -334,6 +364,49 @@ static void test_null_sessions_sandboxed(void **state) {
                 fail_msg("worker status 0x%x, stderr: %s", (unsigned) status, err);
         assert_null(strstr(err, "refused system call"));
         /* The sandbox refuses unlink: the socket file stays for the next start to replace. */
+        assert_int_equal(unlink(w.path), 0);
+}
+
+/* As the manager runs it: an inherited listening socket, sessions, then SHUTDOWN on the control socket. */
+static void test_manager_style_worker_sandboxed(void **state) {
+        char err[4096], path[64], target[PATH_MAX];
+        size_t len = 0;
+        ssize_t k;
+        Worker w = {};
+        int status;
+
+        worker_start_full(&w, "managed.sock", "--backend=null", true, true);
+        worker_wait_serving(&w);
+        assert_sandboxed(w.pid);
+        assert_int_equal(assert_fd_table(w.pid), 7);
+        /* The inherited socket is served from its own number. */
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int) w.pid, CHILD_SOCKET_FD);
+        k = readlink(path, target, sizeof(target) - 1);
+        assert_true(k > 0);
+        target[k] = '\0';
+        assert_int_equal(strncmp(target, "socket:", 7), 0);
+        null_session(w.path, 1);
+        null_session(w.path, 2);
+
+        assert_int_equal(ctl_send(w.ctl, &(CtlMsg){ .type = CTL_MSG_SHUTDOWN }), 0);
+        for (;;) {
+                struct pollfd p = { .fd = w.err_fd, .events = POLLIN };
+
+                assert_true(poll(&p, 1, SAFETY_TIMEOUT_MS) > 0);
+                k = read(w.err_fd, err + len, sizeof(err) - 1 - len);
+                assert_true(k >= 0);
+                if (k == 0 || len + (size_t) k >= sizeof(err) - 1)
+                        break;
+                len += (size_t) k;
+        }
+        err[len] = '\0';
+        assert_int_equal(waitpid(w.pid, &status, 0), w.pid);
+        close(w.err_fd);
+        close(w.ctl);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("worker status 0x%x, stderr: %s", (unsigned) status, err);
+        assert_null(strstr(err, "refused system call"));
+        /* The socket file is the manager's: it stays. */
         assert_int_equal(unlink(w.path), 0);
 }
 
@@ -572,6 +645,7 @@ static int group_teardown(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_null_sessions_sandboxed),
+                cmocka_unit_test(test_manager_style_worker_sandboxed),
                 cmocka_unit_test(test_unsandboxed_worker_differs),
 #if HAVE_LIBAVCODEC
                 cmocka_unit_test(test_ffmpeg_sessions_sandboxed),
