@@ -7,7 +7,7 @@ packages=(
         # build
         meson ninja-build pkg-config gcc clang libclang-rt-14-dev
         libsystemd-dev libglib2.0-dev libcmocka-dev libv4l-dev
-        libavcodec-dev libavutil-dev libswscale-dev
+        libavcodec-dev libavutil-dev libswscale-dev libseccomp-dev
         # man pages and shell completion
         scdoc man-db bash-completion
         # system tests: private bus, socket activation, polkit files
