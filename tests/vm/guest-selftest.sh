@@ -3,41 +3,7 @@
 # v4l2-ctl's direct FWHT encode and decode of generated frames give what they must. It checks the guest
 # plumbing the vhost-user tests stand on, and records the reference behaviour they compare against:
 # the encoder and the decoders are deterministic and independent of the memory type.
-. /opt/vv/tap.sh
-
-# /dev node of the vicodec device whose name (sysfs) is $1, or nothing.
-node_by_name() {
-        local n
-        for n in /sys/class/video4linux/video*; do
-                [ "$(cat "$n/name" 2>/dev/null)" = "$1" ] && { echo "/dev/${n##*/}"; return 0; }
-        done
-        return 1
-}
-
-is_m2m_mplane() {
-        v4l2-ctl -d "$1" -D | grep -q 'Video Memory-to-Memory Multiplanar'
-}
-
-# encode DEVICE WIDTH HEIGHT IN OUT MEMORY: v4l2-ctl's stateful encode, MEMORY mmap or user. The
-# capture side is FWHT already; setting it again would make v4l2-ctl pass its stale size along.
-encode() {
-        v4l2-ctl -d "$1" --set-fmt-video-out=width="$2",height="$3",pixelformat=YU12 \
-                --stream-$6 --stream-out-$6 --stream-from "$4" --stream-to "$5"
-}
-
-# decode DEVICE CODED IN OUT MEMORY: v4l2-ctl's decode, to YU12 as the source change event sets it.
-# CODED is FWHT for the stateful decoder, SFWH for the stateless one (v4l2-ctl then parses the stream
-# and submits requests itself).
-decode() {
-        v4l2-ctl -d "$1" --set-fmt-video-out=pixelformat="$2" \
-                --stream-$5 --stream-out-$5 --stream-from "$3" --stream-to "$4"
-}
-
-size_is() {
-        local got
-        got=$(wc -c <"$1")
-        [ "$got" -eq "$2" ] || { echo "$1 has $got bytes, expected $2" >&2; return 1; }
-}
+. /opt/vv/guest-lib.sh
 
 enc=$(node_by_name stateful-encoder) && ok "stateful encoder found ($enc)" || not_ok "stateful encoder found"
 dec=$(node_by_name stateful-decoder) && ok "stateful decoder found ($dec)" || not_ok "stateful decoder found"

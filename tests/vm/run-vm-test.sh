@@ -223,7 +223,7 @@ run=$cache/run-$name
 rm -rf "$run"
 mkdir -p "$run/overlay/opt/vv/bin" "$run/overlay/opt/vv/share" "$run/out"
 install -m 0755 "$script" "$run/overlay/opt/vv/test.sh"
-install -m 0644 "$here/tap.sh" "$run/overlay/opt/vv/tap.sh"
+install -m 0644 "$here/guest-lib.sh" "$run/overlay/opt/vv/guest-lib.sh"
 for b in "${bins[@]}"; do
         copy_with_libs "$run/overlay" "$b" "/opt/vv/bin/$(basename "$b")" || fail "cannot resolve the libraries of '$b'"
 done
