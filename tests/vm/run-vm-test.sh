@@ -265,13 +265,14 @@ console_tail() {
 [ -f "$run/out/status" ] || { console_tail; fail "the guest wrote no exit status (see $run/console.log)"; }
 status=$(cat "$run/out/status")
 [ -f "$run/out/tap" ] && cat "$run/out/tap"
-if [ "$status" != 0 ]; then
-        console_tail
-        fail "the guest test exited with status $status"
-fi
 if ! grep -q '^1\.\.[0-9]' "$run/out/tap" 2>/dev/null; then
         console_tail
-        fail "the guest test printed no TAP plan"
+        fail "the guest test printed no TAP plan (exit status $status)"
 fi
+# A complete TAP stream says what failed; the log says why.
 [ -s "$run/out/log" ] && sed 's/^/guest: /' "$run/out/log" >&2
+if [ "$status" != 0 ]; then
+        log "the guest test exited with status $status (guest files in $run/out)"
+        exit 1
+fi
 exit 0
