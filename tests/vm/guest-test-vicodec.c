@@ -69,7 +69,7 @@ static struct {
         const char *worker_log;
         bool force_copy;
         int timeout_ms;
-} arg = { .timeout_ms = 30000 };
+} arg = { .timeout_ms = 20000 };
 
 static Clip clips[N_CLIPS] = { { .width = 640, .height = 480 }, { .width = 1280, .height = 720 } };
 static unsigned tap_n, tap_failed;
