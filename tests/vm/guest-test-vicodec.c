@@ -73,6 +73,10 @@ static struct {
 
 static Clip clips[N_CLIPS] = { { .width = 640, .height = 480 }, { .width = 1280, .height = 720 } };
 static unsigned tap_n, tap_failed;
+/* Set while running a case that fails for a known bug elsewhere: its results carry a TAP TODO
+ * directive, which meson counts as an expected failure, and as a failure once the case passes
+ * (an unexpected pass), so the marker goes when the bug does. */
+static const char *tap_todo;
 static unsigned worker_seq;
 
 static void tap_result(bool ok, const char *fmt, ...) _printf_(2, 3);
@@ -80,13 +84,16 @@ static void tap_result(bool ok, const char *fmt, ...) {
         va_list ap;
 
         tap_n++;
-        if (!ok)
+        if (!ok && !tap_todo)
                 tap_failed++;
         printf("%sok %u - ", ok ? "" : "not ", tap_n);
         va_start(ap, fmt);
         vprintf(fmt, ap);
         va_end(ap);
-        printf("%s\n", arg.force_copy ? " (--force-copy)" : "");
+        printf("%s", arg.force_copy ? " (--force-copy)" : "");
+        if (tap_todo)
+                printf(" # TODO %s", tap_todo);
+        printf("\n");
         fflush(stdout);
 }
 
@@ -1018,9 +1025,18 @@ int main(int argc, char **argv) {
                            "decoder capabilities: FWHT in, YUV420 out");
                 test_decode(&s, 1, &both[0], 1, "decode 640x480");
                 test_decode(&s, 2, &both[1], 1, "then decode 1280x720 on the same device");
+                /* service/backend/v4l2/v4l2.c buffer_check() refuses (INVALID_PARAMETER) an output
+                 * buffer of the old geometry that the driver queues after the device switched to the
+                 * new one and before the driver has seen DECODER_RESOLUTION_CHANGED. */
+                tap_todo = "v4l2 backend refuses old-size output buffers queued during a resolution change";
                 test_decode(&s, 3, both, 2, "decode 640x480 then 1280x720 in one stream");
+                tap_todo = NULL;
                 test_two_streams(&s);
+                /* After QUEUE_CLEAR(INPUT) and the bitstream queued again from its first frame, three
+                 * frames come and then nothing, with 4 bitstream and 3 picture buffers queued. */
+                tap_todo = "v4l2 decoder stalls after QUEUE_CLEAR(INPUT) and a restart";
                 test_clear_restart(&s);
+                tap_todo = NULL;
         }
         end_worker(&s, "decoder");
 
