@@ -50,14 +50,14 @@
 
 typedef struct Clip {
         uint32_t width, height;
-        size_t frame_size;  /* YU12 */
-        uint8_t *raw;       /* N_FRAMES input frames */
+        size_t frame_size; /* YU12 */
+        uint8_t *raw;      /* N_FRAMES input frames */
         size_t raw_size;
-        uint8_t *coded;     /* v4l2-ctl's encode */
+        uint8_t *coded; /* v4l2-ctl's encode */
         size_t coded_size;
         size_t chunk_sizes[MAX_CHUNKS]; /* one FWHT frame (header + payload) each */
         unsigned n_chunks;
-        uint8_t *decoded;   /* v4l2-ctl's decode: N_FRAMES frames */
+        uint8_t *decoded; /* v4l2-ctl's decode: N_FRAMES frames */
         size_t decoded_size;
 } Clip;
 
@@ -155,7 +155,8 @@ static int clip_split(Clip *c) {
         while (pos < c->coded_size) {
                 uint32_t size;
 
-                if (c->coded_size - pos < 44 || be32_at(c->coded + pos) != 0x4f4f4f4f || c->n_chunks >= MAX_CHUNKS)
+                if (c->coded_size - pos < 44 || be32_at(c->coded + pos) != 0x4f4f4f4f ||
+                    c->n_chunks >= MAX_CHUNKS)
                         return -EBADMSG;
                 size = be32_at(c->coded + pos + 40);
                 if (size > c->coded_size - pos - 44)
@@ -201,7 +202,9 @@ static bool frame_matches(const VcFrame *f, const Clip *c, unsigned index, char 
         uint32_t w = c->width, h = c->height;
 
         if (f->format != VIDEO_FORMAT_YUV420 || f->width != w || f->height != h) {
-                snprintf(why, why_size, "format 0x%" PRIx32 " %" PRIu32 "x%" PRIu32 ", expected YUV420 %" PRIu32 "x%" PRIu32,
+                snprintf(why, why_size,
+                         "format 0x%" PRIx32 " %" PRIu32 "x%" PRIu32 ", expected YUV420 %" PRIu32
+                         "x%" PRIu32,
                          f->format, f->width, f->height, w, h);
                 return false;
         }
@@ -217,10 +220,12 @@ static bool frame_matches(const VcFrame *f, const Clip *c, unsigned index, char 
                 } else if (f->n_planes == 1) {
                         /* One plane: Y, then U and V at half the stride. */
                         stride = p == 0 ? (f->strides[0] ?: w) : (f->strides[0] ?: w) / 2;
-                        size_t off = p == 0 ? 0 : (size_t) (f->strides[0] ?: w) * h +
-                                                         (p == 2 ? (size_t) stride * (h / 2) : 0);
+                        size_t off = p == 0 ? 0
+                                            : (size_t) (f->strides[0] ?: w) * h +
+                                                      (p == 2 ? (size_t) stride * (h / 2) : 0);
                         if (off > f->plane_sizes[0]) {
-                                snprintf(why, why_size, "plane of %" PRIu32 " bytes is too small", f->plane_sizes[0]);
+                                snprintf(why, why_size, "plane of %" PRIu32 " bytes is too small",
+                                         f->plane_sizes[0]);
                                 return false;
                         }
                         base = f->planes[0] + off;
@@ -230,13 +235,15 @@ static bool frame_matches(const VcFrame *f, const Clip *c, unsigned index, char 
                         return false;
                 }
                 if (stride < pw || (size_t) stride * (ph - 1) + pw > avail) {
-                        snprintf(why, why_size, "plane %u: stride %" PRIu32 " and %zu bytes for %" PRIu32 "x%" PRIu32,
-                                 p, stride, avail, pw, ph);
+                        snprintf(why, why_size,
+                                 "plane %u: stride %" PRIu32 " and %zu bytes for %" PRIu32 "x%" PRIu32, p,
+                                 stride, avail, pw, ph);
                         return false;
                 }
                 for (uint32_t y = 0; y < ph; y++) {
                         if (memcmp(base + (size_t) y * stride, ref, pw) != 0) {
-                                snprintf(why, why_size, "plane %u differs from v4l2-ctl's in row %" PRIu32, p, y);
+                                snprintf(why, why_size, "plane %u differs from v4l2-ctl's in row %" PRIu32,
+                                         p, y);
                                 return false;
                         }
                         ref += pw;
@@ -425,7 +432,8 @@ static int on_frame(void *userdata, const VcFrame *f) {
 }
 
 /* One decode session of the clips' streams concatenated (a resolution change at each boundary). */
-static void test_decode(Session *s, uint32_t stream_id, const Clip *const *cs, unsigned n, const char *name) {
+static void
+test_decode(Session *s, uint32_t stream_id, const Clip *const *cs, unsigned n, const char *name) {
         _cleanup_free_ uint8_t *bs = NULL;
         size_t chunks[N_CLIPS * MAX_CHUNKS], size = 0;
         FrameCheck fc = { .n_clips = n };
@@ -473,12 +481,12 @@ static void test_decode(Session *s, uint32_t stream_id, const Clip *const *cs, u
         if (fc.bad)
                 diag("%s: %u frames differ; first: %s", name, fc.bad, fc.why);
         tap_result(r >= 0 && fc.seen == n * N_FRAMES && fc.bad == 0,
-                   "%s: all %u frames equal v4l2-ctl's decode bit for bit (%u seen, %u differ)", name, n * N_FRAMES,
-                   fc.seen, fc.bad);
+                   "%s: all %u frames equal v4l2-ctl's decode bit for bit (%u seen, %u differ)", name,
+                   n * N_FRAMES, fc.seen, fc.bad);
         tap_result(r >= 0 && res.resolution_changes == n && res.width == cs[n - 1]->width &&
                            res.height == cs[n - 1]->height,
-                   "%s: %u resolution change(s) to the stream's sizes (%u, last %" PRIu32 "x%" PRIu32 ")", name, n,
-                   res.resolution_changes, res.width, res.height);
+                   "%s: %u resolution change(s) to the stream's sizes (%u, last %" PRIu32 "x%" PRIu32 ")",
+                   name, n, res.resolution_changes, res.width, res.height);
 }
 
 /* ---- decoding by hand: several streams at once, clear and restart ------------------------------- */
@@ -558,12 +566,14 @@ static int dec_queue_inputs(Dec *d) {
                         continue;
                 if (size > d->in_size)
                         return -E2BIG;
-                r = video_client_resource_write(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, d->in[i].id, 0, 0,
-                                                d->clip->coded + d->pos, size);
+                r = video_client_resource_write(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT,
+                                                d->in[i].id, 0, 0, d->clip->coded + d->pos, size);
                 if (r < 0)
                         return r;
-                r = video_client_resource_queue(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, d->in[i].id,
-                                                (uint64_t) (d->ts_base + d->next_chunk + 1) * 1000, 1, &size);
+                r = video_client_resource_queue(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_INPUT,
+                                                d->in[i].id,
+                                                (uint64_t) (d->ts_base + d->next_chunk + 1) * 1000, 1,
+                                                &size);
                 if (r < 0)
                         return r;
                 d->in[i].queued = true;
@@ -605,13 +615,15 @@ static int dec_resolution_changed(Dec *d) {
                         return r;
                 d->n_out = 0;
         }
-        r = ok_or(video_client_get_params(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &d->outp));
+        r = ok_or(
+                video_client_get_params(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &d->outp));
         if (r < 0)
                 return r;
         d->outp.format = VIDEO_FORMAT_YUV420;
         r = ok_or(video_client_set_params(d->c, d->stream_id, true, &d->outp));
         if (r >= 0)
-                r = ok_or(video_client_get_params(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &d->outp));
+                r = ok_or(video_client_get_params(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true,
+                                                  &d->outp));
         if (r < 0)
                 return r;
         if (d->outp.num_planes == 0 || d->outp.num_planes > VC_MAX_PLANES)
@@ -680,12 +692,14 @@ static int dec_output_done(Dec *d, const VcCompletion *v) {
                 /* A buffer of the geometry before a resolution change, cancelled by its clear. */
                 if (v->flags & VIRTIO_VIDEO_BUFFER_FLAG_ERR)
                         return 0;
-                snprintf(d->why, sizeof(d->why), "completion of unknown output resource %" PRIu32, v->resource_id);
+                snprintf(d->why, sizeof(d->why), "completion of unknown output resource %" PRIu32,
+                         v->resource_id);
                 return -EBADMSG;
         }
         if (!b->queued || v->resp_type != VIRTIO_VIDEO_RESP_OK_RESOURCE_QUEUE) {
-                snprintf(d->why, sizeof(d->why), "output resource %" PRIu32 ": %s completion, type 0x%" PRIx32,
-                         v->resource_id, b->queued ? "queued" : "unqueued", v->resp_type);
+                snprintf(d->why, sizeof(d->why),
+                         "output resource %" PRIu32 ": %s completion, type 0x%" PRIx32, v->resource_id,
+                         b->queued ? "queued" : "unqueued", v->resp_type);
                 return -EBADMSG;
         }
         b->queued = false;
@@ -710,8 +724,8 @@ static int dec_output_done(Dec *d, const VcCompletion *v) {
                 .n_planes = d->outp.num_planes,
         };
         for (unsigned p = 0; p < d->outp.num_planes; p++) {
-                r = video_client_resource_read(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id, p, 0,
-                                               d->scratch + off, d->outp.planes[p].plane_size);
+                r = video_client_resource_read(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id, p,
+                                               0, d->scratch + off, d->outp.planes[p].plane_size);
                 if (r < 0)
                         return r;
                 f.planes[p] = d->scratch + off;
@@ -721,7 +735,8 @@ static int dec_output_done(Dec *d, const VcCompletion *v) {
         }
         d->frames++;
         if (!frame_matches(&f, d->clip, index, why, sizeof(why)) && d->bad++ == 0)
-                snprintf(d->why, sizeof(d->why), "frame %u (timestamp %" PRIu64 "): %s", index, v->timestamp, why);
+                snprintf(d->why, sizeof(d->why), "frame %u (timestamp %" PRIu64 "): %s", index, v->timestamp,
+                         why);
         if (ts > RESTART_TS_BASE) {
                 d->restart_frames++;
                 d->restart_seen_mask |= 1u << index;
@@ -742,8 +757,12 @@ static int dec_completion(Dec *d, const VcCompletion *v) {
         b = dec_find(d->in, ELEMENTSOF(d->in), v->resource_id);
         /* Cancelled by QUEUE_CLEAR(INPUT) or consumed: either way the buffer is ours again. */
         if (!b || !b->queued || v->resp_type != VIRTIO_VIDEO_RESP_OK_RESOURCE_QUEUE) {
-                snprintf(d->why, sizeof(d->why), "input resource %" PRIu32 ": %s completion, type 0x%" PRIx32,
-                         v->resource_id, !b ? "unknown" : b->queued ? "queued" : "unqueued", v->resp_type);
+                snprintf(d->why, sizeof(d->why),
+                         "input resource %" PRIu32 ": %s completion, type 0x%" PRIx32, v->resource_id,
+                         !b          ? "unknown"
+                         : b->queued ? "queued"
+                                     : "unqueued",
+                         v->resp_type);
                 return -EBADMSG;
         }
         b->queued = false;
@@ -790,8 +809,9 @@ static int run_decoders(VideoClient *c, Dec *ds, unsigned n) {
                         if (!d)
                                 continue;
                         if (e.event_type == VIRTIO_VIDEO_EVENT_ERROR) {
-                                snprintf(ds[0].why, sizeof(ds[0].why), "event 0x%" PRIx32 " for stream %" PRIu32,
-                                         e.event_type, e.stream_id);
+                                snprintf(ds[0].why, sizeof(ds[0].why),
+                                         "event 0x%" PRIx32 " for stream %" PRIu32, e.event_type,
+                                         e.stream_id);
                                 return -EIO;
                         }
                         if (e.event_type == VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED) {
@@ -850,7 +870,8 @@ static void test_two_streams(Session *s) {
                 if (ds[i].bad)
                         diag("stream %" PRIu32 ": %s", ds[i].stream_id, ds[i].why);
                 tap_result(r >= 0 && ds[i].frames == N_FRAMES && ds[i].bad == 0,
-                           "two streams at once: %" PRIu32 "x%" PRIu32 " frames equal v4l2-ctl's (%u of %u, %u differ)",
+                           "two streams at once: %" PRIu32 "x%" PRIu32
+                           " frames equal v4l2-ctl's (%u of %u, %u differ)",
                            ds[i].clip->width, ds[i].clip->height, ds[i].frames, N_FRAMES, ds[i].bad);
         }
         for (unsigned i = 0; i < 2; i++)
@@ -867,14 +888,16 @@ static void test_clear_restart(Session *s) {
                 (void) video_client_stream_destroy(s->c, d.stream_id);
         if (r < 0)
                 diag("clear and restart: %s%s%s", strerror(-r), d.why[0] ? "; " : "", d.why);
-        tap_result(r >= 0 && d.cleared, "QUEUE_CLEAR(INPUT) after 3 frames, restart from the first frame, EOS");
+        tap_result(r >= 0 && d.cleared,
+                   "QUEUE_CLEAR(INPUT) after 3 frames, restart from the first frame, EOS");
         if (d.bad)
                 diag("clear and restart: %s", d.why);
-        tap_result(r >= 0 && d.bad == 0 && d.restart_frames == N_FRAMES &&
-                           d.restart_seen_mask == (1u << N_FRAMES) - 1,
-                   "after the restart all %u frames come again, each equal to v4l2-ctl's (%u frames in all, %u "
-                   "after the restart, %u differ)",
-                   N_FRAMES, d.frames, d.restart_frames, d.bad);
+        tap_result(
+                r >= 0 && d.bad == 0 && d.restart_frames == N_FRAMES &&
+                        d.restart_seen_mask == (1u << N_FRAMES) - 1,
+                "after the restart all %u frames come again, each equal to v4l2-ctl's (%u frames in all, %u "
+                "after the restart, %u differ)",
+                N_FRAMES, d.frames, d.restart_frames, d.bad);
         free(d.scratch);
 }
 
@@ -927,11 +950,11 @@ static void test_encode(Session *s, uint32_t stream_id, const Clip *clip) {
         if (r < 0)
                 diag("encode %" PRIu32 "x%" PRIu32 ": %s", clip->width, clip->height, strerror(-r));
         tap_result(r >= 0 && res.packets == N_FRAMES,
-                   "encode %" PRIu32 "x%" PRIu32 ": %u packets to EOS (%u)", clip->width, clip->height, N_FRAMES,
-                   res.packets);
+                   "encode %" PRIu32 "x%" PRIu32 ": %u packets to EOS (%u)", clip->width, clip->height,
+                   N_FRAMES, res.packets);
         if (r >= 0 && (pk.size != clip->coded_size || memcmp(pk.data, clip->coded, pk.size) != 0))
-                diag("encode %" PRIu32 "x%" PRIu32 ": %zu bytes, v4l2-ctl's %zu", clip->width, clip->height, pk.size,
-                     clip->coded_size);
+                diag("encode %" PRIu32 "x%" PRIu32 ": %zu bytes, v4l2-ctl's %zu", clip->width, clip->height,
+                     pk.size, clip->coded_size);
         tap_result(r >= 0 && pk.size == clip->coded_size && memcmp(pk.data, clip->coded, pk.size) == 0,
                    "encode %" PRIu32 "x%" PRIu32 ": the stream equals v4l2-ctl's byte for byte", clip->width,
                    clip->height);
@@ -942,14 +965,10 @@ static void test_encode(Session *s, uint32_t stream_id, const Clip *clip) {
 
 static int parse_argv(int argc, char **argv) {
         static const struct option options[] = {
-                { "worker", required_argument, NULL, 'w' },
-                { "decoder", required_argument, NULL, 'd' },
-                { "encoder", required_argument, NULL, 'e' },
-                { "data", required_argument, NULL, 'D' },
-                { "worker-log", required_argument, NULL, 'l' },
-                { "force-copy", no_argument, NULL, 'f' },
-                { "timeout-ms", required_argument, NULL, 't' },
-                {},
+                { "worker", required_argument, NULL, 'w' },     { "decoder", required_argument, NULL, 'd' },
+                { "encoder", required_argument, NULL, 'e' },    { "data", required_argument, NULL, 'D' },
+                { "worker-log", required_argument, NULL, 'l' }, { "force-copy", no_argument, NULL, 'f' },
+                { "timeout-ms", required_argument, NULL, 't' }, {},
         };
         int c;
 
@@ -1018,7 +1037,8 @@ int main(int argc, char **argv) {
         if (r >= 0) {
                 const Clip *both[2] = { &clips[0], &clips[1] };
 
-                tap_result(caps_have(video_client_get_caps(s.c, VIRTIO_VIDEO_QUEUE_TYPE_INPUT), VIDEO_FORMAT_FWHT) &&
+                tap_result(caps_have(video_client_get_caps(s.c, VIRTIO_VIDEO_QUEUE_TYPE_INPUT),
+                                     VIDEO_FORMAT_FWHT) &&
                                    caps_have(video_client_get_caps(s.c, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT),
                                              VIDEO_FORMAT_YUV420) &&
                                    !video_client_is_encoder(s.c),
@@ -1043,7 +1063,8 @@ int main(int argc, char **argv) {
         r = session_start("v4l2-encoder", arg.encoder, &s);
         tap_result(r >= 0, "encoder worker on %s: vhost-user start and probe", arg.encoder);
         if (r >= 0) {
-                tap_result(caps_have(video_client_get_caps(s.c, VIRTIO_VIDEO_QUEUE_TYPE_INPUT), VIDEO_FORMAT_YUV420) &&
+                tap_result(caps_have(video_client_get_caps(s.c, VIRTIO_VIDEO_QUEUE_TYPE_INPUT),
+                                     VIDEO_FORMAT_YUV420) &&
                                    caps_have(video_client_get_caps(s.c, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT),
                                              VIDEO_FORMAT_FWHT) &&
                                    video_client_is_encoder(s.c),

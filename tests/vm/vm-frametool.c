@@ -95,7 +95,8 @@ static void draw_frame(uint8_t *f, uint32_t w, uint32_t h, uint32_t n) {
         for (uint32_t y = 0; y < h; y++)
                 for (uint32_t x = 0; x < w; x++) {
                         bool in_square = x >= sx && x < sx + sq && y >= sy && y < sy + sq;
-                        f[(size_t) y * w + x] = in_square ? 235 : (uint8_t) (16 + (x * 200 / w + y * 20 / h + n * 3) % 200);
+                        f[(size_t) y * w + x] =
+                                in_square ? 235 : (uint8_t) (16 + (x * 200 / w + y * 20 / h + n * 3) % 200);
                 }
         for (uint32_t y = 0; y < h / 2; y++)
                 for (uint32_t x = 0; x < w / 2; x++) {
@@ -153,7 +154,8 @@ static int verb_fwht_check(char **argv) {
                 if (got == 0 && feof(in))
                         break;
                 if (got != sizeof(hdr)) {
-                        fprintf(stderr, "Frame %" PRIu32 ": truncated header at byte %" PRIu64 "\n", n, total);
+                        fprintf(stderr, "Frame %" PRIu32 ": truncated header at byte %" PRIu64 "\n", n,
+                                total);
                         return 1;
                 }
                 if (hdr.magic1 != FWHT_MAGIC1 || hdr.magic2 != FWHT_MAGIC2) {
@@ -161,7 +163,9 @@ static int verb_fwht_check(char **argv) {
                         return 1;
                 }
                 if (be32toh(hdr.width) != w || be32toh(hdr.height) != h) {
-                        fprintf(stderr, "Frame %" PRIu32 ": size %" PRIu32 "x%" PRIu32 ", expected %" PRIu32 "x%" PRIu32 "\n",
+                        fprintf(stderr,
+                                "Frame %" PRIu32 ": size %" PRIu32 "x%" PRIu32 ", expected %" PRIu32
+                                "x%" PRIu32 "\n",
                                 n, be32toh(hdr.width), be32toh(hdr.height), w, h);
                         return 1;
                 }
@@ -235,7 +239,8 @@ static int verb_compare(char **argv) {
                 if (ga == 0 && gb == 0)
                         break;
                 if (ga != fb || gb != fb) {
-                        fprintf(stderr, "Frame %" PRIu32 ": '%s' has %zu bytes, '%s' %zu, expected %zu each\n", n,
+                        fprintf(stderr,
+                                "Frame %" PRIu32 ": '%s' has %zu bytes, '%s' %zu, expected %zu each\n", n,
                                 argv[2], ga, argv[3], gb, fb);
                         return 1;
                 }
@@ -252,8 +257,8 @@ static int verb_compare(char **argv) {
                 return 1;
         }
         if (bad > 0) {
-                fprintf(stderr, "%" PRIu32 " of %" PRIu32 " frames below %.2f dB (worst %.2f dB)\n", bad, n, min_psnr,
-                        worst);
+                fprintf(stderr, "%" PRIu32 " of %" PRIu32 " frames below %.2f dB (worst %.2f dB)\n", bad, n,
+                        min_psnr, worst);
                 return 1;
         }
         return 0;
