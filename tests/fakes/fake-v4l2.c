@@ -82,6 +82,10 @@ typedef struct FakeInstance {
         bool headers_parsed; /* the capture format is known */
         bool need_reconfig;  /* resolution changed: stalled until CAPTURE is restarted */
         bool last_pending;   /* resolution changed while CAPTURE streams: LAST still to be given */
+        bool event_held;     /* late_source_change: SOURCE_CHANGE goes out with the LAST buffer's DQBUF */
+        /* Like vicodec's first_source_change_sent: the first header queued while OUTPUT or CAPTURE is
+         * stopped raises SOURCE_CHANGE, changed or not; STREAMOFF(OUTPUT) (a seek) re-arms it. */
+        bool first_source_change_sent;
         bool draining, stopped;
         bool bad_stream;
         uint32_t seq;
@@ -595,7 +599,10 @@ static void dec_run(FakeInstance *in) {
                         dec_set_capture_format(in, w, h);
                         in->headers_parsed = true;
                         in->node->stats.source_changes++;
-                        push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+                        if (streaming_change && in->node->cfg.late_source_change)
+                                in->event_held = true;
+                        else
+                                push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
                         if (in->last_pending)
                                 continue;
                         if (in->need_reconfig)
@@ -958,6 +965,25 @@ static int do_querybuf(FakeInstance *in, struct v4l2_buffer *vb) {
         return 0;
 }
 
+/* vicodec's buf_queue(): with a queue stopped, the first valid header of the stream raises SOURCE_CHANGE
+ * at once, also when it repeats the format already set (after a seek), and then never again until the
+ * next STREAMOFF(OUTPUT). A different size goes the usual way (dec_run()). */
+static void dec_queued_bitstream(FakeInstance *in, FakeQueue *q, FakeBuf *b) {
+        const uint8_t *d = buf_data(q, b);
+        unsigned w, h;
+
+        if (in->first_source_change_sent || (in->q[0].streaming && in->q[1].streaming) ||
+            b->bytesused[0] < HDR_SIZE || memcmp(d, "VVNF", 4) != 0)
+                return;
+        in->first_source_change_sent = true;
+        w = get_le16(d + 4);
+        h = get_le16(d + 6);
+        if (!in->headers_parsed || w != in->q[1].width || h != in->q[1].height)
+                return;
+        in->node->stats.source_changes++;
+        push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+}
+
 static int do_qbuf(FakeInstance *in, struct v4l2_buffer *vb) {
         FakeQueue *q;
         FakeBuf *b;
@@ -1007,6 +1033,8 @@ static int do_qbuf(FakeInstance *in, struct v4l2_buffer *vb) {
         b->flags = 0;
         b->state = BUF_QUEUED;
         b->done_seq = ++in->done_seq;
+        if (qi == 0 && !is_enc(in))
+                dec_queued_bitstream(in, q, b);
         run(in);
         return 0;
 }
@@ -1033,8 +1061,13 @@ static int do_dqbuf(FakeInstance *in, struct v4l2_buffer *vb) {
         vb->index = (uint32_t) (best - q->bufs);
         best->state = BUF_DEQUEUED;
         fill_buf(in, qi, q, best, vb);
-        if (qi == 1 && (best->flags & V4L2_BUF_FLAG_LAST))
+        if (qi == 1 && (best->flags & V4L2_BUF_FLAG_LAST)) {
                 q->last_dequeued = true;
+                if (in->event_held) {
+                        in->event_held = false;
+                        push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+                }
+        }
         update_poll(in);
         return 0;
 }
@@ -1082,8 +1115,13 @@ static int do_streamoff(FakeInstance *in, const int *type) {
                 in->last_pending = false;
                 in->need_reconfig = true;
         }
+        if (qi == 1 && in->event_held) {
+                in->event_held = false;
+                push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+        }
         if (qi == 0) {
                 /* Seek: the decoder forgets the bitstream; a drain is aborted. */
+                in->first_source_change_sent = false;
                 in->bits_len = 0;
                 in->n_chunks = 0;
                 in->draining = false;

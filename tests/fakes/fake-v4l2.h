@@ -34,6 +34,10 @@ typedef struct FakeV4l2Config {
         bool last_with_frame;    /* a drain's final frame carries the LAST flag (no extra empty buffer) */
         bool userptr_qbuf_fails; /* REQBUFS takes USERPTR, QBUF refuses it with EFAULT (dma-contig) */
         bool mem_planes; /* mplane only: raw formats YU12M/NV12M, one memory plane per colour plane */
+        /* Decoder: at a resolution change while CAPTURE streams, SOURCE_CHANGE becomes visible only once
+         * the LAST buffer has been dequeued (vicodec raises both from a kworker, between any two of the
+         * client's ioctls). */
+        bool late_source_change;
 } FakeV4l2Config;
 
 typedef struct FakeV4l2Stats {
