@@ -1045,18 +1045,9 @@ int main(int argc, char **argv) {
                            "decoder capabilities: FWHT in, YUV420 out");
                 test_decode(&s, 1, &both[0], 1, "decode 640x480");
                 test_decode(&s, 2, &both[1], 1, "then decode 1280x720 on the same device");
-                /* service/backend/v4l2/v4l2.c buffer_check() refuses (INVALID_PARAMETER) an output
-                 * buffer of the old geometry that the driver queues after the device switched to the
-                 * new one and before the driver has seen DECODER_RESOLUTION_CHANGED. */
-                tap_todo = "v4l2 backend refuses old-size output buffers queued during a resolution change";
                 test_decode(&s, 3, both, 2, "decode 640x480 then 1280x720 in one stream");
-                tap_todo = NULL;
                 test_two_streams(&s);
-                /* After QUEUE_CLEAR(INPUT) and the bitstream queued again from its first frame, three
-                 * frames come and then nothing, with 4 bitstream and 3 picture buffers queued. */
-                tap_todo = "v4l2 decoder stalls after QUEUE_CLEAR(INPUT) and a restart";
                 test_clear_restart(&s);
-                tap_todo = NULL;
         }
         end_worker(&s, "decoder");
 
