@@ -966,8 +966,10 @@ static int do_querybuf(FakeInstance *in, struct v4l2_buffer *vb) {
 }
 
 /* vicodec's buf_queue(): with a queue stopped, the first valid header of the stream raises SOURCE_CHANGE
- * at once, also when it repeats the format already set (after a seek), and then never again until the
- * next STREAMOFF(OUTPUT). A different size goes the usual way (dec_run()). */
+ * at once and sets the CAPTURE format from it, also when it repeats the format already set (after a
+ * seek), and then never again until the next STREAMOFF(OUTPUT). No LAST buffer ends the old geometry
+ * then: with CAPTURE streaming, a new size is decoded into the old buffers (which fail). Before the
+ * first format, or with CAPTURE stopped, a new size goes the usual way (dec_run()). */
 static void dec_queued_bitstream(FakeInstance *in, FakeQueue *q, FakeBuf *b) {
         const uint8_t *d = buf_data(q, b);
         unsigned w, h;
@@ -978,8 +980,14 @@ static void dec_queued_bitstream(FakeInstance *in, FakeQueue *q, FakeBuf *b) {
         in->first_source_change_sent = true;
         w = get_le16(d + 4);
         h = get_le16(d + 6);
-        if (!in->headers_parsed || w != in->q[1].width || h != in->q[1].height)
+        if (!in->headers_parsed || w < 2 || h < 2 || w > FAKE_MAX_DIM || h > FAKE_MAX_DIM || w % 2 ||
+            h % 2)
                 return;
+        if (w != in->q[1].width || h != in->q[1].height) {
+                if (!in->q[1].streaming)
+                        return;
+                dec_set_capture_format(in, w, h);
+        }
         in->node->stats.source_changes++;
         push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
 }

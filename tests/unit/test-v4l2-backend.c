@@ -617,6 +617,30 @@ static void test_decode_drain_before_any_output(void **state) {
         t_free(t);
 }
 
+/* A seek before the decoder saw any header, then a drain: nothing can come out, so the EOS goes to the
+ * next output buffer, although the seek left OUTPUT streaming (the decoder has no format, so CAPTURE
+ * cannot start for a STOP to end on). */
+static void test_decode_drain_after_seek_before_headers(void **state) {
+        static const uint8_t part[8] = { 'V', 'V', 'N', 'F' };
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
+        size_t sizes[3] = { 64, 16, 16 };
+        TBuf *in, *out;
+
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        t_queue(t, in = tbuf_input(t, part, sizeof(part), 1, true));
+        RUN_UNTIL(t, in->done);
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_INPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_INPUT] == 1);
+        assert_int_equal(t->b->ops->drain(t->s), 0);
+        out = tbuf_new(t, VIDEO_QUEUE_OUTPUT, 3, sizes, true);
+        t_queue(t, out);
+        RUN_UNTIL(t, t->n_drain == 1);
+        assert_int_equal(out->res.flags, VIDEO_BUFFER_F_EOS);
+        assert_int_equal(t->n_format, 0);
+        assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
 static void test_decode_seek_clears_input(void **state) {
         static uint8_t data[4 * (16 + 64 * 32 * 3 / 2)];
         T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
@@ -650,9 +674,10 @@ static void test_decode_seek_clears_input(void **state) {
         t_free(t);
 }
 
-/* A seek while CAPTURE streams, as vicodec does it: the first header queued after STREAMOFF(OUTPUT)
- * raises SOURCE_CHANGE again although nothing changed, and no LAST buffer follows. The decode goes on,
- * and the drain that ends the stream still ends with an EOS buffer (found on vicodec in tests/vm). */
+/* A seek while CAPTURE streams (found on vicodec in tests/vm: the decode stalled). Bitstream queued to a
+ * stopped OUTPUT queue makes vicodec, and the fake, raise SOURCE_CHANGE again for the first header
+ * although nothing changed, with no LAST buffer. The backend restarts OUTPUT before it queues the new
+ * bitstream (dev-decoder.rst "Seek"), so no event comes; the drain that ends the stream ends with EOS. */
 static void test_decode_seek_while_capture_streams(void **state) {
         static uint8_t data[4 * (16 + 64 * 32 * 3 / 2)];
         T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
@@ -679,7 +704,7 @@ static void test_decode_seek_while_capture_streams(void **state) {
                 t_queue(t, tbuf_input(t, data + i * flen, flen, 100000 + i, true));
         assert_int_equal(t->b->ops->drain(t->s), 0);
         RUN_UNTIL(t, t->n_drain == 1);
-        assert_int_equal(fake_v4l2_stats(t->fake)->source_changes, 2);
+        assert_int_equal(fake_v4l2_stats(t->fake)->source_changes, 1);
         assert_int_equal(t->n_format, 1);
         assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_EOS, 0), 1);
         assert_true(t->done[t->done_at_drain - 1]->res.flags & VIDEO_BUFFER_F_EOS);
@@ -695,6 +720,75 @@ static void test_decode_seek_while_capture_streams(void **state) {
                 }
                 assert_int_equal(k, 4);
         }
+        assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
+/* A seek to a stream of another size while CAPTURE streams: the decoder must see it with both queues
+ * streaming, where it ends the old geometry with a LAST buffer. Queued to a stopped OUTPUT queue, vicodec
+ * (and the fake) would switch formats with no LAST and decode the new size into the old buffers. */
+static void test_decode_seek_to_new_size_while_capture_streams(void **state) {
+        static uint8_t data[2 * (16 + 64 * 32 * 3 / 2)], data2[2 * (16 + 96 * 64 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
+        size_t flen = 16 + 64 * 32 * 3 / 2, flen2 = 16 + 96 * 64 * 3 / 2;
+        TBuf *frames[8];
+
+        make_stream(data, sizeof(data), 2, 64, 32, 40);
+        make_stream(data2, sizeof(data2), 2, 96, 64, 60);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        decode_until_format(t, data, flen, flen, true);
+        for (unsigned i = 0; i < 4; i++)
+                t_queue(t, tbuf_output(t, true));
+        t_queue(t, tbuf_input(t, data + flen, flen, 2, true));
+        RUN_UNTIL(t, output_frames(t, frames, 8) == 2);
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_INPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_INPUT] == 1);
+        for (unsigned i = 0; i < 2; i++)
+                t_queue(t, tbuf_input(t, data2 + i * flen2, flen2, 10 + i, true));
+        RUN_UNTIL(t, t->n_format == 2);
+        t_settle(t);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_ERR, 0), 0);
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_OUTPUT] == 1);
+        for (unsigned i = 0; i < 3; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 8) == 4);
+        check_picture(t, frames[2], 96, 64, 60);
+        check_picture(t, frames[3], 96, 64, 61);
+        assert_int_equal(frames[3]->res.timestamp, 11);
+        assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
+/* A seek after a drain, every output buffer with the guest (CAPTURE stopped): vicodec, and the fake, raise
+ * SOURCE_CHANGE for the first header again, to the format in use. Not a change: no format_changed, and
+ * the guest's buffers go on as they are. */
+static void test_decode_seek_after_drain_same_format(void **state) {
+        static uint8_t data[2 * (16 + 32 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = false, .userptr = true }, false);
+        size_t flen = 16 + 32 * 32 * 3 / 2;
+        TBuf *frames[4], *outs[2];
+
+        make_stream(data, sizeof(data), 2, 32, 32, 70);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        decode_until_format(t, data, flen, flen, true);
+        for (unsigned i = 0; i < 2; i++)
+                t_queue(t, outs[i] = tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 1);
+        assert_int_equal(t->b->ops->drain(t->s), 0);
+        RUN_UNTIL(t, t->n_drain == 1);
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_INPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_INPUT] == 1);
+        t_queue(t, tbuf_input(t, data + flen, flen, 5, true));
+        t_settle(t);
+        assert_int_equal(fake_v4l2_stats(t->fake)->source_changes, 2);
+        assert_int_equal(t->n_format, 1);
+        outs[0]->done = false;
+        t_queue(t, outs[0]); /* a buffer of the geometry in use, queued again */
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 2);
+        check_picture(t, frames[1], 32, 32, 71);
+        assert_int_equal(frames[1]->res.timestamp, 5);
+        assert_int_equal(t->n_format, 1);
         assert_int_equal(t->n_error, 0);
         t_free(t);
 }
@@ -1502,8 +1596,11 @@ int main(void) {
                 cmocka_unit_test(test_decode_resolution_change_without_free_output),
                 cmocka_unit_test(test_decode_drain_last_buffer_with_frame),
                 cmocka_unit_test(test_decode_drain_before_any_output),
+                cmocka_unit_test(test_decode_drain_after_seek_before_headers),
                 cmocka_unit_test(test_decode_seek_clears_input),
                 cmocka_unit_test(test_decode_seek_while_capture_streams),
+                cmocka_unit_test(test_decode_seek_to_new_size_while_capture_streams),
+                cmocka_unit_test(test_decode_seek_after_drain_same_format),
                 cmocka_unit_test(test_decode_resolution_change_event_after_last),
                 cmocka_unit_test(test_decode_old_output_queued_after_change_at_rest),
                 cmocka_unit_test(test_decode_clear_output),

@@ -106,6 +106,7 @@ typedef struct V4l2Stream {
         BufList stale;    /* decoder output buffers queued before a format change, held until clear */
         bool await_clear; /* decoder: a format change caught output buffers; the guest clears next */
         bool out_since_clear;     /* decoder: output buffers came since the last clear(OUTPUT) */
+        bool in_fed;              /* input went to the device since the stream began or was cleared */
         struct v4l2_format cap_fmt; /* decoder: the capture format the output params come from */
         struct v4l2_rect cap_compose;
         bool broken;
@@ -723,6 +724,8 @@ static int queue_to_device(V4l2Stream *s, VideoQueue vq, unsigned index, VideoBu
                 return r;
         slot->buf = buf;
         q->n_queued++;
+        if (vq == VIDEO_QUEUE_INPUT)
+                s->in_fed = true;
         return 0;
 }
 
@@ -1563,7 +1566,7 @@ static int v4l2_drain(BackendStream *bs) {
                 return -EBUSY;
         /* The codec never got input (or was reset by a clear): nothing can come out, so the EOS goes
          * straight to the next output buffer. */
-        if (!in->streaming && !in->pending.head) {
+        if (!s->in_fed && !in->pending.head) {
                 s->drain = DRAIN_NEED_EOS;
                 drain_finish_eos(s);
                 return 0;
@@ -1579,13 +1582,22 @@ static int v4l2_clear(BackendStream *bs, VideoQueue queue) {
         V4l2Stream *s = to_stream(bs);
         Queue *q;
         BufList l = {};
+        bool was_streaming;
         int r = 0;
 
         if ((unsigned) queue >= _VIDEO_QUEUE_MAX)
                 return -EINVAL;
         q = &s->q[queue];
+        was_streaming = q->streaming;
         if (!s->broken)
                 r = queue_streamoff(s, q, &l);
+        /* dev-decoder.rst "Seek": STREAMOFF and STREAMON of OUTPUT, then the new bitstream. Queued to a
+         * stopped OUTPUT queue instead, vicodec takes its first header for the stream's initial one: a
+         * SOURCE_CHANGE without the LAST buffer a new size needs. */
+        if (r >= 0 && !s->broken && queue == VIDEO_QUEUE_INPUT && is_decoder(s) && was_streaming)
+                r = queue_streamon(s, q);
+        if (queue == VIDEO_QUEUE_INPUT)
+                s->in_fed = false;
         give_back_all(s, &l);
         give_back_all(s, &q->pending);
         if (queue == VIDEO_QUEUE_OUTPUT) {
