@@ -91,6 +91,7 @@ typedef struct FakeInstance {
         uint32_t seq;
         /* encoder */
         bool force_key, first_frame;
+        uint32_t crop_w, crop_h; /* OUTPUT crop (S_SELECTION), like vicodec's visible size: at 0,0 */
         int32_t ctrl_bitrate, ctrl_mode, ctrl_peak, ctrl_profile, ctrl_level, ctrl_prepend;
 } FakeInstance;
 
@@ -658,7 +659,9 @@ static void enc_run(FakeInstance *in) {
 
         while (out->streaming && cap->streaming && !in->stopped) {
                 FakeBuf *ob = next_queued(out), *cb = next_queued(cap);
-                unsigned w = out->width, h = out->height;
+                /* The stream has the visible (cropped) size, as vicodec's headers do. */
+                unsigned w = in->crop_w ? MIN(in->crop_w, out->width) : out->width,
+                         h = in->crop_h ? MIN(in->crop_h, out->height) : out->height;
                 size_t total = HDR_SIZE + i420_size(w, h);
                 uint32_t flags;
 
@@ -853,6 +856,8 @@ static int do_s_fmt(FakeInstance *in, struct v4l2_format *f) {
                 h = CLAMP_DIM(h);
                 raw_layout(q, w, h, fourcc);
                 q->fmt_valid = true;
+                in->crop_w = w; /* S_FMT resets the crop to the whole picture */
+                in->crop_h = h;
                 in->q[1].width = w;
                 in->q[1].height = h;
                 coded_layout(&in->q[1], MAX(in->q[1].sizeimage, (uint32_t) (HDR_SIZE + i420_size(w, h))));
@@ -1361,11 +1366,33 @@ static int do_g_selection(FakeInstance *in, struct v4l2_selection *s) {
         FakeQueue *cap = &in->q[1];
 
         /* The selection API takes the single-planar types for both APIs. */
+        if (is_enc(in) && s->type == V4L2_BUF_TYPE_VIDEO_OUTPUT && s->target == V4L2_SEL_TGT_CROP &&
+            in->q[0].fmt_valid) {
+                s->r = (struct v4l2_rect){ 0, 0, in->crop_w ? in->crop_w : in->q[0].width,
+                                           in->crop_h ? in->crop_h : in->q[0].height };
+                return 0;
+        }
         if (s->type != V4L2_BUF_TYPE_VIDEO_CAPTURE || is_enc(in) || !cap->fmt_valid)
                 return -EINVAL;
         if (s->target != V4L2_SEL_TGT_COMPOSE && s->target != V4L2_SEL_TGT_CROP)
                 return -EINVAL;
         s->r = (struct v4l2_rect){ 0, 0, cap->width, cap->height };
+        return 0;
+}
+
+/* Like vicodec: the encoder's OUTPUT crop only, moved to 0,0 and clamped to the picture. */
+static int do_s_selection(FakeInstance *in, struct v4l2_selection *s) {
+        FakeQueue *out = &in->q[0];
+
+        if (s->type != V4L2_BUF_TYPE_VIDEO_OUTPUT || !is_enc(in) || s->target != V4L2_SEL_TGT_CROP ||
+            !out->fmt_valid)
+                return -EINVAL;
+        s->r.left = 0;
+        s->r.top = 0;
+        s->r.width = CLAMP_DIM(MIN(s->r.width, out->width));
+        s->r.height = CLAMP_DIM(MIN(s->r.height, out->height));
+        in->crop_w = s->r.width;
+        in->crop_h = s->r.height;
         return 0;
 }
 
@@ -1432,6 +1459,8 @@ static int dispatch(FakeInstance *in, unsigned long req, void *arg) {
                 return do_s_ctrl(in, arg);
         case VIDIOC_G_SELECTION:
                 return do_g_selection(in, arg);
+        case VIDIOC_S_SELECTION:
+                return do_s_selection(in, arg);
         case VIDIOC_S_PARM:
                 return do_s_parm(in, arg);
         default:

@@ -1415,6 +1415,43 @@ static void test_encode_drain_last_with_frame(void **state) {
         t_free(t);
 }
 
+/* The guest's visible rectangle reaches the encoder as the OUTPUT crop (dev-encoder.rst
+ * "Initialization"), and GET_PARAMS says what the device took: the coded frames have the visible size. */
+static void test_encode_crop(void **state) {
+        T *t = t_new(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true }, false);
+        VideoParams p;
+        TBuf *frames[2];
+
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+        p.format = VIDEO_FORMAT_YUV420;
+        p.frame_width = 48;
+        p.frame_height = 32;
+        p.crop.left = 8; /* the fake, like vicodec, crops at 0,0 only */
+        p.crop.top = 0;
+        p.crop.width = 32;
+        p.crop.height = 24;
+        assert_int_equal(t->b->ops->set_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+        assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+        assert_int_equal(p.crop.left, 0);
+        assert_int_equal(p.crop.width, 32);
+        assert_int_equal(p.crop.height, 24);
+        p.crop.left = 0;
+        p.crop.width = 48;
+        assert_int_equal(t->b->ops->set_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+        assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+        assert_int_equal(p.frame_height, 32);
+        assert_int_equal(p.crop.width, 48);
+        assert_int_equal(p.crop.height, 24);
+
+        t_queue(t, tbuf_output(t, true));
+        t_queue(t, raw_frame(t, 48, 32, 90, 5, true));
+        RUN_UNTIL(t, output_frames(t, frames, 2) == 1);
+        check_coded(frames[0], 48, 24, 90, 0);
+        assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
 static void test_encoder_set_params_busy(void **state) {
         T *t = t_new(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true }, false);
         VideoParams p;
@@ -1622,6 +1659,7 @@ int main(void) {
                 cmocka_unit_test(test_encode_single_planar_mmap_nv12_multi_segment),
                 cmocka_unit_test(test_encode_separate_memory_planes_nv12m),
                 cmocka_unit_test(test_encode_drain_last_with_frame),
+                cmocka_unit_test(test_encode_crop),
                 cmocka_unit_test(test_encoder_set_params_busy),
                 cmocka_unit_test(test_decoder_caps),
                 cmocka_unit_test(test_encoder_caps_and_query_control),

@@ -1418,9 +1418,34 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                                 p->num_planes > 0 ? p->planes[0].stride : 0);
                 if (r < 0)
                         return r == -EBUSY ? -EBUSY : -EINVAL;
-                if (p->crop.width > 0 && p->crop.left + p->crop.width <= in->frame_width &&
-                    p->crop.top + p->crop.height <= in->frame_height)
-                        in->crop = p->crop;
+                /* dev-encoder.rst "Initialization": the visible rectangle is the OUTPUT crop. What the
+                 * device took is what GET_PARAMS says (vicodec moves it to 0,0); without the selection
+                 * API the whole picture is encoded. */
+                if (p->crop.width > 0 && p->crop.height > 0 &&
+                    p->crop.left + p->crop.width <= in->frame_width &&
+                    p->crop.top + p->crop.height <= in->frame_height &&
+                    (p->crop.left || p->crop.top || p->crop.width != in->frame_width ||
+                     p->crop.height != in->frame_height)) {
+                        struct v4l2_selection sel = {
+                                .type = V4L2_BUF_TYPE_VIDEO_OUTPUT, /* also for the mplane API */
+                                .target = V4L2_SEL_TGT_CROP,
+                                .r = { (int32_t) p->crop.left, (int32_t) p->crop.top, p->crop.width,
+                                       p->crop.height },
+                        };
+
+                        if (xioctl(s, VIDIOC_S_SELECTION, &sel) >= 0 && sel.r.left >= 0 && sel.r.top >= 0 &&
+                            sel.r.width > 0 && sel.r.height > 0 &&
+                            (uint32_t) sel.r.left + sel.r.width <= in->frame_width &&
+                            (uint32_t) sel.r.top + sel.r.height <= in->frame_height)
+                        {
+                                in->crop.left = (uint32_t) sel.r.left;
+                                in->crop.top = (uint32_t) sel.r.top;
+                                in->crop.width = sel.r.width;
+                                in->crop.height = sel.r.height;
+                        } else
+                                log_debug("Encoder keeps the whole picture: no crop %ux%u+%u+%u.",
+                                          p->crop.width, p->crop.height, p->crop.left, p->crop.top);
+                }
                 if (p->frame_rate > 0) {
                         struct v4l2_streamparm parm = { .type = q->type };
 
