@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
+#include <endian.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "common/macro.h"
 #include "frontend/frontend.h"
 #include "frontend/video-client.h"
+#include "vhost/vhost-user-proto.h"
 #include "video/virtio-video-proto.h"
 
 #define EVENT_TAG_BASE (1ull << 62)
@@ -322,6 +324,26 @@ static int client_step(VideoClient *c) {
         return n;
 }
 
+/* Returns > 0 when completions arrived while arming (so do not sleep), 0 when armed, < 0 on error. */
+static int arm_used_event(VideoClient *c) {
+        if (!(vu_frontend_features(c->fe) & (1ull << VIRTIO_RING_F_EVENT_IDX)))
+                return 0;
+        for (unsigned q = 0; q < VIRTIO_VIDEO_NUM_QUEUES; q++) {
+                VuRingView v;
+                uint16_t idx;
+                int r;
+
+                r = vu_frontend_ring_view(c->fe, q, &v);
+                if (r < 0)
+                        return r;
+                idx = le16toh(__atomic_load_n(v.used_idx, __ATOMIC_ACQUIRE));
+                r = vu_frontend_set_used_event(c->fe, q, idx);
+                if (r < 0)
+                        return r;
+        }
+        return client_step(c);
+}
+
 static uint64_t now_ms(void) {
         struct timespec ts;
 
@@ -354,7 +376,16 @@ static int client_wait(VideoClient *c, bool (*cond)(VideoClient *c, const void *
                         if (r > 0)
                                 continue;
                 }
-                t = c->opts.pump ? 1 : (int) MIN(deadline - now, (uint64_t) 1000);
+                /* With EVENT_IDX the device signals only past used_event: ask for the next completion,
+                 * then look again for one that came in between. */
+                r = arm_used_event(c);
+                if (r != 0) {
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                /* Sleep until a call (or the deadline): notifications are armed, nothing is polled. */
+                t = c->opts.pump ? 1 : (int) MIN(deadline - now, (uint64_t) INT32_MAX);
                 pfd[0] = (struct pollfd){ .fd = vu_frontend_call_fd(c->fe, 0), .events = POLLIN };
                 pfd[1] = (struct pollfd){ .fd = vu_frontend_call_fd(c->fe, 1), .events = POLLIN };
                 /* No events: only a hangup of the backend wakes us here. */
@@ -679,6 +710,12 @@ static int parse_caps(const uint8_t *buf, size_t len, VcCaps *caps) {
                 }
         }
         return cur.off == cur.len ? 0 : -EBADMSG;
+}
+
+int video_client_parse_capability(const void *buf, size_t len, VcCaps *ret) {
+        if (!buf || !ret)
+                return -EINVAL;
+        return parse_caps(buf, len, ret);
 }
 
 static int query_capability(VideoClient *c, uint32_t queue_type, VcCaps **ret) {

@@ -133,6 +133,11 @@ const VcCaps *video_client_get_caps(VideoClient *c, uint32_t queue_type);
 /* After probe: true when the input formats are raw (an encoder), false for a decoder. */
 bool video_client_is_encoder(VideoClient *c);
 
+/* Parses a QUERY_CAPABILITY reply of len bytes (header included; its type is not looked at) the way
+ * probe does: 0, or -EBADMSG when a count does not match the payload or num_descs is 0 or above 64.
+ * Frame sizes and rates beyond VC_MAX_FRAMES / VC_MAX_RATES are checked and skipped. For the fuzzer. */
+int video_client_parse_capability(const void *buf, size_t len, VcCaps *ret);
+
 /* ---- raw commands (negative tests) ------------------------------------------------------------------- */
 
 /* Posts [req (readable), extra (readable, optional), response (resp_cap writable bytes)] on the

@@ -62,10 +62,10 @@ static int run(WorkerOptions *o) {
         if (r < 0)
                 return log_error_errno(r, "Failed to allocate the event loop: %m");
 
-        /* Until we serve, a failure is the one line below: keep the layers' lifecycle chatter out of it
-         * (with --verbose everything is shown). */
+        /* Until we serve, a failure is the one line below, which carries the cause: keep the layers'
+         * own messages about it out (with --verbose everything is shown). */
         if (o->log_level < LOG_DEBUG)
-                log_set_max_level(LOG_WARNING);
+                log_set_max_level(LOG_CRIT);
         r = worker_new(event, o, &w, error, sizeof(error));
         if (r >= 0)
                 r = worker_start(w, /* handle_signals= */ true, error, sizeof(error));

@@ -20,7 +20,8 @@
 #define MAX_BITSTREAM (64u << 20)
 #define CODED_SIZEIMAGE (1u << 20)
 #define MAX_EVENTS 8
-#define OFFSET_SHIFT 16 /* mmap offset cookie: queue << 24 | index << 16 */
+#define OFFSET_SHIFT 16 /* mmap offset cookie: queue << 24 | index << 16 | plane << 12 */
+#define PLANE_SHIFT 12
 
 #define CLAMP_SIZE(x) ((x) == 0 ? CODED_SIZEIMAGE : MIN(MAX((uint32_t) (x), 4096u), 16u << 20))
 #define CLAMP_DIM(x) (MIN(MAX((uint32_t) (x), 2u), (uint32_t) FAKE_MAX_DIM) & ~1u)
@@ -31,23 +32,29 @@ typedef enum BufState {
         BUF_DONE,
 } BufState;
 
+#define FAKE_MAX_PLANES 3
+
 typedef struct FakeBuf {
         BufState state;
-        uint8_t *mem; /* MMAP memory */
+        uint8_t *mem; /* MMAP memory, every plane of the buffer at plane_off[] */
         size_t mem_len;
+        size_t plane_off[FAKE_MAX_PLANES];
         unsigned maps;
-        unsigned long userptr;
-        uint32_t length, bytesused, flags;
+        unsigned long userptr[FAKE_MAX_PLANES];
+        uint32_t length[FAKE_MAX_PLANES], bytesused[FAKE_MAX_PLANES], flags;
         struct timeval timestamp;
         uint64_t done_seq;
 } FakeBuf;
 
 typedef struct FakeQueue {
         uint32_t fourcc, width, height, bpl, sizeimage;
+        /* Memory planes: one, or one per colour plane for the 'M' formats (NV12M, YU12M). */
+        unsigned np;
+        uint32_t psize[FAKE_MAX_PLANES], pbpl[FAKE_MAX_PLANES];
         bool fmt_valid;
         uint32_t memory;
         unsigned count;
-        uint32_t alloc_size; /* sizeimage when the buffers were allocated: vb2 checks against it */
+        uint32_t alloc_size[FAKE_MAX_PLANES]; /* plane sizes at allocation: vb2 checks against them */
         FakeBuf bufs[FAKE_MAX_BUFS];
         bool streaming, last_dequeued;
 } FakeQueue;
@@ -72,8 +79,9 @@ typedef struct FakeInstance {
         size_t bits_len, bits_cap;
         Chunk chunks[FAKE_MAX_BUFS * 2];
         unsigned n_chunks;
-        bool headers_parsed;   /* the capture format is known */
-        bool need_reconfig;    /* resolution changed: stalled until CAPTURE is restarted */
+        bool headers_parsed; /* the capture format is known */
+        bool need_reconfig;  /* resolution changed: stalled until CAPTURE is restarted */
+        bool last_pending;   /* resolution changed while CAPTURE streams: LAST still to be given */
         bool draining, stopped;
         bool bad_stream;
         uint32_t seq;
@@ -92,10 +100,14 @@ struct FakeV4l2 {
         FakeV4l2Config cfg;
         FakeV4l2Stats stats;
         FakeInstance *instances[FAKE_MAX_INSTANCES];
-        FakeInstance *last_opened;
         FailRule fail;
         bool vanished;
         bool corrupt_next;
+        struct {
+                uint32_t id;
+                int32_t value;
+        } applied[16]; /* the last value any instance got for each control */
+        unsigned n_applied;
 };
 
 static bool is_enc(FakeInstance *in) {
@@ -195,8 +207,6 @@ static void instance_free(FakeInstance *in) {
         for (unsigned i = 0; i < FAKE_MAX_INSTANCES; i++)
                 if (in->node->instances[i] == in)
                         in->node->instances[i] = NULL;
-        if (in->node->last_opened == in)
-                in->node->last_opened = NULL;
         in->node->stats.open_instances--;
         safe_close(in->efd);
         free(in->bits);
@@ -212,18 +222,26 @@ FakeV4l2 *fake_v4l2_free(FakeV4l2 *f) {
         return NULL;
 }
 
+static const uint32_t *formats_of(FakeInstance *in, int qi, unsigned *n);
+static void raw_layout(FakeQueue *q, unsigned w, unsigned h, uint32_t fourcc);
+static void coded_layout(FakeQueue *q, uint32_t sizeimage);
+
 static void set_default_formats(FakeInstance *in) {
         FakeQueue *out = &in->q[0], *cap = &in->q[1];
 
+        unsigned n;
+
         if (is_enc(in)) {
-                *out = (FakeQueue){ .fourcc = V4L2_PIX_FMT_YUV420, .width = 64, .height = 48, .fmt_valid = true };
-                out->bpl = 64;
-                out->sizeimage = 64 * 48 * 3 / 2;
-                *cap = (FakeQueue){ .fourcc = V4L2_PIX_FMT_FWHT, .width = 64, .height = 48, .fmt_valid = true };
-                cap->sizeimage = CODED_SIZEIMAGE;
+                *out = (FakeQueue){ .fmt_valid = true };
+                raw_layout(out, 64, 48, formats_of(in, 0, &n)[0]);
+                *cap = (FakeQueue){
+                        .fourcc = V4L2_PIX_FMT_FWHT, .width = 64, .height = 48, .fmt_valid = true
+                };
+                coded_layout(cap, CODED_SIZEIMAGE);
         } else {
-                *out = (FakeQueue){ .fourcc = V4L2_PIX_FMT_FWHT, .fmt_valid = true, .sizeimage = CODED_SIZEIMAGE };
-                *cap = (FakeQueue){ .fourcc = V4L2_PIX_FMT_YUV420 };
+                *out = (FakeQueue){ .fourcc = V4L2_PIX_FMT_FWHT, .fmt_valid = true };
+                coded_layout(out, CODED_SIZEIMAGE);
+                *cap = (FakeQueue){ .fourcc = formats_of(in, 1, &n)[0] };
         }
 }
 
@@ -257,7 +275,6 @@ static int fake_open(void *node, void **ret_dev) {
         in->ctrl_profile = V4L2_MPEG_VIDEO_H264_PROFILE_BASELINE;
         in->ctrl_level = V4L2_MPEG_VIDEO_H264_LEVEL_3_0;
         f->instances[slot] = in;
-        f->last_opened = in;
         f->stats.open_instances++;
         *ret_dev = in;
         return 0;
@@ -279,7 +296,8 @@ static bool queue_has_done(FakeQueue *q) {
 }
 
 static void update_poll(FakeInstance *in) {
-        bool ready = in->node->vanished || in->n_events > 0 || queue_has_done(&in->q[0]) || queue_has_done(&in->q[1]);
+        bool ready = in->node->vanished || in->n_events > 0 || queue_has_done(&in->q[0]) ||
+                     queue_has_done(&in->q[1]);
         uint64_t v = 1;
 
         if (ready && !in->signaled) {
@@ -301,7 +319,8 @@ void fake_v4l2_vanish(FakeV4l2 *f) {
 static void push_event(FakeInstance *in, uint32_t type, uint32_t changes) {
         struct v4l2_event *e;
 
-        if ((type == V4L2_EVENT_SOURCE_CHANGE && !in->sub_source_change) || (type == V4L2_EVENT_EOS && !in->sub_eos))
+        if ((type == V4L2_EVENT_SOURCE_CHANGE && !in->sub_source_change) ||
+            (type == V4L2_EVENT_EOS && !in->sub_eos))
                 return;
         if (in->n_events == MAX_EVENTS)
                 return;
@@ -314,8 +333,33 @@ static void push_event(FakeInstance *in, uint32_t type, uint32_t changes) {
 
 /* ---- codec ---------------------------------------------------------------------------------------- */
 
+static uint8_t *plane_ptr(FakeQueue *q, FakeBuf *b, unsigned p) {
+        return q->memory == V4L2_MEMORY_MMAP ? b->mem + b->plane_off[p] : (uint8_t *) b->userptr[p];
+}
+
 static uint8_t *buf_data(FakeQueue *q, FakeBuf *b) {
-        return q->memory == V4L2_MEMORY_MMAP ? b->mem : (uint8_t *) b->userptr;
+        return plane_ptr(q, b, 0);
+}
+
+static bool is_nv12(uint32_t fourcc) {
+        return fourcc == V4L2_PIX_FMT_NV12 || fourcc == V4L2_PIX_FMT_NV12M;
+}
+
+/* Where the colour planes of a raw picture are (Y, then UV or U and V), with their strides. */
+static void color_planes(FakeQueue *q, FakeBuf *b, uint8_t *c[3], uint32_t stride[3]) {
+        if (q->np > 1) {
+                for (unsigned p = 0; p < q->np; p++) {
+                        c[p] = plane_ptr(q, b, p);
+                        stride[p] = q->pbpl[p];
+                }
+                return;
+        }
+        c[0] = plane_ptr(q, b, 0);
+        stride[0] = q->bpl;
+        c[1] = c[0] + (size_t) q->bpl * q->height;
+        stride[1] = is_nv12(q->fourcc) ? q->bpl : q->bpl / 2;
+        c[2] = c[1] + (size_t) stride[1] * (q->height / 2);
+        stride[2] = stride[1];
 }
 
 static void buf_done(FakeInstance *in, FakeBuf *b, uint32_t flags) {
@@ -334,51 +378,80 @@ static FakeBuf *next_queued(FakeQueue *q) {
         return best;
 }
 
-static void cap_layout(unsigned w, unsigned h, uint32_t fourcc, uint32_t *bpl, uint32_t *sizeimage) {
+static void raw_layout(FakeQueue *q, unsigned w, unsigned h, uint32_t fourcc) {
         uint32_t stride = ALIGN_TO(w, 16u);
 
-        *bpl = fourcc == V4L2_PIX_FMT_ARGB32 ? stride * 4 : stride;
-        *sizeimage = fourcc == V4L2_PIX_FMT_ARGB32 ? stride * 4 * h : stride * h * 3 / 2;
+        q->fourcc = fourcc;
+        q->width = w;
+        q->height = h;
+        q->bpl = stride;
+        q->sizeimage = stride * h * 3 / 2;
+        if (fourcc == V4L2_PIX_FMT_NV12M) {
+                q->np = 2;
+                q->pbpl[0] = q->pbpl[1] = stride;
+                q->psize[0] = stride * h;
+                q->psize[1] = stride * (h / 2);
+        } else if (fourcc == V4L2_PIX_FMT_YUV420M) {
+                q->np = 3;
+                q->pbpl[0] = stride;
+                q->pbpl[1] = q->pbpl[2] = stride / 2;
+                q->psize[0] = stride * h;
+                q->psize[1] = q->psize[2] = stride / 2 * (h / 2);
+        } else {
+                q->np = 1;
+                q->pbpl[0] = stride;
+                q->psize[0] = q->sizeimage;
+        }
 }
 
-/* Writes an I420 picture into a YU12/NV12 buffer with the queue's stride. */
-static void write_picture(FakeQueue *q, uint8_t *dst, const uint8_t *i420, unsigned w, unsigned h) {
+static void coded_layout(FakeQueue *q, uint32_t sizeimage) {
+        q->sizeimage = sizeimage;
+        q->bpl = 0;
+        q->np = 1;
+        q->psize[0] = sizeimage;
+        q->pbpl[0] = 0;
+}
+
+/* Writes an I420 picture into a raw buffer in the queue's layout. */
+static void write_picture(FakeQueue *q, FakeBuf *b, const uint8_t *i420, unsigned w, unsigned h) {
         const uint8_t *u = i420 + (size_t) w * h, *v = u + (size_t) (w / 2) * (h / 2);
-        uint32_t bpl = q->bpl;
+        uint8_t *c[3];
+        uint32_t st[3];
 
+        color_planes(q, b, c, st);
         for (unsigned y = 0; y < h; y++)
-                memcpy(dst + (size_t) y * bpl, i420 + (size_t) y * w, w);
-        dst += (size_t) bpl * h;
-        if (q->fourcc == V4L2_PIX_FMT_NV12) {
-                for (unsigned y = 0; y < h / 2; y++)
-                        for (unsigned x = 0; x < w / 2; x++) {
-                                dst[(size_t) y * bpl + 2 * x] = u[(size_t) y * (w / 2) + x];
-                                dst[(size_t) y * bpl + 2 * x + 1] = v[(size_t) y * (w / 2) + x];
-                        }
-                return;
-        }
-        for (unsigned y = 0; y < h / 2; y++) {
-                memcpy(dst + (size_t) y * (bpl / 2), u + (size_t) y * (w / 2), w / 2);
-                memcpy(dst + (size_t) (bpl / 2) * (h / 2) + (size_t) y * (bpl / 2), v + (size_t) y * (w / 2), w / 2);
-        }
-}
-
-/* Reads a YU12/NV12 picture with the queue's stride into I420. */
-static void read_picture(FakeQueue *q, uint8_t *i420, const uint8_t *src, unsigned w, unsigned h) {
-        uint8_t *u = i420 + (size_t) w * h, *v = u + (size_t) (w / 2) * (h / 2);
-        uint32_t bpl = q->bpl;
-
-        for (unsigned y = 0; y < h; y++)
-                memcpy(i420 + (size_t) y * w, src + (size_t) y * bpl, w);
-        src += (size_t) bpl * h;
+                memcpy(c[0] + (size_t) y * st[0], i420 + (size_t) y * w, w);
         for (unsigned y = 0; y < h / 2; y++)
                 for (unsigned x = 0; x < w / 2; x++) {
-                        if (q->fourcc == V4L2_PIX_FMT_NV12) {
-                                u[(size_t) y * (w / 2) + x] = src[(size_t) y * bpl + 2 * x];
-                                v[(size_t) y * (w / 2) + x] = src[(size_t) y * bpl + 2 * x + 1];
+                        uint8_t cu = u[(size_t) y * (w / 2) + x], cv = v[(size_t) y * (w / 2) + x];
+
+                        if (is_nv12(q->fourcc)) {
+                                c[1][(size_t) y * st[1] + 2 * x] = cu;
+                                c[1][(size_t) y * st[1] + 2 * x + 1] = cv;
                         } else {
-                                u[(size_t) y * (w / 2) + x] = src[(size_t) y * (bpl / 2) + x];
-                                v[(size_t) y * (w / 2) + x] = src[(size_t) (bpl / 2) * (h / 2) + (size_t) y * (bpl / 2) + x];
+                                c[1][(size_t) y * st[1] + x] = cu;
+                                c[2][(size_t) y * st[2] + x] = cv;
+                        }
+                }
+}
+
+/* Reads a raw picture in the queue's layout into I420. */
+static void read_picture(FakeQueue *q, FakeBuf *b, uint8_t *i420, unsigned w, unsigned h) {
+        uint8_t *u = i420 + (size_t) w * h, *v = u + (size_t) (w / 2) * (h / 2);
+        uint8_t *c[3];
+        uint32_t st[3];
+
+        color_planes(q, b, c, st);
+        for (unsigned y = 0; y < h; y++)
+                memcpy(i420 + (size_t) y * w, c[0] + (size_t) y * st[0], w);
+        for (unsigned y = 0; y < h / 2; y++)
+                for (unsigned x = 0; x < w / 2; x++) {
+                        if (is_nv12(q->fourcc)) {
+                                u[(size_t) y * (w / 2) + x] = c[1][(size_t) y * st[1] + 2 * x];
+                                v[(size_t) y * (w / 2) + x] = c[1][(size_t) y * st[1] + 2 * x + 1];
+                        } else {
+                                u[(size_t) y * (w / 2) + x] = c[1][(size_t) y * st[1] + x];
+                                v[(size_t) y * (w / 2) + x] = c[2][(size_t) y * st[2] + x];
                         }
                 }
 }
@@ -420,7 +493,7 @@ static void dec_take_input(FakeInstance *in) {
 
         while (out->streaming && in->n_chunks < ELEMENTSOF(in->chunks) && !dec_frame_ready(in) &&
                (b = next_queued(out))) {
-                size_t need = in->bits_len + b->bytesused;
+                size_t need = in->bits_len + b->bytesused[0];
 
                 if (need > MAX_BITSTREAM) {
                         buf_done(in, b, V4L2_BUF_FLAG_ERROR);
@@ -436,8 +509,8 @@ static void dec_take_input(FakeInstance *in) {
                         in->bits = n;
                         in->bits_cap = need;
                 }
-                memcpy(in->bits + in->bits_len, buf_data(out, b), b->bytesused);
-                in->bits_len += b->bytesused;
+                memcpy(in->bits + in->bits_len, buf_data(out, b), b->bytesused[0]);
+                in->bits_len += b->bytesused[0];
                 in->chunks[in->n_chunks++] = (Chunk){ .end = in->bits_len, .ts = b->timestamp };
                 buf_done(in, b, 0);
         }
@@ -446,16 +519,19 @@ static void dec_take_input(FakeInstance *in) {
 static void dec_set_capture_format(FakeInstance *in, unsigned w, unsigned h) {
         FakeQueue *cap = &in->q[1];
 
-        if (!cap->fourcc)
-                cap->fourcc = V4L2_PIX_FMT_YUV420;
-        cap->width = w;
-        cap->height = h;
-        cap_layout(w, h, cap->fourcc, &cap->bpl, &cap->sizeimage);
+        raw_layout(cap, w, h, cap->fourcc);
         cap->fmt_valid = true;
 }
 
+static bool buf_fits(FakeQueue *q, FakeBuf *b) {
+        for (unsigned p = 0; p < q->np; p++)
+                if (b->length[p] < q->psize[p])
+                        return false;
+        return true;
+}
+
 static void emit_last(FakeInstance *in, FakeBuf *b) {
-        b->bytesused = 0;
+        memset(b->bytesused, 0, sizeof(b->bytesused));
         buf_done(in, b, V4L2_BUF_FLAG_LAST);
 }
 
@@ -483,11 +559,12 @@ static void dec_run(FakeInstance *in) {
                 }
                 w = get_le16(in->bits + 4);
                 h = get_le16(in->bits + 6);
-                if (memcmp(in->bits, "VVNF", 4) != 0 || w < 2 || h < 2 || w > FAKE_MAX_DIM || h > FAKE_MAX_DIM ||
-                    w % 2 || h % 2 || get_le32(in->bits + 8) != i420_size(w, h)) {
-                        /* A broken stream: the next picture comes out flagged ERROR and the rest is dropped. */
+                if (memcmp(in->bits, "VVNF", 4) != 0 || w < 2 || h < 2 || w > FAKE_MAX_DIM ||
+                    h > FAKE_MAX_DIM || w % 2 || h % 2 || get_le32(in->bits + 8) != i420_size(w, h)) {
+                        /* A broken stream: the next picture comes out flagged ERROR and the rest is dropped.
+                         */
                         if (cap->streaming && (cb = next_queued(cap))) {
-                                cb->bytesused = 0;
+                                memset(cb->bytesused, 0, sizeof(cb->bytesused));
                                 buf_done(in, cb, V4L2_BUF_FLAG_ERROR);
                                 in->bad_stream = true;
                                 in->bits_len = 0;
@@ -495,22 +572,32 @@ static void dec_run(FakeInstance *in) {
                         }
                         return;
                 }
+                if (in->last_pending) {
+                        /* The change was signalled; the old sequence ends with LAST on the next
+                         * CAPTURE buffer, which may come later than the event. */
+                        if (!(cb = next_queued(cap)))
+                                return;
+                        emit_last(in, cb);
+                        in->last_pending = false;
+                        in->need_reconfig = true;
+                        return;
+                }
                 if (!in->headers_parsed || w != cap->width || h != cap->height) {
+                        bool streaming_change = in->headers_parsed && cap->streaming;
+
                         if (in->need_reconfig)
                                 return;
-                        if (in->headers_parsed && cap->streaming) {
-                                /* Dynamic resolution change: LAST on the next buffer, then stall until the
-                                 * client restarts CAPTURE. */
-                                if (!(cb = next_queued(cap)))
-                                        return;
-                                emit_last(in, cb);
-                                in->need_reconfig = true;
-                        } else if (in->headers_parsed)
-                                in->need_reconfig = true;
+                        /* Dynamic resolution change: the event at once, then stall until the client
+                         * restarts CAPTURE. */
+                        if (in->headers_parsed)
+                                in->need_reconfig = !streaming_change;
+                        in->last_pending = streaming_change;
                         dec_set_capture_format(in, w, h);
                         in->headers_parsed = true;
                         in->node->stats.source_changes++;
                         push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+                        if (in->last_pending)
+                                continue;
                         if (in->need_reconfig)
                                 return;
                 }
@@ -529,13 +616,13 @@ static void dec_run(FakeInstance *in) {
                 cb = next_queued(cap);
                 if (!cb)
                         return;
-                if (cb->length < cap->sizeimage) {
-                        cb->bytesused = 0;
+                if (!buf_fits(cap, cb)) {
+                        memset(cb->bytesused, 0, sizeof(cb->bytesused));
                         buf_done(in, cb, V4L2_BUF_FLAG_ERROR);
                         continue;
                 }
-                write_picture(cap, buf_data(cap, cb), in->bits + HDR_SIZE, w, h);
-                cb->bytesused = cap->sizeimage;
+                write_picture(cap, cb, in->bits + HDR_SIZE, w, h);
+                memcpy(cb->bytesused, cap->psize, sizeof(cb->bytesused));
                 cb->timestamp = chunk_ts(in, 0);
                 bits_consume(in, total);
                 in->node->stats.frames++;
@@ -579,8 +666,8 @@ static void enc_run(FakeInstance *in) {
                         }
                         return;
                 }
-                if (cb->length < total) {
-                        cb->bytesused = 0;
+                if (cb->length[0] < total) {
+                        memset(cb->bytesused, 0, sizeof(cb->bytesused));
                         buf_done(in, cb, V4L2_BUF_FLAG_ERROR);
                         buf_done(in, ob, V4L2_BUF_FLAG_ERROR);
                         continue;
@@ -590,10 +677,10 @@ static void enc_run(FakeInstance *in) {
                         if (!tmp)
                                 return;
                 }
-                read_picture(out, tmp, buf_data(out, ob), w, h);
+                read_picture(out, ob, tmp, w, h);
                 write_header(buf_data(cap, cb), w, h, in->seq++);
                 memcpy(buf_data(cap, cb) + HDR_SIZE, tmp, i420_size(w, h));
-                cb->bytesused = (uint32_t) total;
+                cb->bytesused[0] = (uint32_t) total;
                 cb->timestamp = ob->timestamp;
                 flags = in->first_frame || in->force_key ? V4L2_BUF_FLAG_KEYFRAME : V4L2_BUF_FLAG_PFRAME;
                 in->first_frame = in->force_key = false;
@@ -642,8 +729,14 @@ static const uint32_t dec_out_formats[] = { V4L2_PIX_FMT_FWHT };
 static const uint32_t dec_cap_formats[] = { V4L2_PIX_FMT_YUV420, V4L2_PIX_FMT_NV12 };
 static const uint32_t enc_out_formats[] = { V4L2_PIX_FMT_YUV420, V4L2_PIX_FMT_NV12 };
 static const uint32_t enc_cap_formats[] = { V4L2_PIX_FMT_FWHT, V4L2_PIX_FMT_H264 };
+/* With FakeV4l2Config.mem_planes: one memory plane per colour plane, as s5p-mfc or some Qualcomm parts. */
+static const uint32_t raw_m_formats[] = { V4L2_PIX_FMT_YUV420M, V4L2_PIX_FMT_NV12M };
 
 static const uint32_t *formats_of(FakeInstance *in, int qi, unsigned *n) {
+        if (in->node->cfg.mem_planes && in->node->cfg.mplane && qi == (is_enc(in) ? 0 : 1)) {
+                *n = ELEMENTSOF(raw_m_formats);
+                return raw_m_formats;
+        }
         if (is_enc(in) && qi == 0) {
                 *n = ELEMENTSOF(enc_out_formats);
                 return enc_out_formats;
@@ -684,9 +777,11 @@ static void fill_fmt(FakeInstance *in, FakeQueue *q, struct v4l2_format *f) {
                 f->fmt.pix_mp.width = q->width;
                 f->fmt.pix_mp.height = q->height;
                 f->fmt.pix_mp.field = V4L2_FIELD_NONE;
-                f->fmt.pix_mp.num_planes = 1;
-                f->fmt.pix_mp.plane_fmt[0].bytesperline = q->bpl;
-                f->fmt.pix_mp.plane_fmt[0].sizeimage = q->sizeimage;
+                f->fmt.pix_mp.num_planes = (uint8_t) q->np;
+                for (unsigned p = 0; p < q->np; p++) {
+                        f->fmt.pix_mp.plane_fmt[p].bytesperline = q->pbpl[p];
+                        f->fmt.pix_mp.plane_fmt[p].sizeimage = q->psize[p];
+                }
         } else {
                 f->fmt.pix.pixelformat = q->fourcc;
                 f->fmt.pix.width = q->width;
@@ -730,34 +825,30 @@ static int do_s_fmt(FakeInstance *in, struct v4l2_format *f) {
         }
         if (queue_is_coded(in, qi)) {
                 q->fourcc = fourcc;
-                q->sizeimage = CLAMP_SIZE(sizeimage);
                 if (!is_enc(in)) {
                         q->width = w;
                         q->height = h;
+                        coded_layout(q, CLAMP_SIZE(sizeimage));
                 } else {
                         q->width = in->q[0].width;
                         q->height = in->q[0].height;
-                        q->sizeimage = MAX(q->sizeimage, (uint32_t) (HDR_SIZE + i420_size(q->width, q->height)));
+                        coded_layout(q, MAX(CLAMP_SIZE(sizeimage),
+                                            (uint32_t) (HDR_SIZE + i420_size(q->width, q->height))));
                 }
-                q->bpl = 0;
                 q->fmt_valid = true;
         } else if (!is_enc(in)) {
                 /* Decoder CAPTURE: the client picks the pixel format, the stream the size. */
                 if (!in->headers_parsed)
                         return -EINVAL;
-                q->fourcc = fourcc;
-                cap_layout(q->width, q->height, fourcc, &q->bpl, &q->sizeimage);
+                raw_layout(q, q->width, q->height, fourcc);
         } else {
                 w = CLAMP_DIM(w);
                 h = CLAMP_DIM(h);
-                q->fourcc = fourcc;
-                q->width = w;
-                q->height = h;
-                cap_layout(w, h, fourcc, &q->bpl, &q->sizeimage);
+                raw_layout(q, w, h, fourcc);
                 q->fmt_valid = true;
                 in->q[1].width = w;
                 in->q[1].height = h;
-                in->q[1].sizeimage = MAX(in->q[1].sizeimage, (uint32_t) (HDR_SIZE + i420_size(w, h)));
+                coded_layout(&in->q[1], MAX(in->q[1].sizeimage, (uint32_t) (HDR_SIZE + i420_size(w, h))));
         }
         fill_fmt(in, q, f);
         return 0;
@@ -787,14 +878,20 @@ static int do_reqbufs(FakeInstance *in, struct v4l2_requestbuffers *r) {
                 r->count = MAX(r->count, in->node->cfg.min_buffers);
         q->memory = r->memory;
         q->count = r->count;
-        q->alloc_size = q->sizeimage;
+        memcpy(q->alloc_size, q->psize, sizeof(q->alloc_size));
         for (unsigned i = 0; i < q->count; i++) {
                 FakeBuf *b = &q->bufs[i];
 
-                b->length = q->sizeimage;
+                b->mem_len = 0;
+                for (unsigned p = 0; p < q->np; p++) {
+                        /* Each plane page-aligned, as separately mappable memory. */
+                        b->length[p] = q->psize[p];
+                        b->plane_off[p] = b->mem_len;
+                        b->mem_len += ALIGN_TO((size_t) q->psize[p], (size_t) 4096);
+                }
                 if (q->memory == V4L2_MEMORY_MMAP) {
-                        b->mem_len = ALIGN_TO((size_t) q->sizeimage, (size_t) 4096);
-                        b->mem = mmap(NULL, b->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                        b->mem = mmap(NULL, b->mem_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                      -1, 0);
                         if (b->mem == MAP_FAILED) {
                                 b->mem = NULL;
                                 queue_release(q);
@@ -814,7 +911,7 @@ static int get_buf(FakeInstance *in, struct v4l2_buffer *vb, FakeQueue **ret_q, 
         q = &in->q[qi];
         if (vb->index >= q->count)
                 return -EINVAL;
-        if (mplane(in) && (!vb->m.planes || vb->length < 1))
+        if (mplane(in) && (!vb->m.planes || vb->length < q->np))
                 return -EINVAL;
         *ret_q = q;
         *ret_b = &q->bufs[vb->index];
@@ -827,23 +924,26 @@ static void fill_buf(FakeInstance *in, int qi, FakeQueue *q, FakeBuf *b, struct 
         vb->timestamp = b->timestamp;
         vb->field = V4L2_FIELD_NONE;
         if (mplane(in)) {
-                struct v4l2_plane *p = &vb->m.planes[0];
+                vb->length = q->np;
+                for (unsigned i = 0; i < q->np; i++) {
+                        struct v4l2_plane *p = &vb->m.planes[i];
 
-                vb->length = 1;
-                p->length = b->length;
-                p->bytesused = b->bytesused;
-                p->data_offset = 0;
-                if (q->memory == V4L2_MEMORY_MMAP)
-                        p->m.mem_offset = (uint32_t) ((qi << 24) | (vb->index << OFFSET_SHIFT));
-                else
-                        p->m.userptr = b->userptr;
+                        p->length = b->length[i];
+                        p->bytesused = b->bytesused[i];
+                        p->data_offset = 0;
+                        if (q->memory == V4L2_MEMORY_MMAP)
+                                p->m.mem_offset = (uint32_t) ((qi << 24) | (vb->index << OFFSET_SHIFT) |
+                                                              (i << PLANE_SHIFT));
+                        else
+                                p->m.userptr = b->userptr[i];
+                }
         } else {
-                vb->length = b->length;
-                vb->bytesused = b->bytesused;
+                vb->length = b->length[0];
+                vb->bytesused = b->bytesused[0];
                 if (q->memory == V4L2_MEMORY_MMAP)
                         vb->m.offset = (uint32_t) ((qi << 24) | (vb->index << OFFSET_SHIFT));
                 else
-                        vb->m.userptr = b->userptr;
+                        vb->m.userptr = b->userptr[0];
         }
 }
 
@@ -862,40 +962,48 @@ static int do_qbuf(FakeInstance *in, struct v4l2_buffer *vb) {
         FakeQueue *q;
         FakeBuf *b;
         int qi = get_buf(in, vb, &q, &b);
-        uint32_t bytesused, length;
-        unsigned long userptr;
+        uint32_t bytesused[FAKE_MAX_PLANES] = {}, length[FAKE_MAX_PLANES] = {};
+        unsigned long userptr[FAKE_MAX_PLANES] = {};
 
         if (qi < 0)
                 return qi;
         if (vb->memory != q->memory || b->state != BUF_DEQUEUED)
                 return -EINVAL;
         if (mplane(in)) {
-                if (vb->length != 1)
+                if (vb->length != q->np)
                         return -EINVAL;
-                bytesused = vb->m.planes[0].bytesused;
-                length = vb->m.planes[0].length;
-                userptr = vb->m.planes[0].m.userptr;
+                for (unsigned p = 0; p < q->np; p++) {
+                        bytesused[p] = vb->m.planes[p].bytesused;
+                        length[p] = vb->m.planes[p].length;
+                        userptr[p] = vb->m.planes[p].m.userptr;
+                }
         } else {
-                bytesused = vb->bytesused;
-                length = vb->length;
-                userptr = vb->m.userptr;
+                bytesused[0] = vb->bytesused;
+                length[0] = vb->length;
+                userptr[0] = vb->m.userptr;
         }
         if (q->memory == V4L2_MEMORY_USERPTR) {
-                if (!userptr || length < q->alloc_size)
-                        return -EINVAL;
-                b->userptr = userptr;
-                b->length = length;
+                for (unsigned p = 0; p < q->np; p++)
+                        if (!userptr[p] || length[p] < q->alloc_size[p])
+                                return -EINVAL;
+                /* Like vb2-dma-contig on memory that is not physically contiguous. */
+                if (in->node->cfg.userptr_qbuf_fails)
+                        return -EFAULT;
+                memcpy(b->userptr, userptr, sizeof(userptr));
+                memcpy(b->length, length, sizeof(length));
                 in->node->stats.qbuf_userptr++;
         } else
                 in->node->stats.qbuf_mmap++;
+        memset(b->bytesused, 0, sizeof(b->bytesused));
         if (qi == 0) {
-                if (bytesused > b->length)
-                        return -EINVAL;
-                /* vb2: bytesused 0 on an OUTPUT buffer means the whole buffer (deprecated). */
-                b->bytesused = bytesused ? bytesused : b->length;
+                for (unsigned p = 0; p < q->np; p++) {
+                        if (bytesused[p] > b->length[p])
+                                return -EINVAL;
+                        /* vb2: bytesused 0 on an OUTPUT buffer means the whole buffer (deprecated). */
+                        b->bytesused[p] = bytesused[p] ? bytesused[p] : b->length[p];
+                }
                 b->timestamp = vb->timestamp;
-        } else
-                b->bytesused = 0;
+        }
         b->flags = 0;
         b->state = BUF_QUEUED;
         b->done_seq = ++in->done_seq;
@@ -969,6 +1077,11 @@ static int do_streamoff(FakeInstance *in, const int *type) {
         q->streaming = false;
         q->last_dequeued = false;
         in->node->stats.streamoff[qi]++;
+        if (qi == 1 && in->last_pending) {
+                /* CAPTURE stopped before the LAST buffer: nothing to end, the client reconfigures. */
+                in->last_pending = false;
+                in->need_reconfig = true;
+        }
         if (qi == 0) {
                 /* Seek: the decoder forgets the bitstream; a drain is aborted. */
                 in->bits_len = 0;
@@ -984,7 +1097,8 @@ static int do_stop_cmd(FakeInstance *in, uint32_t cmd, bool enc) {
         if (enc != is_enc(in))
                 return -ENOTTY;
         /* The START and STOP codes are the same numbers for both ioctls. */
-        _Static_assert(V4L2_ENC_CMD_START == V4L2_DEC_CMD_START && V4L2_ENC_CMD_STOP == V4L2_DEC_CMD_STOP, "");
+        _Static_assert(V4L2_ENC_CMD_START == V4L2_DEC_CMD_START && V4L2_ENC_CMD_STOP == V4L2_DEC_CMD_STOP,
+                       "");
         if (cmd == V4L2_DEC_CMD_START) {
                 in->stopped = false;
                 in->q[1].last_dequeued = false;
@@ -1035,10 +1149,12 @@ typedef struct CtrlDesc {
 static const CtrlDesc ctrls[] = {
         { V4L2_CID_MIN_BUFFERS_FOR_CAPTURE, V4L2_CTRL_TYPE_INTEGER, 1, 32, 2, 0, false, true },
         { V4L2_CID_MPEG_VIDEO_BITRATE, V4L2_CTRL_TYPE_INTEGER, 1000, 100000000, 1000000, 0, true, false },
-        { V4L2_CID_MPEG_VIDEO_BITRATE_PEAK, V4L2_CTRL_TYPE_INTEGER, 1000, 100000000, 2000000, 0, true, false },
+        { V4L2_CID_MPEG_VIDEO_BITRATE_PEAK, V4L2_CTRL_TYPE_INTEGER, 1000, 100000000, 2000000, 0, true,
+          false },
         { V4L2_CID_MPEG_VIDEO_BITRATE_MODE, V4L2_CTRL_TYPE_MENU, 0, 1, 0, 0, true, false },
         { V4L2_CID_MPEG_VIDEO_H264_PROFILE, V4L2_CTRL_TYPE_MENU, 0, V4L2_MPEG_VIDEO_H264_PROFILE_HIGH, 0,
-          (1u << V4L2_MPEG_VIDEO_H264_PROFILE_CONSTRAINED_BASELINE) | (1u << V4L2_MPEG_VIDEO_H264_PROFILE_EXTENDED),
+          (1u << V4L2_MPEG_VIDEO_H264_PROFILE_CONSTRAINED_BASELINE) |
+                  (1u << V4L2_MPEG_VIDEO_H264_PROFILE_EXTENDED),
           true, false },
         { V4L2_CID_MPEG_VIDEO_H264_LEVEL, V4L2_CTRL_TYPE_MENU, 0, V4L2_MPEG_VIDEO_H264_LEVEL_4_0,
           V4L2_MPEG_VIDEO_H264_LEVEL_3_0, 1u << V4L2_MPEG_VIDEO_H264_LEVEL_1B, true, false },
@@ -1083,7 +1199,9 @@ static int do_queryctrl(FakeInstance *in, struct v4l2_queryctrl *qc) {
         qc->maximum = c->max;
         qc->step = 1;
         qc->default_value = c->def;
-        qc->flags = c->id == V4L2_CID_MIN_BUFFERS_FOR_CAPTURE ? V4L2_CTRL_FLAG_READ_ONLY | V4L2_CTRL_FLAG_VOLATILE : 0;
+        qc->flags = c->id == V4L2_CID_MIN_BUFFERS_FOR_CAPTURE
+                            ? V4L2_CTRL_FLAG_READ_ONLY | V4L2_CTRL_FLAG_VOLATILE
+                            : 0;
         if (c->type == V4L2_CTRL_TYPE_BUTTON)
                 qc->flags |= V4L2_CTRL_FLAG_WRITE_ONLY;
         return 0;
@@ -1094,7 +1212,8 @@ static int do_querymenu(FakeInstance *in, struct v4l2_querymenu *qm) {
 
         if (!c || c->type != V4L2_CTRL_TYPE_MENU)
                 return -EINVAL;
-        if ((int64_t) qm->index < c->min || (int64_t) qm->index > c->max || (c->skip & (UINT64_C(1) << qm->index)))
+        if ((int64_t) qm->index < c->min || (int64_t) qm->index > c->max ||
+            (c->skip & (UINT64_C(1) << qm->index)))
                 return -EINVAL;
         memset(qm->name, 0, sizeof(qm->name));
         qm->name[0] = 'x';
@@ -1118,6 +1237,18 @@ static int do_g_ctrl(FakeInstance *in, struct v4l2_control *c) {
         return 0;
 }
 
+static void remember_control(FakeV4l2 *f, uint32_t id, int32_t value) {
+        for (unsigned i = 0; i < f->n_applied; i++)
+                if (f->applied[i].id == id) {
+                        f->applied[i].value = value;
+                        return;
+                }
+        if (f->n_applied < ELEMENTSOF(f->applied)) {
+                f->applied[f->n_applied].id = id;
+                f->applied[f->n_applied++].value = value;
+        }
+}
+
 static int do_s_ctrl(FakeInstance *in, struct v4l2_control *c) {
         const CtrlDesc *d = find_ctrl(in, c->id);
         int32_t *v;
@@ -1137,6 +1268,7 @@ static int do_s_ctrl(FakeInstance *in, struct v4l2_control *c) {
         v = ctrl_value(in, c->id);
         if (v)
                 *v = c->value;
+        remember_control(in->node, c->id, c->value);
         return 0;
 }
 
@@ -1170,8 +1302,8 @@ static int do_enum_framesizes(FakeInstance *in, struct v4l2_frmsizeenum *fs) {
 static int do_enum_frameintervals(FakeInstance *in, struct v4l2_frmivalenum *fi) {
         static const uint32_t fps[] = { 30, 60 };
 
-        if (!known_fourcc(in, fi->pixel_format) || fi->index >= ELEMENTSOF(fps) || fi->width > FAKE_MAX_DIM ||
-            fi->height > FAKE_MAX_DIM)
+        if (!known_fourcc(in, fi->pixel_format) || fi->index >= ELEMENTSOF(fps) ||
+            fi->width > FAKE_MAX_DIM || fi->height > FAKE_MAX_DIM)
                 return -EINVAL;
         fi->type = V4L2_FRMIVAL_TYPE_DISCRETE;
         fi->discrete.numerator = 1;
@@ -1284,26 +1416,27 @@ static int fake_ioctl(void *dev, unsigned long req, void *arg) {
 
 static void *fake_mmap(void *dev, size_t length, int prot, int flags, off_t offset) {
         FakeInstance *in = dev;
-        unsigned qi = (unsigned) (offset >> 24), idx = (unsigned) ((offset >> OFFSET_SHIFT) & 0xff);
+        unsigned qi = (unsigned) (offset >> 24), idx = (unsigned) ((offset >> OFFSET_SHIFT) & 0xff),
+                 p = (unsigned) ((offset >> PLANE_SHIFT) & 0xf);
         FakeBuf *b;
 
         if (in->node->vanished) {
                 errno = ENODEV;
                 return MAP_FAILED;
         }
-        if (qi > 1 || (offset & 0xffff) || idx >= in->q[qi].count || in->q[qi].memory != V4L2_MEMORY_MMAP ||
-            !(flags & MAP_SHARED)) {
+        if (qi > 1 || (offset & 0xfff) || idx >= in->q[qi].count || p >= in->q[qi].np ||
+            in->q[qi].memory != V4L2_MEMORY_MMAP || !(flags & MAP_SHARED)) {
                 errno = EINVAL;
                 return MAP_FAILED;
         }
         b = &in->q[qi].bufs[idx];
-        if (length == 0 || length > b->mem_len) {
+        if (length == 0 || length > ALIGN_TO((size_t) b->length[p], (size_t) 4096)) {
                 errno = EINVAL;
                 return MAP_FAILED;
         }
         b->maps++;
         in->node->stats.active_maps++;
-        return b->mem;
+        return b->mem + b->plane_off[p];
 }
 
 static int fake_munmap(void *dev, void *addr, size_t length) {
@@ -1313,11 +1446,12 @@ static int fake_munmap(void *dev, void *addr, size_t length) {
                 for (unsigned i = 0; i < in->q[qi].count; i++) {
                         FakeBuf *b = &in->q[qi].bufs[i];
 
-                        if (b->mem == addr && b->maps > 0) {
-                                b->maps--;
-                                in->node->stats.active_maps--;
-                                return 0;
-                        }
+                        for (unsigned p = 0; p < in->q[qi].np; p++)
+                                if (b->mem && b->mem + b->plane_off[p] == addr && b->maps > 0) {
+                                        b->maps--;
+                                        in->node->stats.active_maps--;
+                                        return 0;
+                                }
                 }
         return -EINVAL;
 }
@@ -1339,7 +1473,9 @@ const V4l2DeviceOps fake_v4l2_ops = {
 };
 
 void fake_v4l2_fail_ioctl(FakeV4l2 *f, unsigned long request, int error, unsigned skip, unsigned count) {
-        f->fail = (FailRule){ .request = request, .error = error < 0 ? -error : error, .skip = skip, .count = count };
+        f->fail = (FailRule){
+                .request = request, .error = error < 0 ? -error : error, .skip = skip, .count = count
+        };
 }
 
 void fake_v4l2_corrupt_next_frame(FakeV4l2 *f) {
@@ -1351,13 +1487,10 @@ const FakeV4l2Stats *fake_v4l2_stats(FakeV4l2 *f) {
 }
 
 int fake_v4l2_get_control(FakeV4l2 *f, uint32_t id, int32_t *ret) {
-        int32_t *v;
-
-        if (!f->last_opened)
-                return -ENODEV;
-        v = ctrl_value(f->last_opened, id);
-        if (!v)
-                return -EINVAL;
-        *ret = *v;
-        return 0;
+        for (unsigned i = 0; i < f->n_applied; i++)
+                if (f->applied[i].id == id) {
+                        *ret = f->applied[i].value;
+                        return 0;
+                }
+        return -ENOENT;
 }

@@ -27,21 +27,23 @@ typedef struct FakeV4l2 FakeV4l2;
 
 typedef struct FakeV4l2Config {
         bool encoder;
-        bool mplane;              /* V4L2_CAP_VIDEO_M2M_MPLANE, else V4L2_CAP_VIDEO_M2M */
-        bool userptr;             /* accepts V4L2_MEMORY_USERPTR (always MMAP) */
-        unsigned max_instances;   /* 0: 64 */
-        unsigned min_buffers;     /* decoder: V4L2_CID_MIN_BUFFERS_FOR_CAPTURE (0: 2) */
-        bool last_with_frame;     /* a drain's final frame carries the LAST flag (no extra empty buffer) */
+        bool mplane;             /* V4L2_CAP_VIDEO_M2M_MPLANE, else V4L2_CAP_VIDEO_M2M */
+        bool userptr;            /* accepts V4L2_MEMORY_USERPTR (always MMAP) */
+        unsigned max_instances;  /* 0: 64 */
+        unsigned min_buffers;    /* decoder: V4L2_CID_MIN_BUFFERS_FOR_CAPTURE (0: 2) */
+        bool last_with_frame;    /* a drain's final frame carries the LAST flag (no extra empty buffer) */
+        bool userptr_qbuf_fails; /* REQBUFS takes USERPTR, QBUF refuses it with EFAULT (dma-contig) */
+        bool mem_planes; /* mplane only: raw formats YU12M/NV12M, one memory plane per colour plane */
 } FakeV4l2Config;
 
 typedef struct FakeV4l2Stats {
         unsigned qbuf_userptr, qbuf_mmap;
         unsigned source_changes;
-        unsigned frames;          /* decoded or encoded */
-        unsigned streamoff[2];    /* [0] OUTPUT, [1] CAPTURE */
+        unsigned frames;       /* decoded or encoded */
+        unsigned streamoff[2]; /* [0] OUTPUT, [1] CAPTURE */
         unsigned open_instances;
         unsigned active_maps;
-        unsigned rejected;        /* ioctls refused for the wrong state or arguments */
+        unsigned rejected; /* ioctls refused for the wrong state or arguments */
 } FakeV4l2Stats;
 
 extern const V4l2DeviceOps fake_v4l2_ops;
@@ -56,7 +58,8 @@ void fake_v4l2_vanish(FakeV4l2 *f);
 /* Decoder: puts V4L2_BUF_FLAG_ERROR on the next decoded picture. */
 void fake_v4l2_corrupt_next_frame(FakeV4l2 *f);
 const FakeV4l2Stats *fake_v4l2_stats(FakeV4l2 *f);
-/* The value the last-opened instance has for a control (for checking what a backend applied). */
+/* The last value any instance was given for a control with S_CTRL (-ENOENT: never set), for checking
+ * what a backend applied even after its stream is gone. */
 int fake_v4l2_get_control(FakeV4l2 *f, uint32_t id, int32_t *ret);
 
 /* Null frames, for tests: writes one coded frame of a w x h I420 picture (payload from `seed`) into

@@ -541,7 +541,9 @@ static void test_destroy_all_with_buffers_queued(void **state) {
                 uint32_t sizes[VC_MAX_PLANES];
                 for (unsigned k = 0; k < p.num_planes; k++)
                         sizes[k] = p.planes[k].plane_size;
-                assert_int_equal(video_client_resource_create(env->c, 13, QT_OUT, 610, p.num_planes, sizes, 1), 0);
+                assert_int_equal(video_client_resource_create(env->c, 13, QT_OUT, 610, p.num_planes, sizes,
+                                                              1),
+                                 0);
         }
         assert_int_equal(video_client_resource_destroy_all(env->c, 13, QT_IN), 0);
         assert_int_equal(video_client_resource_create(env->c, 13, QT_IN, 600, 1, &size, 1), 0);
@@ -787,12 +789,48 @@ static void test_err_invalid_parameter(void **state) {
         /* A buffer that runs past the end of guest memory. */
         assert_int_equal(raw_type(env, &rc, sizeof(rc), &outside, sizeof(outside)),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+        /* RESOURCE_QUEUE refusals are synchronous (§4.6): more than 8 data sizes, a size beyond the
+         * buffer, and a buffer that is already queued. */
+        {
+                uint32_t size = 4096, big = 8192;
+
+                assert_int_equal(video_client_resource_create(env->c, 61, QT_IN, 1201, 1, &size, 1), 0);
+                assert_int_equal(video_client_resource_queue(env->c, 61, QT_IN, 1201, 0, 9, NULL), 0);
+                assert_int_equal(wait_completion(env).resp_type, VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+                assert_int_equal(video_client_resource_queue(env->c, 61, QT_IN, 1201, 0, 1, &big), 0);
+                assert_int_equal(wait_completion(env).resp_type, VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+        }
         /* Two planes layouts at once. */
         rc.planes_layout = cpu_to_le32(3);
         outside.addr = cpu_to_le64(vu_frontend_mem_gpa(env->fe) + 0x100000);
         assert_int_equal(raw_type(env, &rc, sizeof(rc), &outside, sizeof(outside)),
                          VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
         assert_int_equal(video_client_stream_destroy(env->c, 61), 0);
+}
+
+/* An output buffer that is still queued cannot be queued again (§4.6). */
+static void test_err_queue_twice(void **state) {
+        Env *env = *state;
+        const uint32_t w[] = { 16 }, h[] = { 16 };
+        uint32_t zero[VC_MAX_PLANES] = {};
+        NullStream s = {};
+        VcCompletion v;
+        VcParams p;
+
+        build_stream(&s, 1, w, h);
+        open_stream(env, 62, 1, 4096, 1300);
+        queue_input(env, 62, 1300, s.data, NULL_FRAME_HEADER_SIZE, 1000);
+        assert_int_equal(wait_event(env).event_type, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED);
+        p = setup_outputs(env, 62, 1, 1310);
+        assert_int_equal(video_client_resource_queue(env->c, 62, QT_OUT, 1310, 0, p.num_planes, zero), 0);
+        do
+                v = wait_completion(env);
+        while (v.queue_type != QT_OUT);
+        assert_int_equal(v.resp_type, VIRTIO_VIDEO_RESP_ERR_INVALID_PARAMETER);
+        /* The first one is still queued, and comes back with ERR on the destroy. */
+        assert_int_equal(video_client_queued(env->c, 62, QT_OUT), 1);
+        assert_int_equal(video_client_stream_destroy(env->c, 62), 0);
+        null_stream_done(&s);
 }
 
 static void test_err_unsupported_control(void **state) {
@@ -964,6 +1002,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_err_invalid_stream_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_invalid_resource_id, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_invalid_parameter, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_err_queue_twice, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_unsupported_control, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decode_after_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decoder_refuses_set_control, setup, teardown),

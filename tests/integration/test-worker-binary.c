@@ -449,28 +449,42 @@ static void start_worker(Running *r, const char *name, const char *const *extra)
         assert_true(exists(r->path));
 }
 
-static int stop_worker(Running *r) {
+/* Waits for the worker to exit; *ret_err (optional) gets what it wrote to stderr. */
+static int stop_worker_err(Running *r, char **ret_err) {
         int status;
 
         child_wait(&r->child);
         status = child_exit_status(&r->child);
+        if (ret_err)
+                *ret_err = TAKE_PTR(r->child.err);
         child_done(&r->child);
         safe_close(r->ctl);
         r->ctl = -1;
         return status;
 }
 
-static VuFrontend *connect_frontend(const char *path) {
+static int stop_worker(Running *r) {
+        return stop_worker_err(r, NULL);
+}
+
+static VuFrontend *connect_frontend_full(const char *path, bool event_idx) {
         VuFrontendOptions o;
         VuFrontend *fe = NULL;
 
         vu_frontend_options_init(&o);
+        o.event_idx = event_idx;
         o.config_size = sizeof(struct virtio_video_config);
         o.device_features = 1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES;
         o.timeout_ms = SAFETY_TIMEOUT_MS;
         assert_int_equal(vu_frontend_connect(&o, path, &fe), 0);
         assert_int_equal(vu_frontend_start(fe), 0);
+        assert_int_equal(!!(vu_frontend_features(fe) & (1ull << 29)),
+                         event_idx); /* VIRTIO_RING_F_EVENT_IDX */
         return fe;
+}
+
+static VuFrontend *connect_frontend(const char *path) {
+        return connect_frontend_full(path, false);
 }
 
 typedef struct Count {
@@ -524,22 +538,26 @@ static void abandon_session(VuFrontend *fe) {
         assert_int_equal(video_client_new(fe, &co, &c), 0);
         assert_int_equal(video_client_probe(c), 0);
         assert_int_equal(video_client_stream_create(c, 1, 0x1006, "abandoned"), 0);
-        assert_int_equal(video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1, &size, 1), 0);
-        assert_int_equal(video_client_resource_write(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 0, 0, s.data, 100), 0);
+        assert_int_equal(video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1, &size, 1),
+                         0);
+        assert_int_equal(video_client_resource_write(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 0, 0, s.data,
+                                                     100),
+                         0);
         size = 100;
-        assert_int_equal(video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1000, 1, &size), 0);
+        assert_int_equal(video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 1, 1000, 1, &size),
+                         0);
         assert_int_equal(video_client_next_event(c, &e, true), 1);
         assert_int_equal(e.event_type, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED);
         assert_int_equal(video_client_get_params(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, true, &p), 0);
         for (unsigned k = 0; k < p.num_planes; k++)
                 sizes[k] = p.planes[k].plane_size;
         for (uint32_t id = 10; id < 13; id++) {
-                assert_int_equal(
-                        video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id, p.num_planes, sizes, 1),
-                        0);
-                assert_int_equal(
-                        video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id, 0, p.num_planes, zero),
-                        0);
+                assert_int_equal(video_client_resource_create(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id,
+                                                              p.num_planes, sizes, 1),
+                                 0);
+                assert_int_equal(video_client_resource_queue(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, id, 0,
+                                                             p.num_planes, zero),
+                                 0);
         }
         assert_int_equal(video_client_poll(c), 0);
         assert_int_equal(video_client_queued(c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT), 3);
@@ -591,6 +609,7 @@ static void test_sigint_exits_0(void **state) {
 }
 
 static void test_control_stats_disconnect_shutdown(void **state) {
+        char *err = NULL, *first;
         Running r = {};
         VuFrontend *fe;
         CtlMsg m;
@@ -632,8 +651,15 @@ static void test_control_stats_disconnect_shutdown(void **state) {
         assert_int_equal(ctl_send(r.ctl, &(CtlMsg){ .type = CTL_MSG_SHUTDOWN }), 0);
         assert_int_equal(vu_frontend_wait_hangup(fe), 0);
         vu_frontend_free(fe);
-        assert_int_equal(stop_worker(&r), 0);
+        assert_int_equal(stop_worker_err(&r, &err), 0);
         assert_false(exists(r.path));
+        /* SET_LOG_LEVEL took effect: the second connection's handshake was traced at debug level, the
+         * first one (at the default level) was not. */
+        assert_non_null(strstr(err, "Log level set to debug"));
+        first = strstr(err, "GET_FEATURES");
+        assert_non_null(first);
+        assert_true(first > strstr(err, "Log level set to debug"));
+        free(err);
 }
 
 static void test_control_eof_exits_0(void **state) {
@@ -670,6 +696,7 @@ static void test_inherited_socket_fd(void **state) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char path[100];
         int lfd, fds[2], status;
+        bool context;
         VuFrontend *fe;
         Child c;
         CtlMsg m;
@@ -686,17 +713,80 @@ static void test_inherited_socket_fd(void **state) {
         close(lfd);
         assert_int_equal(ctl_wait_recv(fds[0], &m), 1);
         assert_int_equal(m.type, CTL_MSG_HELLO);
-        fe = connect_frontend(path);
+        /* With EVENT_IDX the client must re-arm used_event before each sleep, or it waits in vain. */
+        fe = connect_frontend_full(path, true);
         decode_session(fe, 9);
         vu_frontend_free(fe);
         assert_int_equal(kill(c.pid, SIGTERM), 0);
         child_wait(&c);
         status = child_exit_status(&c);
+        /* --vm/--alias become the context of every message (on stderr, a prefix). */
+        context = strstr(c.err, "VM=test vm ALIAS=v0 ") != NULL;
         child_done(&c);
         close(fds[0]);
         assert_int_equal(status, 0);
+        assert_true(context);
         assert_true(exists(path));
         unlink(path);
+}
+
+static bool build_has_backend(const char *name) {
+        const char *args[] = { "--print-capabilities", NULL };
+        char quoted[64];
+        Child c = spawn(args, -1, -1);
+        bool found;
+
+        child_wait(&c);
+        assert_int_equal(child_exit_status(&c), 0);
+        snprintf(quoted, sizeof(quoted), "\"%s\"", name);
+        found = strstr(c.out, quoted) != NULL;
+        child_done(&c);
+        return found;
+}
+
+/* The codec flags reach the backends: ffmpeg takes --threads, v4l2 takes the manager's --device-fd. */
+static void test_backend_flags(void **state) {
+        if (build_has_backend("ffmpeg-decoder")) {
+                Running r = {};
+                int fds[2];
+                CtlMsg m;
+
+                sock_path(r.path, sizeof(r.path), "ffmpeg.sock");
+                assert_int_equal(ctl_socketpair(fds), 0);
+                {
+                        const char *a[] = { "--backend=ffmpeg-decoder", "-s", r.path, "--threads=2",
+                                            "--control-fd=3",           NULL };
+                        r.child = spawn(a, fds[1], -1);
+                }
+                close(fds[1]);
+                r.ctl = fds[0];
+                assert_int_equal(ctl_wait_recv(r.ctl, &m), 1);
+                assert_int_equal(m.type, CTL_MSG_HELLO);
+                assert_string_equal(m.hello.backend, "ffmpeg-decoder");
+                assert_int_equal(kill(r.child.pid, SIGTERM), 0);
+                assert_int_equal(stop_worker(&r), 0);
+                assert_false(exists(r.path));
+        }
+        if (build_has_backend("v4l2-decoder")) {
+                /* The node comes as an fd (here /dev/null, which is no V4L2 device): the backend must use
+                 * it, not -d, and refuse it in one line. */
+                const char *a[] = {
+                        "--backend=v4l2-decoder", "-s", "/tmp/unused-v4l2.sock", "--device-fd=4", "-d",
+                        "/nonexistent/video7",    NULL
+                };
+                int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+                Child c;
+
+                assert_true(fd >= 0);
+                c = spawn(a, -1, fd); /* lands on fd 4 */
+                close(fd);
+                child_wait(&c);
+                assert_int_equal(child_exit_status(&c), 1);
+                assert_non_null(strstr(c.err, "vhost-user-video: cannot set up the 'v4l2-decoder' backend"));
+                assert_null(strstr(c.err, "/nonexistent/video7"));
+                child_done(&c);
+                assert_false(exists("/tmp/unused-v4l2.sock"));
+        }
 }
 
 /* --allow-uid: a peer with another uid is refused (root is always allowed, so the peer drops root). */
@@ -781,6 +871,7 @@ int main(void) {
                 cmocka_unit_test(test_control_wrong_direction_exits_1),
                 cmocka_unit_test(test_inherited_socket_fd),
                 cmocka_unit_test(test_allow_uid_rejects_other_peers),
+                cmocka_unit_test(test_backend_flags),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

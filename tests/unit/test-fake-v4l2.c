@@ -60,7 +60,8 @@ static int reqbufs(F *f, uint32_t type, uint32_t memory, uint32_t count) {
         return io(f, VIDIOC_REQBUFS, &r);
 }
 
-static int qbuf(F *f, uint32_t type, uint32_t memory, uint32_t index, void *ptr, uint32_t length, uint32_t used) {
+static int
+qbuf(F *f, uint32_t type, uint32_t memory, uint32_t index, void *ptr, uint32_t length, uint32_t used) {
         struct v4l2_plane planes[VIDEO_MAX_PLANES] = {};
         struct v4l2_buffer b = { .type = type, .memory = memory, .index = index };
 
@@ -115,7 +116,8 @@ static void test_querycap_and_api(void **state) {
         assert_int_equal(io(f, VIDIOC_G_FMT, &fmt), -EINVAL);
         assert_int_equal(reqbufs(f, V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE, V4L2_MEMORY_MMAP, 1), -EINVAL);
         assert_int_equal(io(f, VIDIOC_LOG_STATUS, NULL), -ENOTTY);
-        assert_int_equal(io(f, VIDIOC_ENCODER_CMD, &(struct v4l2_encoder_cmd){ .cmd = V4L2_ENC_CMD_STOP }), -ENOTTY);
+        assert_int_equal(io(f, VIDIOC_ENCODER_CMD, &(struct v4l2_encoder_cmd){ .cmd = V4L2_ENC_CMD_STOP }),
+                         -ENOTTY);
         f_free(f);
 }
 
@@ -152,14 +154,18 @@ static void test_buffer_rules(void **state) {
 
 static void test_mmap_rules(void **state) {
         F *f = f_new(&(FakeV4l2Config){ .mplane = false });
-        struct v4l2_buffer b = { .type = V4L2_BUF_TYPE_VIDEO_OUTPUT, .memory = V4L2_MEMORY_MMAP, .index = 1 };
+        struct v4l2_buffer b = { .type = V4L2_BUF_TYPE_VIDEO_OUTPUT,
+                                 .memory = V4L2_MEMORY_MMAP,
+                                 .index = 1 };
         void *m;
 
         assert_int_equal(reqbufs(f, t_out(f), V4L2_MEMORY_MMAP, 2), 0);
         assert_int_equal(io(f, VIDIOC_QUERYBUF, &b), 0);
         assert_true(b.length >= 4096);
-        assert_true(fake_v4l2_ops.mmap(f->dev, b.length, PROT_READ, MAP_SHARED, b.m.offset + 4096) == MAP_FAILED);
-        assert_true(fake_v4l2_ops.mmap(f->dev, b.length * 2, PROT_READ, MAP_SHARED, b.m.offset) == MAP_FAILED);
+        assert_true(fake_v4l2_ops.mmap(f->dev, b.length, PROT_READ, MAP_SHARED, b.m.offset + 4096) ==
+                    MAP_FAILED);
+        assert_true(fake_v4l2_ops.mmap(f->dev, b.length * 2, PROT_READ, MAP_SHARED, b.m.offset) ==
+                    MAP_FAILED);
         m = fake_v4l2_ops.mmap(f->dev, b.length, PROT_READ | PROT_WRITE, MAP_SHARED, b.m.offset);
         assert_true(m != MAP_FAILED);
         /* vb2 keeps mapped memory: no freeing while it is mapped. */
@@ -193,7 +199,8 @@ static void test_decoder_sequence(void **state) {
 
         assert_int_equal(reqbufs(f, t_out(f), V4L2_MEMORY_USERPTR, 1), 0);
         /* A USERPTR buffer shorter than the format's sizeimage is refused. */
-        assert_int_equal(qbuf(f, t_out(f), V4L2_MEMORY_USERPTR, 0, bits, sizeof(bits), (uint32_t) n), -EINVAL);
+        assert_int_equal(qbuf(f, t_out(f), V4L2_MEMORY_USERPTR, 0, bits, sizeof(bits), (uint32_t) n),
+                         -EINVAL);
         {
                 uint8_t *big = calloc(1, 1 << 20);
 
@@ -219,7 +226,9 @@ static void test_decoder_sequence(void **state) {
 
         /* REQBUFS rounds up to the decoder's minimum. */
         {
-                struct v4l2_requestbuffers r = { .type = t_cap(f), .memory = V4L2_MEMORY_USERPTR, .count = 1 };
+                struct v4l2_requestbuffers r = { .type = t_cap(f),
+                                                 .memory = V4L2_MEMORY_USERPTR,
+                                                 .count = 1 };
 
                 assert_int_equal(io(f, VIDIOC_REQBUFS, &r), 0);
                 assert_int_equal(r.count, 3);
@@ -234,13 +243,15 @@ static void test_decoder_sequence(void **state) {
         assert_int_equal(pic[b.index][0], fake_v4l2_pixel(0, 0, 0, 2));
 
         /* Drain: STOP, then LAST on an empty buffer, then EPIPE; a second STOP while draining is busy. */
-        assert_int_equal(io(f, VIDIOC_DECODER_CMD, &(struct v4l2_decoder_cmd){ .cmd = V4L2_DEC_CMD_STOP }), 0);
+        assert_int_equal(io(f, VIDIOC_DECODER_CMD, &(struct v4l2_decoder_cmd){ .cmd = V4L2_DEC_CMD_STOP }),
+                         0);
         assert_int_equal(dqbuf(f, t_cap(f), V4L2_MEMORY_USERPTR, &b), 0);
         assert_true(b.flags & V4L2_BUF_FLAG_LAST);
         assert_int_equal(b.m.planes[0].bytesused, 0);
         assert_int_equal(dqbuf(f, t_cap(f), V4L2_MEMORY_USERPTR, &b), -EPIPE);
         assert_int_equal(io(f, VIDIOC_DECODER_CMD, &(struct v4l2_decoder_cmd){ .cmd = 99 }), -EINVAL);
-        assert_int_equal(io(f, VIDIOC_DECODER_CMD, &(struct v4l2_decoder_cmd){ .cmd = V4L2_DEC_CMD_START }), 0);
+        assert_int_equal(io(f, VIDIOC_DECODER_CMD, &(struct v4l2_decoder_cmd){ .cmd = V4L2_DEC_CMD_START }),
+                         0);
         assert_int_equal(dqbuf(f, t_cap(f), V4L2_MEMORY_USERPTR, &b), -EAGAIN);
         assert_int_equal(fake_v4l2_stats(f->node)->frames, 2);
         f_free(f);
@@ -259,7 +270,8 @@ static void test_stop_while_draining_is_busy(void **state) {
         assert_int_equal(stream(f, VIDIOC_STREAMON, t_cap(f)), 0);
         assert_int_equal(io(f, VIDIOC_ENCODER_CMD, &stop), 0);
         assert_int_equal(io(f, VIDIOC_ENCODER_CMD, &stop), -EBUSY);
-        assert_int_equal(io(f, VIDIOC_DECODER_CMD, &(struct v4l2_decoder_cmd){ .cmd = V4L2_DEC_CMD_STOP }), -ENOTTY);
+        assert_int_equal(io(f, VIDIOC_DECODER_CMD, &(struct v4l2_decoder_cmd){ .cmd = V4L2_DEC_CMD_STOP }),
+                         -ENOTTY);
         f_free(f);
 }
 

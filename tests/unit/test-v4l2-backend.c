@@ -3,12 +3,16 @@
 /* The V4L2 backends through the backend API, against the fake M2M device (tests/fakes/fake-v4l2.h).
  * Guest memory is heap memory described by iovecs, as the device model hands it over. */
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <linux/videodev2.h>
@@ -122,8 +126,8 @@ static T *t_new(const FakeV4l2Config *cfg, bool force_copy) {
         t->fake = fake_v4l2_new(cfg);
         assert_non_null(t->fake);
         assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, t->fake,
-                                                   cfg->encoder ? VIDEO_ROLE_ENCODER : VIDEO_ROLE_DECODER, &bc, t->e,
-                                                   &t->b),
+                                                   cfg->encoder ? VIDEO_ROLE_ENCODER : VIDEO_ROLE_DECODER,
+                                                   &bc, t->e, &t->b),
                          0);
         return t;
 }
@@ -154,15 +158,15 @@ static void t_free(T *t) {
 
 /* Steps the loop until cond holds. The fake works synchronously, so an idle loop means a hang: the bound on
  * idle iterations is only a safety net. */
-#define RUN_UNTIL(t, cond)                                                                                  \
-        do {                                                                                                \
-                unsigned _idle = 0;                                                                         \
-                while (!(cond)) {                                                                           \
-                        int _r = sd_event_run((t)->e, 50000);                                               \
-                        assert_true(_r >= 0);                                                               \
-                        if (_r == 0)                                                                        \
-                                assert_true(++_idle < 40);                                                  \
-                }                                                                                           \
+#define RUN_UNTIL(t, cond)                                    \
+        do {                                                  \
+                unsigned _idle = 0;                           \
+                while (!(cond)) {                             \
+                        int _r = sd_event_run((t)->e, 50000); \
+                        assert_true(_r >= 0);                 \
+                        if (_r == 0)                          \
+                                assert_true(++_idle < 40);    \
+                }                                             \
         } while (0)
 
 /* Runs whatever is ready now, without waiting. */
@@ -271,7 +275,8 @@ static unsigned queue_stream(T *t, const uint8_t *data, size_t len, size_t chunk
         return n;
 }
 
-/* Checks a decoded picture (YUV420 layout from the params it was decoded with) against the fake's pattern. */
+/* Checks a decoded picture (YUV420 layout from the params it was decoded with) against the fake's pattern.
+ */
 static void check_picture_with(TBuf *tb, const VideoParams *pp, unsigned w, unsigned h, uint8_t seed) {
         VideoParams p = *pp;
         bool nv12 = p.format == VIDEO_FORMAT_NV12;
@@ -287,8 +292,9 @@ static void check_picture_with(TBuf *tb, const VideoParams *pp, unsigned w, unsi
                 for (unsigned y = 0; y < ph; y++)
                         for (unsigned x = 0; x < pw; x++) {
                                 /* NV12: the second plane interleaves U and V. */
-                                uint8_t v = 0, want = nv12 && pl == 1 ? fake_v4l2_pixel(1 + x % 2, x / 2, y, seed)
-                                                                      : fake_v4l2_pixel(pl, x, y, seed);
+                                uint8_t v = 0, want = nv12 && pl == 1
+                                                              ? fake_v4l2_pixel(1 + x % 2, x / 2, y, seed)
+                                                              : fake_v4l2_pixel(pl, x, y, seed);
 
                                 assert_int_equal(iov_to_buf(tb->vb.planes[pl].iov, tb->vb.planes[pl].n_iov,
                                                             (size_t) y * stride + x, &v, 1),
@@ -375,11 +381,11 @@ static void decode_session(const FakeV4l2Config *cfg, bool force_copy, bool cont
         assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_EOS, 0), 1);
         assert_int_equal(t->n_error, 0);
 
-        if (force_copy || !cfg->userptr)
+        if (force_copy || !cfg->userptr || cfg->userptr_qbuf_fails)
                 assert_int_equal(fake_v4l2_stats(t->fake)->qbuf_userptr, 0);
         else
                 assert_int_equal(fake_v4l2_stats(t->fake)->qbuf_mmap, 0);
-        if (!force_copy && cfg->userptr)
+        if (!force_copy && cfg->userptr && !cfg->userptr_qbuf_fails)
                 assert_true(fake_v4l2_stats(t->fake)->qbuf_userptr > 0);
         else
                 assert_true(fake_v4l2_stats(t->fake)->qbuf_mmap > 0);
@@ -404,6 +410,74 @@ static void test_decode_force_copy_uses_mmap(void **state) {
 
 static void test_decode_single_planar_userptr(void **state) {
         decode_session(&(FakeV4l2Config){ .mplane = false, .userptr = true }, false, true);
+}
+
+/* A device with one memory plane per colour plane (YU12M/NV12M): the planes map one to one. */
+static void test_decode_separate_memory_planes_userptr(void **state) {
+        decode_session(&(FakeV4l2Config){ .mplane = true, .userptr = true, .mem_planes = true }, false,
+                       true);
+}
+
+static void test_decode_separate_memory_planes_mmap(void **state) {
+        decode_session(&(FakeV4l2Config){ .mplane = true, .userptr = false, .mem_planes = true }, false,
+                       false);
+}
+
+/* REQBUFS(USERPTR) works but QBUF refuses guest memory: the queue falls back to MMAP. */
+static void test_decode_userptr_refused_at_qbuf_falls_back(void **state) {
+        decode_session(&(FakeV4l2Config){ .mplane = true, .userptr = true, .userptr_qbuf_fails = true },
+                       false, true);
+}
+
+static TBuf *raw_frame(T *t, unsigned w, unsigned h, uint8_t seed, uint64_t ts, bool contiguous);
+static void check_coded(TBuf *tb, unsigned w, unsigned h, uint8_t seed, uint32_t seq);
+
+/* Plane 1 in two segments, the others one: a buffer partly zero copy, partly through a host copy. */
+static TBuf *split_plane1(TBuf *tb) {
+        struct iovec whole = tb->iov[1][0];
+        size_t half = whole.iov_len / 2;
+
+        assert_int_equal(tb->vb.planes[1].n_iov, 1);
+        tb->iov[1][0] = (struct iovec){ whole.iov_base, half };
+        tb->iov[1][1] = (struct iovec){ (uint8_t *) whole.iov_base + half, whole.iov_len - half };
+        tb->vb.planes[1].n_iov = 2;
+        return tb;
+}
+
+static void test_separate_memory_planes_partly_contiguous(void **state) {
+        static uint8_t data[2 * (16 + 48 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true, .mem_planes = true }, false);
+        size_t len = make_stream(data, sizeof(data), 2, 48, 32, 70);
+        TBuf *frames[4];
+
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        decode_until_format(t, data, len, len, true);
+        for (unsigned i = 0; i < 3; i++)
+                t_queue(t, split_plane1(tbuf_output(t, true)));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 2);
+        check_picture(t, frames[0], 48, 32, 70);
+        check_picture(t, frames[1], 48, 32, 71);
+        assert_int_equal(fake_v4l2_stats(t->fake)->qbuf_mmap, 0);
+        t_free(t);
+
+        /* The encoder's input side: copy_in() with one plane as it is and one through a copy. */
+        t = t_new(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true, .mem_planes = true },
+                  false);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        {
+                VideoParams p;
+
+                assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+                p.format = VIDEO_FORMAT_NV12;
+                p.frame_width = 32;
+                p.frame_height = 16;
+                assert_int_equal(t->b->ops->set_params(t->s, VIDEO_QUEUE_INPUT, &p), 0);
+        }
+        t_queue(t, tbuf_output(t, true));
+        t_queue(t, split_plane1(raw_frame(t, 32, 16, 5, 1, true)));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 1);
+        check_coded(frames[0], 32, 16, 5, 0);
+        t_free(t);
 }
 
 static void test_decode_resolution_change(void **state) {
@@ -432,9 +506,18 @@ static void test_decode_resolution_change(void **state) {
         assert_int_equal(p.frame_height, 64);
         assert_int_equal(fake_v4l2_stats(t->fake)->source_changes, 2);
         assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, 0, 0), 2);
+        /* The driver re-queues a returned buffer (old geometry) before it clears: held, not refused. */
+        {
+                size_t sizes[3] = { p_old.planes[0].plane_size, p_old.planes[1].plane_size,
+                                    p_old.planes[2].plane_size };
+
+                t_queue(t, tbuf_new(t, VIDEO_QUEUE_OUTPUT, 3, sizes, true));
+        }
+        t_settle(t);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, 0, 0), 2);
         assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
         RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_OUTPUT] == 1);
-        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_ERR, 0), 2);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_ERR, 0), 3);
         for (unsigned i = 0; i < 4; i++)
                 assert_true(old[i]->done);
 
@@ -444,6 +527,40 @@ static void test_decode_resolution_change(void **state) {
         check_picture(t, frames[2], 96, 64, 50);
         check_picture(t, frames[3], 96, 64, 51);
         assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
+/* The change is signalled while every output buffer is with the guest: the decoder flags LAST only on
+ * the next buffer queued, which the backend must hand it although the geometry already changed. */
+static void test_decode_resolution_change_without_free_output(void **state) {
+        static uint8_t data[2 * (16 + 32 * 32 * 3 / 2) + (16 + 64 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = false, .userptr = true }, false);
+        size_t len = make_stream(data, sizeof(data), 2, 32, 32, 1);
+        TBuf *frames[4], *late;
+        VideoParams p;
+
+        len += make_stream(data + len, sizeof(data) - len, 1, 64, 32, 9);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        queue_stream(t, data, len, 512, true);
+        RUN_UNTIL(t, t->n_format == 1);
+        for (unsigned i = 0; i < 2; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 2);
+        t_settle(t);
+        assert_int_equal(fake_v4l2_stats(t->fake)->source_changes, 2);
+        assert_int_equal(t->n_format, 1); /* not before the old sequence has ended */
+        late = tbuf_output(t, true);
+        t_queue(t, late);
+        RUN_UNTIL(t, t->n_format == 2);
+        assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_OUTPUT, &p), 0);
+        assert_int_equal(p.frame_width, 64);
+        assert_false(late->done); /* held until the clear */
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
+        RUN_UNTIL(t, late->done);
+        assert_int_equal(late->res.flags, VIDEO_BUFFER_F_ERR);
+        t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 3);
+        check_picture(t, frames[2], 64, 32, 9);
         t_free(t);
 }
 
@@ -552,7 +669,8 @@ static void test_decode_clear_output(void **state) {
         assert_true(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_ERR, 0) >= 2);
         t_queue(t, tbuf_output(t, false));
         t_queue(t, tbuf_input(t, data + flen, flen, 9, true));
-        RUN_UNTIL(t, output_frames(t, frames, 4) >= 1 && frames[output_frames(t, frames, 4) - 1]->res.timestamp == 9);
+        RUN_UNTIL(t, output_frames(t, frames, 4) >= 1 &&
+                             frames[output_frames(t, frames, 4) - 1]->res.timestamp == 9);
         check_picture(t, frames[output_frames(t, frames, 4) - 1], 32, 32, 21);
         t_free(t);
 }
@@ -585,6 +703,35 @@ static void test_decode_output_format_change_after_clear(void **state) {
         t_queue(t, tbuf_input(t, data + flen, flen, 3, true));
         RUN_UNTIL(t, output_frames(t, frames, 4) == 2);
         check_picture(t, frames[1], 32, 32, 61);
+        assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
+/* The guest takes its output buffers back in the middle of a drain and queues new ones: the drain ends
+ * on them. */
+static void test_decode_clear_output_during_drain(void **state) {
+        static uint8_t data[2 * (16 + 32 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
+        size_t flen = 16 + 32 * 32 * 3 / 2;
+        TBuf *frames[4];
+
+        make_stream(data, sizeof(data), 2, 32, 32, 80);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        decode_until_format(t, data, flen, flen, true);
+        t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 1);
+        t_queue(t, tbuf_input(t, data + flen, flen, 2, true));
+        assert_int_equal(t->b->ops->drain(t->s), 0); /* frame 2 waits for an output buffer */
+        t_settle(t);
+        t_queue(t, tbuf_output(t, true));
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_OUTPUT] == 1);
+        assert_int_equal(t->n_drain, 0);
+        for (unsigned i = 0; i < 2; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, t->n_drain == 1);
+        assert_true(t->done[t->done_at_drain - 1]->res.flags & VIDEO_BUFFER_F_EOS);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_EOS, 0), 1);
         assert_int_equal(t->n_error, 0);
         t_free(t);
 }
@@ -735,7 +882,8 @@ static void test_many_streams(void **state) {
                 assert_non_null(u[i]);
                 u[i]->e = t->e;
                 u[i]->b = t->b;
-                assert_int_equal(t->b->ops->stream_new(t->b, VIDEO_FORMAT_FWHT, &callbacks, u[i], &u[i]->s), 0);
+                assert_int_equal(t->b->ops->stream_new(t->b, VIDEO_FORMAT_FWHT, &callbacks, u[i], &u[i]->s),
+                                 0);
         }
         assert_int_equal(t->b->ops->stream_new(t->b, VIDEO_FORMAT_FWHT, &callbacks, t, &extra), -ENOSPC);
         for (unsigned i = 0; i < N; i++)
@@ -821,6 +969,54 @@ static void test_decoder_output_format_choice(void **state) {
         t_free(t);
 }
 
+/* A real mem2mem node polls EPOLLERR while neither queue holds a buffer. Ops that report nothing but
+ * EPOLLERR (a pipe without reader) check that the backend neither spins on it nor stalls. */
+static int errpipe[2] = { -1, -1 };
+static unsigned ioctl_calls;
+
+static int err_ioctl(void *dev, unsigned long req, void *arg) {
+        ioctl_calls++;
+        return fake_v4l2_ops.ioctl(dev, req, arg);
+}
+
+static int err_poll_fd(void *dev, uint32_t *ret_events) {
+        *ret_events = EPOLLIN | EPOLLPRI;
+        return errpipe[1];
+}
+
+static void test_decode_on_a_node_polling_epollerr(void **state) {
+        static uint8_t data[3 * (16 + 32 * 32 * 3 / 2)];
+        V4l2DeviceOps ops = fake_v4l2_ops;
+        BackendConfig bc = { .device_fd = -1 };
+        T *t = calloc(1, sizeof(*t));
+        size_t len = make_stream(data, sizeof(data), 3, 32, 32, 4);
+        TBuf *frames[4];
+        unsigned calls;
+
+        assert_non_null(t);
+        assert_int_equal(pipe2(errpipe, O_CLOEXEC), 0);
+        safe_close(errpipe[0]); /* the write end now polls EPOLLERR */
+        ops.ioctl = err_ioctl;
+        ops.poll_fd = err_poll_fd;
+        assert_int_equal(sd_event_new(&t->e), 0);
+        t->fake = fake_v4l2_new(&(FakeV4l2Config){ .mplane = true, .userptr = true });
+        assert_int_equal(backend_v4l2_new_with_ops(&ops, t->fake, VIDEO_ROLE_DECODER, &bc, t->e, &t->b), 0);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        ioctl_calls = 0;
+        queue_stream(t, data, len, 600, true);
+        RUN_UNTIL(t, t->n_format == 1);
+        for (unsigned i = 0; i < 4; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 4) == 3);
+        check_picture(t, frames[2], 32, 32, 6);
+        /* Idle EPOLLERR wakes are backed off, not served in a loop. */
+        calls = ioctl_calls;
+        t_settle(t);
+        assert_true(ioctl_calls - calls < 20);
+        t_free(t);
+        safe_close(errpipe[1]);
+}
+
 /* ---- encoder ------------------------------------------------------------------------------------- */
 
 static TBuf *raw_frame(T *t, unsigned w, unsigned h, uint8_t seed, uint64_t ts, bool contiguous) {
@@ -890,13 +1086,15 @@ static void encode_session(const FakeV4l2Config *cfg, uint32_t raw, bool contigu
 
         /* Controls reach the device, mapped to its values. */
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_BITRATE, 3000000), 0);
-        assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_BITRATE_MODE, VIDEO_BITRATE_MODE_CBR), 0);
+        assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_BITRATE_MODE, VIDEO_BITRATE_MODE_CBR),
+                         0);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_PROFILE, 0x103 /* HIGH */), 0);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_LEVEL, 0x10A /* 4.0 */), 0);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR, 1), 0);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_PROFILE, 0x102 /* EXTENDED: skipped */),
                          -EINVAL);
-        assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_LEVEL, 0x10E /* 5.1: above max */), -EINVAL);
+        assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_LEVEL, 0x10E /* 5.1: above max */),
+                         -EINVAL);
         assert_int_equal(t->b->ops->set_control(t->s, VIDEO_CONTROL_PROFILE, 0x9999), -EINVAL);
         assert_int_equal(fake_v4l2_get_control(t->fake, V4L2_CID_MPEG_VIDEO_BITRATE, &v), 0);
         assert_int_equal(v, 3000000);
@@ -954,17 +1152,28 @@ static void encode_session(const FakeV4l2Config *cfg, uint32_t raw, bool contigu
 }
 
 static void test_encode_mplane_userptr_yuv420(void **state) {
-        encode_session(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true }, VIDEO_FORMAT_YUV420,
-                       true);
+        encode_session(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true },
+                       VIDEO_FORMAT_YUV420, true);
 }
 
 static void test_encode_single_planar_mmap_nv12_multi_segment(void **state) {
-        encode_session(&(FakeV4l2Config){ .encoder = true, .mplane = false, .userptr = false }, VIDEO_FORMAT_NV12,
-                       false);
+        encode_session(&(FakeV4l2Config){ .encoder = true, .mplane = false, .userptr = false },
+                       VIDEO_FORMAT_NV12, false);
+}
+
+static void test_encode_separate_memory_planes_nv12m(void **state) {
+        encode_session(&(FakeV4l2Config){ .encoder = true,
+                                          .mplane = true,
+                                          .userptr = true,
+                                          .mem_planes = true },
+                       VIDEO_FORMAT_NV12, false);
 }
 
 static void test_encode_drain_last_with_frame(void **state) {
-        T *t = t_new(&(FakeV4l2Config){ .encoder = true, .mplane = true, .userptr = true, .last_with_frame = true },
+        T *t = t_new(&(FakeV4l2Config){ .encoder = true,
+                                        .mplane = true,
+                                        .userptr = true,
+                                        .last_with_frame = true },
                      false);
         VideoParams p;
         TBuf *frames[4];
@@ -1029,7 +1238,8 @@ static void test_decoder_caps(void **state) {
         assert_int_equal(c->formats[VIDEO_QUEUE_INPUT][0].frames[0].rates[0].max, 30);
         assert_int_equal(c->formats[VIDEO_QUEUE_INPUT][0].frames[0].rates[1].min, 60);
         assert_int_equal(c->controls, 0);
-        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values, 16),
+        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values,
+                                                  16),
                          -EOPNOTSUPP);
         /* Wrong coded format for this backend. */
         assert_int_equal(t->b->ops->stream_new(t->b, VIDEO_FORMAT_VP9, &callbacks, t, &t->s), -EINVAL);
@@ -1051,9 +1261,10 @@ static void test_encoder_caps_and_query_control(void **state) {
         assert_int_equal(c->formats[VIDEO_QUEUE_OUTPUT][0].format, VIDEO_FORMAT_FWHT);
         assert_int_equal(c->formats[VIDEO_QUEUE_OUTPUT][1].format, VIDEO_FORMAT_H264);
         assert_int_equal(c->controls,
-                         (1u << VIDEO_CONTROL_BITRATE) | (1u << VIDEO_CONTROL_PROFILE) | (1u << VIDEO_CONTROL_LEVEL) |
-                                 (1u << VIDEO_CONTROL_FORCE_KEYFRAME) | (1u << VIDEO_CONTROL_BITRATE_MODE) |
-                                 (1u << VIDEO_CONTROL_BITRATE_PEAK) | (1u << VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR));
+                         (1u << VIDEO_CONTROL_BITRATE) | (1u << VIDEO_CONTROL_PROFILE) |
+                                 (1u << VIDEO_CONTROL_LEVEL) | (1u << VIDEO_CONTROL_FORCE_KEYFRAME) |
+                                 (1u << VIDEO_CONTROL_BITRATE_MODE) | (1u << VIDEO_CONTROL_BITRATE_PEAK) |
+                                 (1u << VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR));
         n = t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values, 16);
         assert_int_equal(n, 3); /* baseline, main, high: the fake skips constrained baseline and extended */
         assert_int_equal(values[0], 0x100);
@@ -1064,10 +1275,13 @@ static void test_encoder_caps_and_query_control(void **state) {
         assert_int_equal(values[0], 0x100);
         assert_int_equal(values[1], 0x101);
         assert_int_equal(values[10], 0x10A);
-        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 2), 2);
-        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_FWHT, values, 16),
+        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 2),
+                         2);
+        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_FWHT, values,
+                                                  16),
                          -EOPNOTSUPP);
-        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_BITRATE, VIDEO_FORMAT_H264, values, 16),
+        assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_BITRATE, VIDEO_FORMAT_H264, values,
+                                                  16),
                          -EOPNOTSUPP);
         assert_int_equal(t->b->ops->query_control(t->b, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_VP8, values, 16),
                          -EOPNOTSUPP);
@@ -1080,12 +1294,15 @@ static void test_role_mismatch_rejected(void **state) {
         Backend *b = NULL;
 
         assert_int_equal(sd_event_new(&e), 0);
-        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_DECODER, NULL, e, &b), -ENODEV);
+        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_DECODER, NULL, e, &b),
+                         -ENODEV);
         assert_null(b);
         fake_v4l2_fail_ioctl(f, VIDIOC_QUERYCAP, ENOTTY, 0, 1);
-        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_ENCODER, NULL, e, &b), -ENOTTY);
+        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_ENCODER, NULL, e, &b),
+                         -ENOTTY);
         fake_v4l2_vanish(f);
-        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_ENCODER, NULL, e, &b), -ENODEV);
+        assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, f, VIDEO_ROLE_ENCODER, NULL, e, &b),
+                         -ENODEV);
         assert_int_equal(fake_v4l2_stats(f)->open_instances, 0);
         fake_v4l2_free(f);
         sd_event_unref(e);
@@ -1111,16 +1328,36 @@ static void test_registry_has_v4l2_backends(void **state) {
         sd_event_unref(e);
 }
 
+static unsigned count_fds(void) {
+        unsigned n = 0;
+        DIR *d = opendir("/proc/self/fd");
+
+        assert_non_null(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
+
 static void test_production_ops_need_a_device(void **state) {
         sd_event *e = NULL;
         Backend *b = NULL;
         BackendConfig none = { .device_fd = -1 };
         BackendConfig missing = { .device_fd = -1, .device_path = "/nonexistent/video99" };
+        BackendConfig not_v4l2 = { .device_fd = -1, .device_path = "/dev/null" };
+        unsigned fds;
 
         assert_int_equal(sd_event_new(&e), 0);
+        fds = count_fds();
         assert_int_equal(backend_v4l2_decoder_ops.new(&none, e, &b), -EINVAL);
         assert_int_equal(backend_v4l2_encoder_ops.new(&missing, e, &b), -ENOENT);
+        /* Not a V4L2 node, by path and by an fd handed over (reopened through /proc, and taken). */
+        assert_true(backend_v4l2_decoder_ops.new(&not_v4l2, e, &b) < 0);
+        not_v4l2 = (BackendConfig){ .device_fd = open("/dev/null", O_RDWR | O_CLOEXEC) };
+        assert_true(not_v4l2.device_fd >= 0);
+        assert_true(backend_v4l2_encoder_ops.new(&not_v4l2, e, &b) < 0);
         assert_null(b);
+        assert_int_equal(count_fds(), fds); /* nothing leaked, the handed-over fd closed */
         sd_event_unref(e);
 }
 
@@ -1131,12 +1368,18 @@ int main(void) {
                 cmocka_unit_test(test_decode_single_planar_mmap_multi_segment),
                 cmocka_unit_test(test_decode_force_copy_uses_mmap),
                 cmocka_unit_test(test_decode_single_planar_userptr),
+                cmocka_unit_test(test_decode_separate_memory_planes_userptr),
+                cmocka_unit_test(test_decode_separate_memory_planes_mmap),
+                cmocka_unit_test(test_decode_userptr_refused_at_qbuf_falls_back),
+                cmocka_unit_test(test_separate_memory_planes_partly_contiguous),
                 cmocka_unit_test(test_decode_resolution_change),
+                cmocka_unit_test(test_decode_resolution_change_without_free_output),
                 cmocka_unit_test(test_decode_drain_last_buffer_with_frame),
                 cmocka_unit_test(test_decode_drain_before_any_output),
                 cmocka_unit_test(test_decode_seek_clears_input),
                 cmocka_unit_test(test_decode_clear_output),
                 cmocka_unit_test(test_decode_output_format_change_after_clear),
+                cmocka_unit_test(test_decode_clear_output_during_drain),
                 cmocka_unit_test(test_decode_frame_error_flag),
                 cmocka_unit_test(test_decode_bad_stream_error_frame),
                 cmocka_unit_test(test_stream_free_while_busy),
@@ -1146,10 +1389,12 @@ int main(void) {
                 cmocka_unit_test(test_ioctl_failure_puts_stream_in_error),
                 cmocka_unit_test(test_dequeue_failure_puts_stream_in_error),
                 cmocka_unit_test(test_many_streams),
+                cmocka_unit_test(test_decode_on_a_node_polling_epollerr),
                 cmocka_unit_test(test_queue_buffer_validation),
                 cmocka_unit_test(test_decoder_output_format_choice),
                 cmocka_unit_test(test_encode_mplane_userptr_yuv420),
                 cmocka_unit_test(test_encode_single_planar_mmap_nv12_multi_segment),
+                cmocka_unit_test(test_encode_separate_memory_planes_nv12m),
                 cmocka_unit_test(test_encode_drain_last_with_frame),
                 cmocka_unit_test(test_encoder_set_params_busy),
                 cmocka_unit_test(test_decoder_caps),

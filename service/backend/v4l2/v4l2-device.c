@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,13 @@
 typedef struct V4l2Node {
         char *path;
         int fd;
+        bool fd_in_use; /* an instance runs on a duplicate of fd (no /proc to reopen it through) */
 } V4l2Node;
 
 typedef struct V4l2Instance {
-        int fd; /* registered with libv4l2 */
+        V4l2Node *node;
+        int fd;      /* registered with libv4l2 */
+        bool shared; /* a duplicate of the node's fd */
 } V4l2Instance;
 
 int v4l2_device_node_new(const char *path, int fd, void **ret_node) {
@@ -56,10 +60,12 @@ static void node_free(void *node) {
 }
 
 /* Each stream needs its own open file description (its own mem2mem context). With an fd handed over by
- * the manager, the node is opened again through /proc/self/fd, which needs no access to /dev. */
+ * the manager, the node is opened again through /proc/self/fd, which needs no access to /dev. Where
+ * that fails (no /proc in the sandbox), one instance at a time runs on a duplicate of the fd itself. */
 static int lv_open(void *node, void **ret_dev) {
         V4l2Node *n = node;
         _cleanup_close_ int fd = -EBADF;
+        bool shared = false;
         char p[64];
         V4l2Instance *i;
         int lfd;
@@ -67,6 +73,13 @@ static int lv_open(void *node, void **ret_dev) {
         if (n->fd >= 0) {
                 (void) snprintf(p, sizeof(p), "/proc/self/fd/%d", n->fd);
                 fd = open(p, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+                if (fd < 0 && !n->fd_in_use) {
+                        log_debug_errno(errno,
+                                        "Could not reopen the V4L2 device through %s, using its fd: %m", p);
+                        fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 3);
+                        shared = fd >= 0;
+                } else if (fd < 0)
+                        return -EBUSY; /* no room for another context */
         } else
                 fd = open(n->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
@@ -82,7 +95,10 @@ static int lv_open(void *node, void **ret_dev) {
                 return -errno;
         }
         TAKE_FD(fd);
+        i->node = n;
         i->fd = lfd;
+        i->shared = shared;
+        n->fd_in_use = n->fd_in_use || shared;
         *ret_dev = i;
         return 0;
 }
@@ -92,6 +108,8 @@ static void lv_close(void *dev) {
 
         if (!i)
                 return;
+        if (i->shared)
+                i->node->fd_in_use = false;
         (void) v4l2_close(i->fd);
         free(i);
 }

@@ -144,7 +144,11 @@ static const MenuMap bitrate_modes[] = {
 };
 
 static const MenuMap *menu_for(VideoControl control, uint32_t coded_format, size_t *ret_n) {
-#define RET(m) ({ *ret_n = ELEMENTSOF(m); m; })
+#define RET(m)                          \
+        ({                              \
+                *ret_n = ELEMENTSOF(m); \
+                m;                      \
+        })
         switch (control) {
         case VIDEO_CONTROL_BITRATE_MODE:
                 return RET(bitrate_modes);
@@ -179,7 +183,8 @@ int v4l2_control_value_to_v4l2(VideoControl control, uint32_t coded_format, uint
         size_t n = 0;
 
         if (!control_is_menu(control)) {
-                if (control == VIDEO_CONTROL_FORCE_KEYFRAME || control == VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR)
+                if (control == VIDEO_CONTROL_FORCE_KEYFRAME ||
+                    control == VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR)
                         value = !!value;
                 else if (value > INT32_MAX) /* bitrates are s32 in V4L2 */
                         return -EINVAL;

@@ -15,10 +15,10 @@
 #include "common/log.h"
 #include "common/macro.h"
 
-#define MAX_SLOTS 32           /* VIDEO_MAX_FRAME */
+#define MAX_SLOTS 32 /* VIDEO_MAX_FRAME */
 #define INPUT_SLOTS 8
 #define MAX_STREAMS 32
-#define TS_RING 128            /* input timestamps remembered for the outputs made from them */
+#define TS_RING 128 /* input timestamps remembered for the outputs made from them */
 #define MAX_ENUM 64
 
 typedef struct V4l2Backend {
@@ -30,6 +30,7 @@ typedef struct V4l2Backend {
         bool force_copy;
         sd_event *event;
         VideoCaps caps;
+        uint32_t fourcc[_VIDEO_QUEUE_MAX][VIDEO_MAX_FORMATS]; /* the device's fourcc for caps.formats */
         unsigned n_streams;
 } V4l2Backend;
 
@@ -57,6 +58,7 @@ typedef struct Queue {
         Slot slots[MAX_SLOTS];
         BufList pending; /* held, waiting for a free slot */
         bool logged_memory;
+        bool no_userptr; /* the device took USERPTR buffers at REQBUFS but refused them at QBUF */
 } Queue;
 
 typedef enum EvType {
@@ -101,10 +103,12 @@ typedef struct V4l2Stream {
         Queue q[_VIDEO_QUEUE_MAX]; /* INPUT: V4L2 OUTPUT queue; OUTPUT: V4L2 CAPTURE queue */
         CaptureState cap;
         DrainState drain;
-        BufList stale; /* decoder output buffers queued before a format change, held until clear */
+        BufList stale;    /* decoder output buffers queued before a format change, held until clear */
+        bool await_clear; /* decoder: a format change caught output buffers; the guest clears next */
         bool broken;
         bool events_subscribed;
-        sd_event_source *io, *defer;
+        sd_event_source *io, *defer, *retry;
+        uint64_t retry_usec; /* back-off while the node polls EPOLLERR (see on_io()) */
         uint32_t io_events;
         Ev *ev_head, *ev_tail;
         bool dispatching, freed;
@@ -116,6 +120,14 @@ typedef struct V4l2Stream {
 
 static bool is_decoder(V4l2Stream *s) {
         return s->b->role == VIDEO_ROLE_DECODER;
+}
+
+/* The device's own fourcc for a format of a queue (NV12M on a device that has no NV12, say). */
+static uint32_t fourcc_for(V4l2Backend *b, VideoQueue q, uint32_t format) {
+        for (unsigned i = 0; i < b->caps.n_formats[q]; i++)
+                if (b->caps.formats[q][i].format == format)
+                        return b->fourcc[q][i];
+        return v4l2_fourcc_from_format(format);
 }
 
 static int xioctl(V4l2Stream *s, unsigned long req, void *arg) {
@@ -156,7 +168,8 @@ static VideoBuffer *buflist_pop(BufList *l) {
         return buf;
 }
 
-static void stream_post(V4l2Stream *s, EvType type, VideoBuffer *buf, const VideoBufferResult *res, int arg) {
+static void
+stream_post(V4l2Stream *s, EvType type, VideoBuffer *buf, const VideoBufferResult *res, int arg) {
         Ev *e = calloc(1, sizeof(*e));
 
         if (!e) {
@@ -176,7 +189,8 @@ static void stream_post(V4l2Stream *s, EvType type, VideoBuffer *buf, const Vide
         (void) sd_event_source_set_enabled(s->defer, SD_EVENT_ONESHOT);
 }
 
-static void post_buffer(V4l2Stream *s, VideoBuffer *buf, uint32_t flags, uint64_t ts, const uint32_t *sizes) {
+static void
+post_buffer(V4l2Stream *s, VideoBuffer *buf, uint32_t flags, uint64_t ts, const uint32_t *sizes) {
         VideoBufferResult res = { .flags = flags, .timestamp = ts };
 
         if (sizes)
@@ -252,8 +266,13 @@ static uint32_t fmt_fourcc(V4l2Stream *s, const struct v4l2_format *f) {
         return s->b->mplane ? f->fmt.pix_mp.pixelformat : f->fmt.pix.pixelformat;
 }
 
-static void fmt_set(V4l2Stream *s, struct v4l2_format *f, uint32_t fourcc, uint32_t w, uint32_t h,
-                    uint32_t sizeimage, uint32_t bytesperline) {
+static void fmt_set(V4l2Stream *s,
+                    struct v4l2_format *f,
+                    uint32_t fourcc,
+                    uint32_t w,
+                    uint32_t h,
+                    uint32_t sizeimage,
+                    uint32_t bytesperline) {
         if (s->b->mplane) {
                 f->fmt.pix_mp.pixelformat = fourcc;
                 f->fmt.pix_mp.width = w;
@@ -311,7 +330,12 @@ static int queue_g_fmt(V4l2Stream *s, VideoQueue vq) {
         return 0;
 }
 
-static int queue_s_fmt(V4l2Stream *s, VideoQueue vq, uint32_t fourcc, uint32_t w, uint32_t h, uint32_t sizeimage,
+static int queue_s_fmt(V4l2Stream *s,
+                       VideoQueue vq,
+                       uint32_t fourcc,
+                       uint32_t w,
+                       uint32_t h,
+                       uint32_t sizeimage,
                        uint32_t bpl) {
         struct v4l2_format f;
         int r;
@@ -376,8 +400,8 @@ static int decoder_read_capture(V4l2Stream *s) {
 
 /* ---- V4L2 buffers -------------------------------------------------------------------------------- */
 
-static void vbuf_init(V4l2Stream *s, Queue *q, unsigned index, struct v4l2_buffer *vb,
-                      struct v4l2_plane *planes) {
+static void
+vbuf_init(V4l2Stream *s, Queue *q, unsigned index, struct v4l2_buffer *vb, struct v4l2_plane *planes) {
         memset(vb, 0, sizeof(*vb));
         vb->type = q->type;
         vb->memory = q->memory;
@@ -448,8 +472,10 @@ static int queue_alloc(V4l2Stream *s, VideoQueue vq, unsigned count) {
         int r = -EINVAL;
 
         count = MAX(MIN(count, (unsigned) MAX_SLOTS), 1u);
-        if (!s->b->force_copy) {
-                req = (struct v4l2_requestbuffers){ .type = q->type, .memory = V4L2_MEMORY_USERPTR, .count = count };
+        if (!s->b->force_copy && !q->no_userptr) {
+                req = (struct v4l2_requestbuffers){ .type = q->type,
+                                                    .memory = V4L2_MEMORY_USERPTR,
+                                                    .count = count };
                 r = xioctl(s, VIDIOC_REQBUFS, &req);
                 if (r >= 0 && req.count > 0) {
                         q->memory = V4L2_MEMORY_USERPTR;
@@ -457,7 +483,9 @@ static int queue_alloc(V4l2Stream *s, VideoQueue vq, unsigned count) {
                 }
         }
         if (!q->memory) {
-                req = (struct v4l2_requestbuffers){ .type = q->type, .memory = V4L2_MEMORY_MMAP, .count = count };
+                req = (struct v4l2_requestbuffers){ .type = q->type,
+                                                    .memory = V4L2_MEMORY_MMAP,
+                                                    .count = count };
                 r = xioctl(s, VIDIOC_REQBUFS, &req);
                 if (r < 0)
                         return r;
@@ -473,7 +501,8 @@ static int queue_alloc(V4l2Stream *s, VideoQueue vq, unsigned count) {
         }
         if (!q->logged_memory) {
                 log_info("Stream uses %s on its %s queue (%u buffers).",
-                         q->memory == V4L2_MEMORY_USERPTR ? "USERPTR (zero copy)" : "MMAP buffers and a copy",
+                         q->memory == V4L2_MEMORY_USERPTR ? "USERPTR (zero copy)"
+                                                          : "MMAP buffers and a copy",
                          vq == VIDEO_QUEUE_INPUT ? "input" : "output", q->n_slots);
                 q->logged_memory = true;
         }
@@ -525,8 +554,8 @@ static size_t plane_offset(V4l2Stream *s, VideoQueue vq, unsigned i) {
 }
 
 /* The one host range a memory plane can be handed to the device as, if there is one. */
-static bool mem_plane_contiguous(V4l2Stream *s, VideoQueue vq, const VideoBuffer *buf, unsigned m, void **ret_ptr,
-                                 size_t *ret_len) {
+static bool mem_plane_contiguous(
+        V4l2Stream *s, VideoQueue vq, const VideoBuffer *buf, unsigned m, void **ret_ptr, size_t *ret_len) {
         if (!layout_concat(s, vq, buf)) {
                 if (buf->planes[m].n_iov != 1)
                         return false;
@@ -553,8 +582,13 @@ static void copy_in(V4l2Stream *s, VideoQueue vq, Slot *slot, const VideoBuffer 
                         void *dst = slot->map[m] ? slot->map[m] : slot->bounce[m];
                         size_t cap = slot->map[m] ? slot->map_len[m] : slot->bounce_len[m];
 
-                        bytesused[m] = (uint32_t) iov_to_buf(buf->planes[m].iov, buf->planes[m].n_iov, 0, dst,
-                                                             MIN((size_t) buf->planes[m].data_size, cap));
+                        if (!dst) { /* this plane went to the device as it is (USERPTR) */
+                                bytesused[m] = buf->planes[m].data_size;
+                                continue;
+                        }
+                        bytesused[m] =
+                                (uint32_t) iov_to_buf(buf->planes[m].iov, buf->planes[m].n_iov, 0, dst,
+                                                      MIN((size_t) buf->planes[m].data_size, cap));
                 }
                 return;
         }
@@ -573,17 +607,22 @@ static void copy_in(V4l2Stream *s, VideoQueue vq, Slot *slot, const VideoBuffer 
 }
 
 /* Output sizes per colour plane from the bytes used per memory plane, copying out when needed. */
-static void copy_out(V4l2Stream *s, VideoQueue vq, Slot *slot, const VideoBuffer *buf, const uint32_t *bytesused,
+static void copy_out(V4l2Stream *s,
+                     VideoQueue vq,
+                     Slot *slot,
+                     const VideoBuffer *buf,
+                     const uint32_t *bytesused,
                      uint32_t *sizes) {
         if (!layout_concat(s, vq, buf)) {
                 for (unsigned m = 0; m < buf->n_planes; m++) {
                         size_t n = MIN((size_t) bytesused[m], buf->planes[m].length);
 
-                        if (slot->copy) {
+                        if (slot->copy && (slot->map[m] || slot->bounce[m])) {
                                 const void *src = slot->map[m] ? slot->map[m] : slot->bounce[m];
                                 size_t cap = slot->map[m] ? slot->map_len[m] : slot->bounce_len[m];
 
-                                n = buf_to_iov(buf->planes[m].iov, buf->planes[m].n_iov, 0, src, MIN(n, cap));
+                                n = buf_to_iov(buf->planes[m].iov, buf->planes[m].n_iov, 0, src,
+                                               MIN(n, cap));
                         }
                         sizes[m] = (uint32_t) n;
                 }
@@ -741,7 +780,8 @@ static int decoder_setup_capture(V4l2Stream *s) {
 }
 
 static int encoder_setup(V4l2Stream *s, VideoQueue vq) {
-        return queue_alloc(s, vq, vq == VIDEO_QUEUE_INPUT ? INPUT_SLOTS : MAX(s->params[vq].min_buffers + 2, 4u));
+        return queue_alloc(s, vq,
+                           vq == VIDEO_QUEUE_INPUT ? INPUT_SLOTS : MAX(s->params[vq].min_buffers + 2, 4u));
 }
 
 /* Delivers the empty EOS completion a drain still owes, on the next held output buffer. */
@@ -776,6 +816,27 @@ static int drain_send_stop(V4l2Stream *s) {
         return 0;
 }
 
+/* A device may take USERPTR at REQBUFS and still refuse the memory at QBUF (vb2-dma-contig needs it
+ * physically contiguous: EFAULT or EINVAL). Before the queue ever ran, that is a reason to use MMAP. */
+static bool userptr_refused(Queue *q, int r) {
+        return (r == -EFAULT || r == -EINVAL) && q->memory == V4L2_MEMORY_USERPTR && q->n_queued == 0 &&
+               !q->streaming;
+}
+
+static int queue_fall_back_to_mmap(V4l2Stream *s, VideoQueue vq, int error) {
+        Queue *q = &s->q[vq];
+        unsigned count = q->n_slots;
+        int r;
+
+        log_info_errno(error, "Device refused guest memory as USERPTR (%m), using MMAP buffers and a copy.");
+        r = queue_free_buffers(s, q);
+        if (r < 0)
+                return r;
+        q->no_userptr = true;
+        q->logged_memory = false;
+        return queue_alloc(s, vq, count);
+}
+
 /* Moves held buffers onto the device as far as slots and state allow; sets up queues on first use. */
 static int stream_kick(V4l2Stream *s) {
         int r;
@@ -794,7 +855,8 @@ static int stream_kick(V4l2Stream *s) {
                                 continue;
                 }
                 if (vq == VIDEO_QUEUE_OUTPUT && is_decoder(s)) {
-                        if (s->cap == CAP_UNKNOWN || s->cap == CAP_RESCHANGE)
+                        /* During a resolution change the decoder may still need a buffer to flag LAST. */
+                        if (s->cap == CAP_UNKNOWN)
                                 continue;
                         if (s->cap == CAP_KNOWN) {
                                 r = decoder_setup_capture(s);
@@ -820,7 +882,11 @@ static int stream_kick(V4l2Stream *s) {
                         r = queue_to_device(s, (VideoQueue) vq, (unsigned) i, buf);
                         if (r < 0) {
                                 buflist_push_front(&q->pending, buf);
-                                return r;
+                                if (!userptr_refused(q, r))
+                                        return r;
+                                r = queue_fall_back_to_mmap(s, (VideoQueue) vq, r);
+                                if (r < 0)
+                                        return r;
                         }
                 }
                 if (q->n_queued > 0) {
@@ -866,6 +932,8 @@ static int decoder_format_known(V4l2Stream *s) {
         /* backend.h: output buffers queued before the change are held until the guest clears them. */
         while ((buf = buflist_pop(&s->q[VIDEO_QUEUE_OUTPUT].pending)))
                 buflist_push(&s->stale, buf);
+        /* Until the guest's QUEUE_CLEAR(OUTPUT), what it queues is still of the old geometry. */
+        s->await_clear = s->stale.head;
         s->cap = CAP_KNOWN;
         stream_post(s, EV_FORMAT, NULL, NULL, 0);
         return 0;
@@ -949,8 +1017,9 @@ static int dequeue_one(V4l2Stream *s, VideoQueue vq, bool *progress) {
         }
 
         for (unsigned m = 0; m < q->n_mem_planes; m++)
-                bytesused[m] = s->b->mplane ? planes[m].bytesused - MIN(planes[m].data_offset, planes[m].bytesused)
-                                            : vb.bytesused;
+                bytesused[m] =
+                        s->b->mplane ? planes[m].bytesused - MIN(planes[m].data_offset, planes[m].bytesused)
+                                     : vb.bytesused;
         last = vb.flags & V4L2_BUF_FLAG_LAST;
         if (vb.flags & V4L2_BUF_FLAG_KEYFRAME)
                 flags |= VIDEO_BUFFER_F_IFRAME;
@@ -1021,9 +1090,18 @@ static int stream_process(V4l2Stream *s, bool *progress) {
         return stream_kick(s);
 }
 
+static int on_retry(sd_event_source *src, uint64_t usec, void *userdata) {
+        V4l2Stream *s = userdata;
+
+        s->retry = sd_event_source_unref(s->retry);
+        stream_update_io(s);
+        return 0;
+}
+
 static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         V4l2Stream *s = userdata;
         bool progress = false;
+        uint64_t now;
         int r;
 
         r = stream_process(s, &progress);
@@ -1031,9 +1109,19 @@ static int on_io(sd_event_source *src, int fd, uint32_t revents, void *userdata)
                 stream_fail(s, r);
                 return 0;
         }
-        /* A real m2m node polls EPOLLERR while neither queue holds a buffer: stay quiet until work comes. */
-        if (!progress && (revents & (EPOLLERR | EPOLLHUP)))
-                (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        if (progress || !(revents & (EPOLLERR | EPOLLHUP))) {
+                s->retry_usec = 0;
+                return 0;
+        }
+        /* A mem2mem node polls EPOLLERR while neither queue holds a buffer, which level-triggered epoll
+         * would report in a loop. Stay off until new work re-enables it, but look again after a growing
+         * delay: an event (SOURCE_CHANGE from firmware) can come while no buffer is queued. */
+        (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        s->retry_usec = MIN(MAX(s->retry_usec * 2, (uint64_t) 10000), (uint64_t) 1000000);
+        if (!s->retry && (sd_event_now(s->b->event, CLOCK_MONOTONIC, &now) < 0 ||
+                          sd_event_add_time(s->b->event, &s->retry, CLOCK_MONOTONIC, now + s->retry_usec, 0,
+                                            on_retry, s) < 0))
+                log_debug("Could not arm the V4L2 poll retry timer, ignoring.");
         return 0;
 }
 
@@ -1061,6 +1149,7 @@ static void stream_destroy(V4l2Stream *s) {
         }
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->defer);
+        sd_event_source_disable_unref(s->retry);
         s->b->n_streams--;
         free(s);
 }
@@ -1080,7 +1169,8 @@ static void v4l2_stream_free(BackendStream *bs) {
 
 static int stream_init_formats(V4l2Stream *s) {
         V4l2Backend *b = s->b;
-        uint32_t coded = v4l2_fourcc_from_format(s->coded_format);
+        uint32_t coded =
+                fourcc_for(b, is_decoder(s) ? VIDEO_QUEUE_INPUT : VIDEO_QUEUE_OUTPUT, s->coded_format);
         int r;
 
         if (is_decoder(s)) {
@@ -1093,7 +1183,7 @@ static int stream_init_formats(V4l2Stream *s) {
                 if (r < 0)
                         return r;
                 s->events_subscribed = true;
-                s->raw_fourcc = v4l2_fourcc_from_format(b->caps.formats[VIDEO_QUEUE_OUTPUT][0].format);
+                s->raw_fourcc = b->fourcc[VIDEO_QUEUE_OUTPUT][0];
                 s->params[VIDEO_QUEUE_OUTPUT].format = b->caps.formats[VIDEO_QUEUE_OUTPUT][0].format;
                 s->params[VIDEO_QUEUE_OUTPUT].num_planes =
                         v4l2_format_color_planes(s->params[VIDEO_QUEUE_OUTPUT].format);
@@ -1116,8 +1206,11 @@ static int stream_init_formats(V4l2Stream *s) {
         return 0;
 }
 
-static int v4l2_stream_new(Backend *bb, uint32_t coded_format, const BackendStreamCallbacks *callbacks,
-                           void *userdata, BackendStream **ret) {
+static int v4l2_stream_new(Backend *bb,
+                           uint32_t coded_format,
+                           const BackendStreamCallbacks *callbacks,
+                           void *userdata,
+                           BackendStream **ret) {
         V4l2Backend *b = (V4l2Backend *) bb;
         VideoQueue coded_q = b->role == VIDEO_ROLE_DECODER ? VIDEO_QUEUE_INPUT : VIDEO_QUEUE_OUTPUT;
         bool found = false;
@@ -1142,8 +1235,10 @@ static int v4l2_stream_new(Backend *bb, uint32_t coded_format, const BackendStre
         s->cb = callbacks;
         s->userdata = userdata;
         s->coded_format = coded_format;
-        s->q[VIDEO_QUEUE_INPUT].type = b->mplane ? V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE : V4L2_BUF_TYPE_VIDEO_OUTPUT;
-        s->q[VIDEO_QUEUE_OUTPUT].type = b->mplane ? V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE : V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        s->q[VIDEO_QUEUE_INPUT].type =
+                b->mplane ? V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE : V4L2_BUF_TYPE_VIDEO_OUTPUT;
+        s->q[VIDEO_QUEUE_OUTPUT].type =
+                b->mplane ? V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE : V4L2_BUF_TYPE_VIDEO_CAPTURE;
 
         r = b->ops->open(b->node, &s->dev);
         if (r < 0) {
@@ -1220,7 +1315,7 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                                 return r;
                         s->cap = CAP_KNOWN;
                 }
-                s->raw_fourcc = v4l2_fourcc_from_format(p->format);
+                s->raw_fourcc = fourcc_for(s->b, queue, p->format);
                 if (s->cap == CAP_UNKNOWN) {
                         s->params[queue].format = p->format;
                         s->params[queue].num_planes = v4l2_format_color_planes(p->format);
@@ -1238,7 +1333,7 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
         if (is_decoder(s)) {
                 uint32_t fmt = p->format ? p->format : s->coded_format;
 
-                r = queue_s_fmt(s, queue, v4l2_fourcc_from_format(fmt), p->frame_width, p->frame_height,
+                r = queue_s_fmt(s, queue, fourcc_for(s->b, queue, fmt), p->frame_width, p->frame_height,
                                 p->planes[0].plane_size, 0);
                 if (r < 0)
                         return r == -EBUSY ? -EBUSY : -EINVAL;
@@ -1250,7 +1345,7 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                 uint32_t fmt = p->format ? p->format : s->params[queue].format;
                 VideoParams *in = &s->params[VIDEO_QUEUE_INPUT];
 
-                r = queue_s_fmt(s, queue, v4l2_fourcc_from_format(fmt), p->frame_width, p->frame_height, 0,
+                r = queue_s_fmt(s, queue, fourcc_for(s->b, queue, fmt), p->frame_width, p->frame_height, 0,
                                 p->num_planes > 0 ? p->planes[0].stride : 0);
                 if (r < 0)
                         return r == -EBUSY ? -EBUSY : -EINVAL;
@@ -1271,13 +1366,14 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                 if (!s->q[VIDEO_QUEUE_OUTPUT].memory) {
                         VideoParams *out = &s->params[VIDEO_QUEUE_OUTPUT];
 
-                        (void) queue_s_fmt(s, VIDEO_QUEUE_OUTPUT, v4l2_fourcc_from_format(s->coded_format),
+                        (void) queue_s_fmt(s, VIDEO_QUEUE_OUTPUT,
+                                           fourcc_for(s->b, VIDEO_QUEUE_OUTPUT, s->coded_format),
                                            in->frame_width, in->frame_height, out->planes[0].plane_size, 0);
                 }
                 return 0;
         }
 
-        r = queue_s_fmt(s, queue, v4l2_fourcc_from_format(p->format ? p->format : s->coded_format),
+        r = queue_s_fmt(s, queue, fourcc_for(s->b, queue, p->format ? p->format : s->coded_format),
                         s->params[VIDEO_QUEUE_INPUT].frame_width, s->params[VIDEO_QUEUE_INPUT].frame_height,
                         p->planes[0].plane_size, 0);
         if (r < 0)
@@ -1294,10 +1390,8 @@ static int v4l2_get_control(BackendStream *bs, VideoControl control, uint32_t *r
 
         if (cid == 0 || !(s->b->caps.controls & (1u << control)))
                 return -EOPNOTSUPP;
-        if (control == VIDEO_CONTROL_FORCE_KEYFRAME) {
-                *ret = 0; /* a button: nothing to read */
-                return 0;
-        }
+        if (control == VIDEO_CONTROL_FORCE_KEYFRAME)
+                return -EOPNOTSUPP; /* a button: nothing to read (§4.12) */
         r = xioctl(s, VIDIOC_G_CTRL, &c);
         if (r == -EINVAL)
                 return -EOPNOTSUPP;
@@ -1336,7 +1430,7 @@ static int buffer_check(V4l2Stream *s, VideoBuffer *buf) {
                     iov_size(buf->planes[i].iov, buf->planes[i].n_iov) < buf->planes[i].length)
                         return -EINVAL;
         /* Decoder output before the format is known: held, checked once it is (stale by then anyway). */
-        if (is_decoder(s) && buf->queue == VIDEO_QUEUE_OUTPUT && s->cap == CAP_UNKNOWN)
+        if (is_decoder(s) && buf->queue == VIDEO_QUEUE_OUTPUT && (s->cap == CAP_UNKNOWN || s->await_clear))
                 return 0;
         if (raw) {
                 if (buf->n_planes != p->num_planes && buf->n_planes != s->q[buf->queue].n_mem_planes)
@@ -1371,6 +1465,10 @@ static int v4l2_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         if (r < 0)
                 return r;
 
+        if (is_decoder(s) && buf->queue == VIDEO_QUEUE_OUTPUT && s->await_clear) {
+                buflist_push(&s->stale, buf);
+                return 0;
+        }
         if (buf->queue == VIDEO_QUEUE_INPUT) {
                 if (s->drain == DRAIN_WAIT_INPUT || s->drain == DRAIN_WAIT_LAST)
                         return -EBUSY; /* 7.2: no input while draining */
@@ -1422,8 +1520,10 @@ static int v4l2_clear(BackendStream *bs, VideoQueue queue) {
                 r = queue_streamoff(s, q, &l);
         give_back_all(s, &l);
         give_back_all(s, &q->pending);
-        if (queue == VIDEO_QUEUE_OUTPUT)
+        if (queue == VIDEO_QUEUE_OUTPUT) {
                 give_back_all(s, &s->stale);
+                s->await_clear = false;
+        }
         if (queue == VIDEO_QUEUE_INPUT && s->drain != DRAIN_NONE) {
                 /* STREAMOFF(OUTPUT) aborts a drain (dev-decoder.rst, dev-encoder.rst); backend.h: no
                  * drain_done then. A STOP already sent is undone by restarting CAPTURE. */
@@ -1465,7 +1565,9 @@ static void caps_frame_sizes(V4l2Backend *b, void *dev, uint32_t fourcc, VideoFo
                         h = fs.stepwise.max_height;
                 }
                 for (unsigned j = 0; j < MAX_ENUM && f->n_rates < VIDEO_MAX_FRAME_RATES; j++) {
-                        struct v4l2_frmivalenum fi = { .index = j, .pixel_format = fourcc, .width = w, .height = h };
+                        struct v4l2_frmivalenum fi = {
+                                .index = j, .pixel_format = fourcc, .width = w, .height = h
+                        };
 
                         if (b->ops->ioctl(dev, VIDIOC_ENUM_FRAMEINTERVALS, &fi) < 0)
                                 break;
@@ -1480,13 +1582,14 @@ static void caps_frame_sizes(V4l2Backend *b, void *dev, uint32_t fourcc, VideoFo
                         } else {
                                 /* Frames per second are the inverse of the intervals. */
                                 uint32_t lo = fi.stepwise.max.numerator ? fi.stepwise.max.denominator /
-                                                                                   fi.stepwise.max.numerator
-                                                                         : 1;
+                                                                                  fi.stepwise.max.numerator
+                                                                        : 1;
                                 uint32_t hi = fi.stepwise.min.numerator ? fi.stepwise.min.denominator /
-                                                                                   fi.stepwise.min.numerator
-                                                                         : lo;
+                                                                                  fi.stepwise.min.numerator
+                                                                        : lo;
 
-                                f->rates[f->n_rates++] = (VideoRange){ MAX(lo, 1u), MAX(hi, MAX(lo, 1u)), 1 };
+                                f->rates[f->n_rates++] =
+                                        (VideoRange){ MAX(lo, 1u), MAX(hi, MAX(lo, 1u)), 1 };
                                 break;
                         }
                 }
@@ -1525,6 +1628,7 @@ static int caps_queue(V4l2Backend *b, void *dev, uint32_t type, VideoQueue vq, u
                         dup = dup || c->formats[vq][j].format == format;
                 if (dup)
                         continue;
+                b->fourcc[vq][c->n_formats[vq]] = fd.pixelformat;
                 d = &c->formats[vq][c->n_formats[vq]++];
                 d->format = format;
                 if (video_format_is_raw(format))
@@ -1558,7 +1662,8 @@ static int caps_probe(V4l2Backend *b, VideoRole want) {
         else if (caps_bits & V4L2_CAP_VIDEO_M2M)
                 b->mplane = false;
         else {
-                r = log_error_errno(-ENODEV, "'%.32s' is not a memory-to-memory device.", (const char *) cap.card);
+                r = log_error_errno(-ENODEV, "'%.32s' is not a memory-to-memory device.",
+                                    (const char *) cap.card);
                 goto out;
         }
         if (!(caps_bits & V4L2_CAP_STREAMING)) {
@@ -1597,8 +1702,10 @@ static int caps_probe(V4l2Backend *b, VideoRole want) {
                 unsigned n = 0;
 
                 for (unsigned i = 0; i < b->caps.n_formats[vq]; i++)
-                        if (video_format_is_coded(b->caps.formats[vq][i].format) == want_coded)
+                        if (video_format_is_coded(b->caps.formats[vq][i].format) == want_coded) {
+                                b->fourcc[vq][n] = b->fourcc[vq][i];
                                 b->caps.formats[vq][n++] = b->caps.formats[vq][i];
+                        }
                 b->caps.n_formats[vq] = n;
         }
         if (b->caps.n_formats[0] == 0 || b->caps.n_formats[1] == 0) {
@@ -1620,7 +1727,8 @@ static int caps_probe(V4l2Backend *b, VideoRole want) {
                 VideoQueue cq = b->role == VIDEO_ROLE_DECODER ? VIDEO_QUEUE_INPUT : VIDEO_QUEUE_OUTPUT;
 
                 for (unsigned i = 0; i < b->caps.n_formats[cq]; i++) {
-                        uint32_t cid = v4l2_cid_from_control((VideoControl) c, b->caps.formats[cq][i].format);
+                        uint32_t cid =
+                                v4l2_cid_from_control((VideoControl) c, b->caps.formats[cq][i].format);
                         struct v4l2_queryctrl qc = { .id = cid };
 
                         if (cid != 0 && b->ops->ioctl(dev, VIDIOC_QUERYCTRL, &qc) >= 0 &&
@@ -1639,8 +1747,8 @@ out:
         return r;
 }
 
-static int v4l2_query_control(Backend *bb, VideoControl control, uint32_t format, uint32_t *values,
-                              unsigned max_values) {
+static int v4l2_query_control(
+        Backend *bb, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
         V4l2Backend *b = (V4l2Backend *) bb;
         uint32_t cid = v4l2_cid_from_control(control, format);
         struct v4l2_queryctrl qc = { .id = cid };
@@ -1694,8 +1802,12 @@ static const BackendOps *ops_for(VideoRole role) {
         return role == VIDEO_ROLE_DECODER ? &backend_v4l2_decoder_ops : &backend_v4l2_encoder_ops;
 }
 
-int backend_v4l2_new_with_ops(const V4l2DeviceOps *ops, void *node, VideoRole role, const BackendConfig *config,
-                              sd_event *event, Backend **ret) {
+int backend_v4l2_new_with_ops(const V4l2DeviceOps *ops,
+                              void *node,
+                              VideoRole role,
+                              const BackendConfig *config,
+                              sd_event *event,
+                              Backend **ret) {
         V4l2Backend *b;
         int r;
 
@@ -1741,10 +1853,10 @@ static int v4l2_encoder_new(const BackendConfig *config, sd_event *event, Backen
         return new_for_role(VIDEO_ROLE_ENCODER, config, event, ret);
 }
 
-#define V4L2_OPS_COMMON                                                                                     \
-        .free = v4l2_free, .get_caps = v4l2_get_caps, .query_control = v4l2_query_control,                  \
-        .stream_new = v4l2_stream_new, .stream_free = v4l2_stream_free, .get_params = v4l2_get_params,      \
-        .set_params = v4l2_set_params, .get_control = v4l2_get_control, .set_control = v4l2_set_control,    \
+#define V4L2_OPS_COMMON                                                                                  \
+        .free = v4l2_free, .get_caps = v4l2_get_caps, .query_control = v4l2_query_control,               \
+        .stream_new = v4l2_stream_new, .stream_free = v4l2_stream_free, .get_params = v4l2_get_params,   \
+        .set_params = v4l2_set_params, .get_control = v4l2_get_control, .set_control = v4l2_set_control, \
         .queue_buffer = v4l2_queue_buffer, .drain = v4l2_drain, .clear = v4l2_clear
 
 const BackendOps backend_v4l2_decoder_ops = {
