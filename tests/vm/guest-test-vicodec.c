@@ -804,6 +804,19 @@ static int run_decoders(VideoClient *c, Dec *ds, unsigned n) {
                 r = video_client_wait_any(c);
                 if (r < 0)
                         return r;
+                /* Completions first: the pictures completed before a resolution change event are
+                 * frames of the old geometry, and handling the event recreates the output buffers. */
+                while ((r = video_client_next_completion(c, &v, false)) > 0) {
+                        Dec *d = dec_by_stream(ds, n, v.stream_id);
+                        /* Late buffers of an earlier case's stream (one that failed and was destroyed). */
+                        if (!d)
+                                continue;
+                        r = dec_completion(d, &v);
+                        if (r < 0)
+                                return r;
+                }
+                if (r < 0)
+                        return r;
                 while ((r = video_client_next_event(c, &e, false)) > 0) {
                         Dec *d = dec_by_stream(ds, n, e.stream_id);
                         if (!d)
@@ -819,17 +832,6 @@ static int run_decoders(VideoClient *c, Dec *ds, unsigned n) {
                                 if (r < 0)
                                         return r;
                         }
-                }
-                if (r < 0)
-                        return r;
-                while ((r = video_client_next_completion(c, &v, false)) > 0) {
-                        Dec *d = dec_by_stream(ds, n, v.stream_id);
-                        /* Late buffers of an earlier case's stream (one that failed and was destroyed). */
-                        if (!d)
-                                continue;
-                        r = dec_completion(d, &v);
-                        if (r < 0)
-                                return r;
                 }
                 if (r < 0)
                         return r;
