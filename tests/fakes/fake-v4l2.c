@@ -985,8 +985,7 @@ static void dec_queued_bitstream(FakeInstance *in, FakeQueue *q, FakeBuf *b) {
         in->first_source_change_sent = true;
         w = get_le16(d + 4);
         h = get_le16(d + 6);
-        if (!in->headers_parsed || w < 2 || h < 2 || w > FAKE_MAX_DIM || h > FAKE_MAX_DIM || w % 2 ||
-            h % 2)
+        if (!in->headers_parsed || w < 2 || h < 2 || w > FAKE_MAX_DIM || h > FAKE_MAX_DIM || w % 2 || h % 2)
                 return;
         if (w != in->q[1].width || h != in->q[1].height) {
                 if (!in->q[1].streaming)

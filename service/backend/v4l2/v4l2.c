@@ -103,10 +103,10 @@ typedef struct V4l2Stream {
         Queue q[_VIDEO_QUEUE_MAX]; /* INPUT: V4L2 OUTPUT queue; OUTPUT: V4L2 CAPTURE queue */
         CaptureState cap;
         DrainState drain;
-        BufList stale;    /* decoder output buffers queued before a format change, held until clear */
-        bool await_clear; /* decoder: a format change caught output buffers; the guest clears next */
-        bool out_since_clear;     /* decoder: output buffers came since the last clear(OUTPUT) */
-        bool in_fed;              /* input went to the device since the stream began or was cleared */
+        BufList stale;        /* decoder output buffers queued before a format change, held until clear */
+        bool await_clear;     /* decoder: a format change caught output buffers; the guest clears next */
+        bool out_since_clear; /* decoder: output buffers came since the last clear(OUTPUT) */
+        bool in_fed;          /* input went to the device since the stream began or was cleared */
         struct v4l2_format cap_fmt; /* decoder: the capture format the output params come from */
         struct v4l2_rect cap_compose;
         bool broken;
@@ -1436,8 +1436,7 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                         if (xioctl(s, VIDIOC_S_SELECTION, &sel) >= 0 && sel.r.left >= 0 && sel.r.top >= 0 &&
                             sel.r.width > 0 && sel.r.height > 0 &&
                             (uint32_t) sel.r.left + sel.r.width <= in->frame_width &&
-                            (uint32_t) sel.r.top + sel.r.height <= in->frame_height)
-                        {
+                            (uint32_t) sel.r.top + sel.r.height <= in->frame_height) {
                                 in->crop.left = (uint32_t) sel.r.left;
                                 in->crop.top = (uint32_t) sel.r.top;
                                 in->crop.width = sel.r.width;
