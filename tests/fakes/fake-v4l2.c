@@ -108,6 +108,7 @@ struct FakeV4l2 {
         FailRule fail;
         bool vanished;
         bool corrupt_next;
+        unsigned next_min_buffers; /* 0: no change to come */
         struct {
                 uint32_t id;
                 int32_t value;
@@ -312,6 +313,10 @@ static void update_poll(FakeInstance *in) {
                 if (read(in->efd, &v, sizeof(v)) == sizeof(v))
                         in->signaled = false;
         }
+}
+
+void fake_v4l2_change_min_buffers(FakeV4l2 *f, unsigned n) {
+        f->next_min_buffers = n;
 }
 
 void fake_v4l2_vanish(FakeV4l2 *f) {
@@ -587,11 +592,16 @@ static void dec_run(FakeInstance *in) {
                         in->need_reconfig = true;
                         return;
                 }
-                if (!in->headers_parsed || w != cap->width || h != cap->height) {
+                if (!in->headers_parsed || w != cap->width || h != cap->height ||
+                    in->node->next_min_buffers) {
                         bool streaming_change = in->headers_parsed && cap->streaming;
 
                         if (in->need_reconfig)
                                 return;
+                        if (in->node->next_min_buffers) {
+                                in->node->cfg.min_buffers = in->node->next_min_buffers;
+                                in->node->next_min_buffers = 0;
+                        }
                         /* Dynamic resolution change: the event at once, then stall until the client
                          * restarts CAPTURE. */
                         if (in->headers_parsed)

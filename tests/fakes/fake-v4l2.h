@@ -59,6 +59,9 @@ FakeV4l2 *fake_v4l2_free(FakeV4l2 *f);
 void fake_v4l2_fail_ioctl(FakeV4l2 *f, unsigned long request, int error, unsigned skip, unsigned count);
 /* The device goes away: every call on every instance fails with ENODEV and the poll fds fire. */
 void fake_v4l2_vanish(FakeV4l2 *f);
+/* Decoder: from the next picture on, the stream needs `n` CAPTURE buffers (MIN_BUFFERS_FOR_CAPTURE):
+ * a dynamic resolution change with the format unchanged (dev-decoder.rst). */
+void fake_v4l2_change_min_buffers(FakeV4l2 *f, unsigned n);
 /* Decoder: puts V4L2_BUF_FLAG_ERROR on the next decoded picture. */
 void fake_v4l2_corrupt_next_frame(FakeV4l2 *f);
 const FakeV4l2Stats *fake_v4l2_stats(FakeV4l2 *f);

@@ -793,6 +793,41 @@ static void test_decode_seek_after_drain_same_format(void **state) {
         t_free(t);
 }
 
+/* A change of the buffers the stream needs is a resolution change with the same format (dev-decoder.rst):
+ * SOURCE_CHANGE, then LAST. Not to be taken for vicodec's repeated event, nor its LAST for an EOS. */
+static void test_decode_min_buffers_change(void **state) {
+        static uint8_t data[4 * (16 + 32 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
+        size_t flen = 16 + 32 * 32 * 3 / 2;
+        TBuf *frames[8];
+        VideoParams p;
+
+        make_stream(data, sizeof(data), 4, 32, 32, 80);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        decode_until_format(t, data, flen, flen, true);
+        for (unsigned i = 0; i < 4; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 8) == 1);
+        fake_v4l2_change_min_buffers(t->fake, 5);
+        for (unsigned i = 1; i < 4; i++)
+                t_queue(t, tbuf_input(t, data + i * flen, flen, 10 + i, true));
+        RUN_UNTIL(t, t->n_format == 2);
+        t_settle(t);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_EOS, 0), 0);
+        assert_int_equal(t->b->ops->get_params(t->s, VIDEO_QUEUE_OUTPUT, &p), 0);
+        assert_int_equal(p.min_buffers, 5);
+        assert_int_equal(p.frame_width, 32);
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_OUTPUT] == 1);
+        for (unsigned i = 0; i < 6; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, output_frames(t, frames, 8) == 4);
+        check_picture(t, frames[3], 32, 32, 83);
+        assert_int_equal(frames[3]->res.timestamp, 13);
+        assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
 /* The decoder raises SOURCE_CHANGE and flags LAST from its own context: the event may be seen only
  * after the LAST buffer was dequeued. That buffer ends the old geometry, it is not an end of stream. */
 static void test_decode_resolution_change_event_after_last(void **state) {
@@ -1638,6 +1673,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_seek_while_capture_streams),
                 cmocka_unit_test(test_decode_seek_to_new_size_while_capture_streams),
                 cmocka_unit_test(test_decode_seek_after_drain_same_format),
+                cmocka_unit_test(test_decode_min_buffers_change),
                 cmocka_unit_test(test_decode_resolution_change_event_after_last),
                 cmocka_unit_test(test_decode_old_output_queued_after_change_at_rest),
                 cmocka_unit_test(test_decode_clear_output),

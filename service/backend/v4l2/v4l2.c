@@ -959,9 +959,17 @@ static bool decoder_capture_unchanged(V4l2Stream *s) {
                 .type = V4L2_BUF_TYPE_VIDEO_CAPTURE,
                 .target = V4L2_SEL_TGT_COMPOSE,
         };
+        struct v4l2_control ctrl = { .id = V4L2_CID_MIN_BUFFERS_FOR_CAPTURE };
+        uint32_t min_buffers = 1;
         struct v4l2_format f;
 
         if (s->cap == CAP_UNKNOWN)
+                return false;
+        /* The buffers the stream needs are a decoding parameter too (as decoder_read_capture() reads
+         * them). */
+        if (xioctl(s, VIDIOC_G_CTRL, &ctrl) >= 0 && ctrl.value > 0)
+                min_buffers = MIN((uint32_t) ctrl.value, (uint32_t) MAX_SLOTS);
+        if (min_buffers != s->params[VIDEO_QUEUE_OUTPUT].min_buffers)
                 return false;
         fmt_init(s, &f, s->q[VIDEO_QUEUE_OUTPUT].type);
         if (xioctl(s, VIDIOC_G_FMT, &f) < 0)
