@@ -1137,6 +1137,11 @@ static int do_streamoff(FakeInstance *in, const int *type) {
                 in->last_pending = false;
                 in->need_reconfig = true;
         }
+        if (qi == 1) {
+                /* v4l2-mem2mem (v4l2_m2m_update_stop_streaming_state): stopping CAPTURE ends a drain in
+                 * progress without a LAST buffer. */
+                in->draining = false;
+        }
         if (qi == 1 && in->event_held) {
                 in->event_held = false;
                 push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);

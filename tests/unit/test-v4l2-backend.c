@@ -828,6 +828,40 @@ static void test_decode_min_buffers_change(void **state) {
         t_free(t);
 }
 
+/* A drain asked before a resolution change the remaining input holds: the change is handled first, then
+ * the drain goes on to its EOS (dev-decoder.rst "Drain"), although restarting CAPTURE for the new
+ * geometry ended the device's drain (v4l2-mem2mem, vicodec). */
+static void test_decode_drain_across_resolution_change(void **state) {
+        static uint8_t data[2 * (16 + 32 * 32 * 3 / 2) + 2 * (16 + 64 * 32 * 3 / 2)];
+        T *t = t_new(&(FakeV4l2Config){ .mplane = true, .userptr = true }, false);
+        size_t len = make_stream(data, sizeof(data), 2, 32, 32, 1);
+        TBuf *frames[8];
+
+        len += make_stream(data + len, sizeof(data) - len, 2, 64, 32, 20);
+        t_stream(t, VIDEO_FORMAT_FWHT);
+        queue_stream(t, data, len, 2048, true);
+        RUN_UNTIL(t, t->n_format == 1);
+        for (unsigned i = 0; i < 4; i++)
+                t_queue(t, tbuf_output(t, true));
+        assert_int_equal(t->b->ops->drain(t->s), 0);
+        RUN_UNTIL(t, t->n_format == 2);
+        t_settle(t);
+        assert_int_equal(t->n_drain, 0);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_EOS, 0), 0);
+        assert_int_equal(t->b->ops->clear(t->s, VIDEO_QUEUE_OUTPUT), 0);
+        RUN_UNTIL(t, t->n_clear[VIDEO_QUEUE_OUTPUT] == 1);
+        for (unsigned i = 0; i < 4; i++)
+                t_queue(t, tbuf_output(t, true));
+        RUN_UNTIL(t, t->n_drain == 1);
+        assert_int_equal(output_frames(t, frames, 8), 4);
+        check_picture(t, frames[2], 64, 32, 20);
+        check_picture(t, frames[3], 64, 32, 21);
+        assert_true(t->done[t->done_at_drain - 1]->res.flags & VIDEO_BUFFER_F_EOS);
+        assert_int_equal(count_done(t, VIDEO_QUEUE_OUTPUT, VIDEO_BUFFER_F_EOS, 0), 1);
+        assert_int_equal(t->n_error, 0);
+        t_free(t);
+}
+
 /* The decoder raises SOURCE_CHANGE and flags LAST from its own context: the event may be seen only
  * after the LAST buffer was dequeued. That buffer ends the old geometry, it is not an end of stream. */
 static void test_decode_resolution_change_event_after_last(void **state) {
@@ -1674,6 +1708,7 @@ int main(void) {
                 cmocka_unit_test(test_decode_seek_to_new_size_while_capture_streams),
                 cmocka_unit_test(test_decode_seek_after_drain_same_format),
                 cmocka_unit_test(test_decode_min_buffers_change),
+                cmocka_unit_test(test_decode_drain_across_resolution_change),
                 cmocka_unit_test(test_decode_resolution_change_event_after_last),
                 cmocka_unit_test(test_decode_old_output_queued_after_change_at_rest),
                 cmocka_unit_test(test_decode_clear_output),

@@ -819,10 +819,19 @@ static int drain_send_stop(V4l2Stream *s) {
 
                 r = xioctl(s, VIDIOC_ENCODER_CMD, &cmd);
         }
-        if (r < 0)
+        /* -EBUSY: the device still drains (it kept the STOP across a CAPTURE restart). */
+        if (r < 0 && r != -EBUSY)
                 return r;
         s->drain = DRAIN_WAIT_LAST;
         return 0;
+}
+
+/* CAPTURE was stopped during a drain: v4l2-mem2mem forgets the STOP then (vicodec: no LAST buffer will
+ * come), so it goes out again once both queues stream (dev-decoder.rst: the drain goes on after a
+ * resolution change). */
+static void drain_capture_stopped(V4l2Stream *s) {
+        if (s->drain == DRAIN_WAIT_LAST)
+                s->drain = DRAIN_WAIT_INPUT;
 }
 
 /* A device may take USERPTR at REQBUFS and still refuse the memory at QBUF (vb2-dma-contig needs it
@@ -1021,6 +1030,7 @@ static int decoder_resolution_change_done(V4l2Stream *s) {
         r = queue_streamoff(s, q, &s->stale);
         if (r < 0)
                 return r;
+        drain_capture_stopped(s);
         r = queue_free_buffers(s, q);
         if (r < 0)
                 return r;
@@ -1636,6 +1646,7 @@ static int v4l2_clear(BackendStream *bs, VideoQueue queue) {
                 give_back_all(s, &s->stale);
                 s->await_clear = false;
                 s->out_since_clear = false;
+                drain_capture_stopped(s);
         }
         if (queue == VIDEO_QUEUE_INPUT && s->drain != DRAIN_NONE) {
                 /* STREAMOFF(OUTPUT) aborts a drain (dev-decoder.rst, dev-encoder.rst); backend.h: no
