@@ -97,27 +97,27 @@ static int make_h264(Stream *s) {
         r = av_frame_get_buffer(frame, 0);
         if (r < 0)
                 goto finish;
-        for (int i = 0; i <= FRAMES; i++) {
-                if (i < FRAMES) {
+        for (int i = 0; i <= (int) FRAMES; i++) {
+                if (i < (int) FRAMES) {
                         r = av_frame_make_writable(frame);
                         if (r < 0)
                                 goto finish;
                         /* Film-grain-like noise over moving bands: a bitrate and a decode cost like camera
                          * content, not the near-empty stream a clean gradient gives. */
-                        for (int y = 0; y < HEIGHT; y++)
-                                for (int x = 0; x < WIDTH; x++) {
+                        for (int y = 0; y < (int) HEIGHT; y++)
+                                for (int x = 0; x < (int) WIDTH; x++) {
                                         seed = seed * 1103515245u + 12345u;
                                         frame->data[0][y * frame->linesize[0] + x] =
                                                 (uint8_t) ((x + y + i * 8) / 4 + (int) ((seed >> 16) & 15));
                                 }
-                        for (int y = 0; y < HEIGHT / 2; y++)
-                                for (int x = 0; x < WIDTH / 2; x++) {
+                        for (int y = 0; y < (int) HEIGHT / 2; y++)
+                                for (int x = 0; x < (int) WIDTH / 2; x++) {
                                         frame->data[1][y * frame->linesize[1] + x] = (uint8_t) (128 + (x - i) / 8);
                                         frame->data[2][y * frame->linesize[2] + x] = (uint8_t) (128 + (y + i) / 8);
                                 }
                         frame->pts = i;
                 }
-                r = avcodec_send_frame(ctx, i < FRAMES ? frame : NULL);
+                r = avcodec_send_frame(ctx, i < (int) FRAMES ? frame : NULL);
                 if (r < 0)
                         goto finish;
                 while ((r = avcodec_receive_packet(ctx, pkt)) == 0) {
