@@ -25,6 +25,13 @@ uint64_t bench_now_ns(void) {
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
 }
 
+unsigned bench_runs(unsigned fallback) {
+        const char *e = getenv("BENCH_RUNS");
+        long n = e ? strtol(e, NULL, 10) : 0;
+
+        return n >= 1 && n <= 100 ? (unsigned) n : fallback;
+}
+
 static int cmp_u64(const void *a, const void *b) {
         uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
         return x < y ? -1 : x > y;

@@ -33,7 +33,7 @@
 #define WIDTH 1920u
 #define HEIGHT 1080u
 #define FRAMES 120u
-#define RUNS 3u
+#define RUNS bench_runs(3u)
 #define INPUT_BUFFERS 4u
 #define OUTPUT_BUFFERS 6u
 
