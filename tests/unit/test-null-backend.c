@@ -671,10 +671,8 @@ typedef struct Layout {
  * strides are padded and odd, and the chroma rows are an odd 9 bytes per component. */
 static void test_direct_and_staged_paths_same_bytes(void **state) {
         static const Layout layouts[] = {
-                { VIDEO_FORMAT_NV12, 1, { 0 } },
-                { VIDEO_FORMAT_NV12, 1, { 24 } },
-                { VIDEO_FORMAT_NV12, 2, { 20, 21 } },
-                { VIDEO_FORMAT_YUV420, 3, { 20, 9, 11 } },
+                { VIDEO_FORMAT_NV12, 1, { 0 } },      { VIDEO_FORMAT_NV12, 1, { 24 } },
+                { VIDEO_FORMAT_NV12, 2, { 20, 21 } }, { VIDEO_FORMAT_YUV420, 3, { 20, 9, 11 } },
                 { VIDEO_FORMAT_YUV420, 1, { 22 } },
         };
         const uint16_t w = 18, h = 6;
