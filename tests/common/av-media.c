@@ -9,8 +9,17 @@
 
 #include "av-media.h"
 #include "common/macro.h"
+#include "config.h"
+
+#if HAVE_LIBSWSCALE
+#include <libswscale/swscale.h>
+#endif
 
 AVFrame *media_pattern(unsigned width, unsigned height, unsigned t) {
+        return media_pattern_noisy(width, height, t, 0);
+}
+
+AVFrame *media_pattern_noisy(unsigned width, unsigned height, unsigned t, unsigned noise) {
         AVFrame *f = av_frame_alloc();
         unsigned bx = (t * 3) % (width - 16), by = (t * 2) % (height - 16);
 
@@ -27,7 +36,16 @@ AVFrame *media_pattern(unsigned width, unsigned height, unsigned t) {
                 for (unsigned x = 0; x < width; x++) {
                         bool box = x >= bx && x < bx + 16 && y >= by && y < by + 16;
 
-                        f->data[0][y * f->linesize[0] + x] = box ? 235 : 16 + (x * 2 + y + t * 4) % 200;
+                        unsigned n = 0;
+
+                        if (noise > 0) {
+                                uint32_t hash = (x * 73856093u) ^ (y * 19349663u) ^ (t * 83492791u);
+
+                                hash ^= hash >> 13;
+                                hash *= 0x5bd1e995u;
+                                n = (hash >> 15) % noise;
+                        }
+                        f->data[0][y * f->linesize[0] + x] = box ? 235 : 16 + (x * 2 + y + t * 4) % 200 + n;
                 }
         for (unsigned y = 0; y < (height + 1) / 2; y++)
                 for (unsigned x = 0; x < (width + 1) / 2; x++) {
@@ -71,8 +89,62 @@ static int encode_collect(AVCodecContext *ctx, const AVFrame *f, AVPacket *pkt, 
         }
 }
 
-int media_encode(const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t,
-                 MediaStream *s) {
+/* pic (yuv420p) in another pixel format; NULL when that cannot be done. */
+static AVFrame *convert_frame(AVFrame *pic, int pix_fmt, int flags) {
+#if HAVE_LIBSWSCALE
+        struct SwsContext *sws = sws_getContext(pic->width, pic->height, pic->format, pic->width,
+                                                pic->height, pix_fmt, flags, NULL, NULL, NULL);
+        AVFrame *out = av_frame_alloc();
+
+        if (!sws || !out)
+                goto fail;
+        out->format = pix_fmt;
+        out->width = pic->width;
+        out->height = pic->height;
+        out->pts = pic->pts;
+        if (av_frame_get_buffer(out, 0) < 0)
+                goto fail;
+        if (sws_scale(sws, (const uint8_t *const *) pic->data, pic->linesize, 0, pic->height, out->data,
+                      out->linesize) < 0)
+                goto fail;
+        sws_freeContext(sws);
+        return out;
+fail:
+        sws_freeContext(sws);
+        av_frame_free(&out);
+        return NULL;
+#else
+        return NULL;
+#endif
+}
+
+int media_frames_to_yuv420p(MediaFrames *f) {
+        for (size_t i = 0; i < f->n; i++) {
+                AVFrame *c;
+
+                if (f->f[i]->format == AV_PIX_FMT_YUV420P)
+                        continue;
+                c = convert_frame(f->f[i], AV_PIX_FMT_YUV420P, 2 /* SWS_BILINEAR, as the backend */);
+                if (!c)
+                        return -EOPNOTSUPP;
+                av_frame_free(&f->f[i]);
+                f->f[i] = c;
+        }
+        return 0;
+}
+
+int media_encode(
+        const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t, MediaStream *s) {
+        return media_encode_fmt(encoder, AV_PIX_FMT_YUV420P, width, height, n, first_t, s);
+}
+
+int media_encode_fmt(const char *encoder,
+                     int pix_fmt,
+                     unsigned width,
+                     unsigned height,
+                     unsigned n,
+                     unsigned first_t,
+                     MediaStream *s) {
         const AVCodec *codec = avcodec_find_encoder_by_name(encoder);
         AVCodecContext *ctx;
         AVPacket *pkt = av_packet_alloc();
@@ -85,9 +157,9 @@ int media_encode(const char *encoder, unsigned width, unsigned height, unsigned 
         ctx = avcodec_alloc_context3(codec);
         ctx->width = (int) width;
         ctx->height = (int) height;
-        ctx->pix_fmt = AV_PIX_FMT_YUV420P;
-        ctx->time_base = (AVRational) { 1, 30 };
-        ctx->framerate = (AVRational) { 30, 1 };
+        ctx->pix_fmt = pix_fmt;
+        ctx->time_base = (AVRational){ 1, 30 };
+        ctx->framerate = (AVRational){ 30, 1 };
         ctx->gop_size = 10;
         ctx->bit_rate = 1000000;
         ctx->thread_count = 1;
@@ -95,15 +167,29 @@ int media_encode(const char *encoder, unsigned width, unsigned height, unsigned 
                 /* B-frames, so the decoder under test has to reorder. */
                 ctx->max_b_frames = 2;
                 av_opt_set(ctx->priv_data, "preset", "fast", 0);
-        } else {
+        } else if (strcmp(encoder, "libx265") == 0) {
+                av_opt_set(ctx->priv_data, "preset", "ultrafast", 0);
+                av_opt_set(ctx->priv_data, "x265-params", "log-level=none:bframes=2", 0);
+        } else if (strncmp(encoder, "libvpx", 6) == 0) {
                 av_opt_set(ctx->priv_data, "deadline", "realtime", 0);
                 av_opt_set_int(ctx->priv_data, "cpu-used", 8, 0);
                 av_opt_set_int(ctx->priv_data, "lag-in-frames", 0, 0);
-        }
+        } else
+                ctx->max_b_frames = 2; /* mpeg2video, mpeg4: reordering as well */
         r = avcodec_open2(ctx, codec, NULL);
         for (unsigned i = 0; r >= 0 && i < n; i++) {
                 AVFrame *f = media_pattern(width, height, first_t + i);
 
+                if (f && pix_fmt != AV_PIX_FMT_YUV420P) {
+                        AVFrame *c = convert_frame(f, pix_fmt, 2 /* SWS_BILINEAR */);
+
+                        av_frame_free(&f);
+                        f = c;
+                }
+                if (!f) {
+                        r = -ENOMEM;
+                        break;
+                }
                 f->pts = i;
                 r = encode_collect(ctx, f, pkt, s);
                 av_frame_free(&f);
@@ -119,7 +205,7 @@ void media_stream_free(MediaStream *s) {
         for (size_t i = 0; i < s->n; i++)
                 free(s->pkts[i].data);
         free(s->pkts);
-        *s = (MediaStream) {};
+        *s = (MediaStream){};
 }
 
 uint8_t *media_stream_bytes(const MediaStream *s, size_t *ret_size, size_t **ret_offsets) {
@@ -175,7 +261,8 @@ static int decode_collect(AVCodecContext *ctx, const AVPacket *pkt, AVFrame *f, 
         }
 }
 
-int media_decode(enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out) {
+int media_decode(
+        enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out) {
         const AVCodec *codec = avcodec_find_decoder(id);
         AVCodecContext *ctx = avcodec_alloc_context3(codec);
         AVPacket *pkt = av_packet_alloc();
@@ -205,7 +292,7 @@ void media_frames_free(MediaFrames *f) {
         for (size_t i = 0; i < f->n; i++)
                 av_frame_free(&f->f[i]);
         free(f->f);
-        *f = (MediaFrames) {};
+        *f = (MediaFrames){};
 }
 
 double media_psnr(const AVFrame *a, const AVFrame *b) {
@@ -290,7 +377,8 @@ void media_write_raw(const AVFrame *pic, const VideoParams *p, HarnessBuffer *b)
                                 unsigned c, sx;
 
                                 layout_byte(p->format, i, x, &c, &sx);
-                                base[(size_t) y * p->planes[i].stride + x] = pic->data[c][y * pic->linesize[c] + sx];
+                                base[(size_t) y * p->planes[i].stride + x] =
+                                        pic->data[c][y * pic->linesize[c] + sx];
                         }
         }
         for (unsigned k = 0; k < b->vb.n_planes; k++) {
@@ -299,7 +387,9 @@ void media_write_raw(const AVFrame *pic, const VideoParams *p, HarnessBuffer *b)
         }
 }
 
-bool media_output_matches(const AVFrame *ref, const VideoParams *p, const HarnessBuffer *b,
+bool media_output_matches(const AVFrame *ref,
+                          const VideoParams *p,
+                          const HarnessBuffer *b,
                           const VideoBufferResult *result) {
         uint8_t *lin[VIDEO_MAX_PLANES] = {};
         size_t sizes[VIDEO_MAX_PLANES] = {};
@@ -313,7 +403,8 @@ bool media_output_matches(const AVFrame *ref, const VideoParams *p, const Harnes
         }
         for (unsigned k = 0; k < n; k++)
                 if (result->sizes[k] != sizes[k]) {
-                        fprintf(stderr, "# plane %u: %u bytes used, expected %zu\n", k, result->sizes[k], sizes[k]);
+                        fprintf(stderr, "# plane %u: %u bytes used, expected %zu\n", k, result->sizes[k],
+                                sizes[k]);
                         return false;
                 }
         for (unsigned k = 0; k < b->vb.n_planes; k++) {
@@ -333,7 +424,8 @@ bool media_output_matches(const AVFrame *ref, const VideoParams *p, const Harnes
                                 want = ref->data[c][y * ref->linesize[c] + sx];
                                 got = base[(size_t) y * p->planes[i].stride + x];
                                 if (want != got) {
-                                        fprintf(stderr, "# plane %u (%u,%u): %u, expected %u\n", i, x, y, got, want);
+                                        fprintf(stderr, "# plane %u (%u,%u): %u, expected %u\n", i, x, y,
+                                                got, want);
                                         ok = false;
                                 }
                         }

@@ -33,18 +33,34 @@ typedef struct MediaFrames {
 
 /* A yuv420p picture of the pattern at time t (caller frees with av_frame_free). */
 AVFrame *media_pattern(unsigned width, unsigned height, unsigned t);
-/* Appends the packets of n frames (pattern times first_t...) coded by `encoder` ("libx264", "libvpx",
- * "libvpx-vp9") to s, in decode order. */
-int media_encode(const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t,
-                 MediaStream *s);
+/* The same with pseudo-random luma noise of the given amplitude (< 40), which no encoder can squeeze:
+ * the coded size then follows the rate control. */
+AVFrame *media_pattern_noisy(unsigned width, unsigned height, unsigned t, unsigned noise);
+/* Appends the packets of n frames (pattern times first_t...) coded by `encoder` ("libx264", "libx265",
+ * "libvpx", "libvpx-vp9", "mpeg2video", "mpeg4") to s, in decode order. */
+int media_encode(
+        const char *encoder, unsigned width, unsigned height, unsigned n, unsigned first_t, MediaStream *s);
+/* The same, with the encoder taking pix_fmt (yuv420p, yuv422p, yuv420p10le...; needs libswscale for
+ * anything but yuv420p). */
+int media_encode_fmt(const char *encoder,
+                     int pix_fmt,
+                     unsigned width,
+                     unsigned height,
+                     unsigned n,
+                     unsigned first_t,
+                     MediaStream *s);
 void media_stream_free(MediaStream *s);
 /* Concatenation of every packet, and the offset where each starts. */
 uint8_t *media_stream_bytes(const MediaStream *s, size_t *ret_size, size_t **ret_offsets);
 
 /* Decodes packets [first, s->n) one by one with pts[i] (or i when pts is NULL); appends the frames. */
-int media_decode(enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out);
+int media_decode(
+        enum AVCodecID id, const MediaStream *s, size_t first, const int64_t *pts, MediaFrames *out);
 /* Decodes a byte stream fed in one piece through the codec's parser (for encoder outputs). */
 void media_frames_free(MediaFrames *f);
+/* Converts every frame that is not yuv420p to yuv420p with libswscale's bilinear filter, as the backend
+ * does (-EOPNOTSUPP without libswscale). */
+int media_frames_to_yuv420p(MediaFrames *f);
 
 /* PSNR of the Y, U and V planes together, in dB (99 for identical pictures). */
 double media_psnr(const AVFrame *a, const AVFrame *b);
@@ -53,7 +69,9 @@ double media_psnr(const AVFrame *a, const AVFrame *b);
  * plane holding them packed). */
 void media_write_raw(const AVFrame *pic, const VideoParams *p, HarnessBuffer *b);
 /* Whether b holds exactly ref's pixels in layout p (padding ignored), and result->sizes are right. */
-bool media_output_matches(const AVFrame *ref, const VideoParams *p, const HarnessBuffer *b,
+bool media_output_matches(const AVFrame *ref,
+                          const VideoParams *p,
+                          const HarnessBuffer *b,
                           const VideoBufferResult *result);
 /* Buffer plane sizes for layout p: one per plane, or one for all when packed. */
 unsigned media_layout_sizes(const VideoParams *p, bool packed, size_t sizes[]);

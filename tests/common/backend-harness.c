@@ -44,6 +44,10 @@ static void on_buffer_done(void *userdata, VideoBuffer *vb, const VideoBufferRes
         b->result = *result;
         b->done_count++;
         record_done(h, b);
+        if (h->free_stream_in_callback && h->stream) {
+                h->free_stream_in_callback = false;
+                harness_stream_free(h);
+        }
 }
 
 static void on_format_changed(void *userdata) {
@@ -94,12 +98,12 @@ int harness_new(const BackendOps *ops, unsigned threads, Harness **ret) {
                 return -ENOMEM;
         r = sd_event_new(&h->event);
         if (r >= 0)
-                r = ops->new(&config, h->event, &h->backend);
+                r = ops->new (&config, h->event, &h->backend);
         if (r < 0) {
                 harness_free(h);
                 return r;
         }
-        h->callbacks = (BackendStreamCallbacks) {
+        h->callbacks = (BackendStreamCallbacks){
                 .buffer_done = on_buffer_done,
                 .format_changed = on_format_changed,
                 .drain_done = on_drain_done,
@@ -137,8 +141,8 @@ void harness_free(Harness *h) {
         free(h);
 }
 
-HarnessBuffer *harness_buffer_new(VideoQueue queue, unsigned n_planes, const size_t sizes[], unsigned n_segments,
-                                  unsigned seed) {
+HarnessBuffer *harness_buffer_new(
+        VideoQueue queue, unsigned n_planes, const size_t sizes[], unsigned n_segments, unsigned seed) {
         HarnessBuffer *b = calloc(1, sizeof(*b));
 
         if (!b)

@@ -36,7 +36,8 @@ typedef struct Harness {
         int last_error;
         unsigned callbacks_after_free; /* must stay 0 */
         bool in_callback;
-        unsigned reentrant_calls; /* a callback delivered from inside an op (must stay 0) */
+        unsigned reentrant_calls;     /* a callback delivered from inside an op (must stay 0) */
+        bool free_stream_in_callback; /* the next buffer_done frees the stream from inside the callback */
 } Harness;
 
 int harness_new(const BackendOps *ops, unsigned threads, Harness **ret);
@@ -47,8 +48,8 @@ void harness_free(Harness *h);
 
 /* A buffer with n_planes planes of the given sizes, each split into n_segments segments of
  * pseudo-random lengths taken from seed. */
-HarnessBuffer *harness_buffer_new(VideoQueue queue, unsigned n_planes, const size_t sizes[], unsigned n_segments,
-                                  unsigned seed);
+HarnessBuffer *harness_buffer_new(
+        VideoQueue queue, unsigned n_planes, const size_t sizes[], unsigned n_segments, unsigned seed);
 void harness_buffer_free(HarnessBuffer *b);
 /* Copies between a linear buffer and plane p of b. */
 void harness_buffer_write(HarnessBuffer *b, unsigned plane, const void *data, size_t len);

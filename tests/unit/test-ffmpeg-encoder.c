@@ -36,6 +36,9 @@ typedef struct EncodeCase {
         uint32_t mode;         /* VIDEO_BITRATE_MODE_* */
         int force_keyframe_at; /* frame index, or -1 */
         int prepend;           /* PREPEND_SPSPPS_TO_IDR, or -1 to leave it */
+        unsigned noise;        /* luma noise in the source pictures (media_pattern_noisy()) */
+        int bitrate_change_at; /* frame index where BITRATE becomes bitrate_after, or 0 */
+        uint32_t bitrate_after;
 } EncodeCase;
 
 typedef struct Encoded {
@@ -72,8 +75,8 @@ static void append_packet(Encoded *e, const HarnessBuffer *b) {
 }
 
 /* Queues frames [first, first + n) and drains; the packets are appended to e. */
-static void encode_frames(Harness *h, const EncodeCase *c, unsigned first, unsigned n, HarnessBuffer *outs[],
-                          Encoded *e) {
+static void encode_frames(
+        Harness *h, const EncodeCase *c, unsigned first, unsigned n, HarnessBuffer *outs[], Encoded *e) {
         const BackendOps *ops = h->backend->ops;
         HarnessBuffer *in[N_INPUTS];
         VideoParams p;
@@ -92,9 +95,15 @@ static void encode_frames(Harness *h, const EncodeCase *c, unsigned first, unsig
 
                         if (in[i]->queued)
                                 continue;
+                        if (c->bitrate_change_at > 0 && c->bitrate_change_at == (int) next)
+                                assert_int_equal(ops->set_control(h->stream, VIDEO_CONTROL_BITRATE,
+                                                                  c->bitrate_after),
+                                                 0);
                         if (c->force_keyframe_at == (int) next)
-                                assert_int_equal(ops->set_control(h->stream, VIDEO_CONTROL_FORCE_KEYFRAME, 0), 0);
-                        pic = media_pattern(p.frame_width, p.frame_height, next);
+                                assert_int_equal(ops->set_control(h->stream, VIDEO_CONTROL_FORCE_KEYFRAME,
+                                                                  0),
+                                                 0);
+                        pic = media_pattern_noisy(p.frame_width, p.frame_height, next, c->noise);
                         media_write_raw(pic, &p, in[i]);
                         av_frame_free(&pic);
                         assert_int_equal(harness_queue(h, in[i], frame_ts(next), 0), 0);
@@ -148,7 +157,7 @@ static Harness *encoder_start(const EncodeCase *c, HarnessBuffer *outs[]) {
         p.frame_height = c->height;
         p.frame_rate = 30;
         for (unsigned i = 0; i < VIDEO_MAX_PLANES; i++)
-                p.planes[i] = (typeof(p.planes[i])) { 0, 0 };
+                p.planes[i] = (typeof(p.planes[i])){ 0, 0 };
         p.planes[0].stride = c->width + c->extra_stride;
         assert_int_equal(ops->set_params(h->stream, VIDEO_QUEUE_INPUT, &p), 0);
         assert_int_equal(ops->get_params(h->stream, VIDEO_QUEUE_INPUT, &p), 0);
@@ -197,22 +206,27 @@ static void run_encode(const EncodeCase *c, Encoded *e) {
         encoder_stop(h, outs);
 }
 
-static void check_decodes(const EncodeCase *c, const Encoded *e, size_t first) {
+/* Decodes e from packet `first` on: one frame per packet, each close to its source. */
+static void check_decodes_psnr(const EncodeCase *c, const Encoded *e, size_t first, double min_psnr) {
         MediaFrames frames = {};
 
         assert_int_equal(media_decode(c->codec_id, &e->stream, first, NULL, &frames), 0);
         assert_int_equal(frames.n, c->frames - first);
         for (size_t i = 0; i < frames.n; i++) {
-                AVFrame *src = media_pattern(c->width, c->height, (unsigned) (first + i));
+                AVFrame *src = media_pattern_noisy(c->width, c->height, (unsigned) (first + i), c->noise);
                 double psnr = media_psnr(src, frames.f[i]);
 
                 assert_int_equal(frames.f[i]->width, c->width);
                 assert_int_equal(frames.f[i]->height, c->height);
-                if (psnr < MIN_PSNR)
+                if (psnr < min_psnr)
                         fail_msg("frame %zu: PSNR %.2f dB", first + i, psnr);
                 av_frame_free(&src);
         }
         media_frames_free(&frames);
+}
+
+static void check_decodes(const EncodeCase *c, const Encoded *e, size_t first) {
+        check_decodes_psnr(c, e, first, MIN_PSNR);
 }
 
 static void test_h264_nv12(void **state) {
@@ -284,6 +298,7 @@ static void check_bitrate_lowers_size(uint32_t coded_format, enum AVCodecID id) 
                 .mode = VIDEO_BITRATE_MODE_VBR,
                 .force_keyframe_at = -1,
                 .prepend = -1,
+                .noise = 32,
         };
         Encoded high = {}, low = {};
 
@@ -291,10 +306,13 @@ static void check_bitrate_lowers_size(uint32_t coded_format, enum AVCodecID id) 
         c.bitrate = 60000;
         c.mode = VIDEO_BITRATE_MODE_CBR;
         run_encode(&c, &low);
-        printf("# format 0x%x: %zu bytes at 2 Mbit/s, %zu at 60 kbit/s\n", coded_format, high.bytes, low.bytes);
-        assert_true(low.bytes * 2 < high.bytes);
+        printf("# format 0x%x: %zu bytes at 2 Mbit/s, %zu at 60 kbit/s\n", coded_format, high.bytes,
+               low.bytes);
+        assert_true(low.bytes * 4 < high.bytes);
         /* 60 kbit/s over one second of video, with generous room for the first keyframe. */
         assert_true(low.bytes < 60000 / 8 * 3);
+        check_decodes_psnr(&c, &low, 0, 0); /* every frame decodes, quality aside */
+        check_decodes_psnr(&c, &high, 0, 25);
         media_stream_free(&high.stream);
         media_stream_free(&low.stream);
 }
@@ -307,10 +325,53 @@ static void test_vp8_bitrate(void **state) {
         check_bitrate_lowers_size(VIDEO_FORMAT_VP8, AV_CODEC_ID_VP8);
 }
 
+/* BITRATE set while the stream runs takes effect on the frames after it. */
+static void check_bitrate_change_midstream(uint32_t coded_format, enum AVCodecID id) {
+        EncodeCase c = {
+                .coded_format = coded_format,
+                .codec_id = id,
+                .in_format = VIDEO_FORMAT_NV12,
+                .width = 160,
+                .height = 96,
+                .frames = 30,
+                .bitrate = 2000000,
+                .mode = VIDEO_BITRATE_MODE_CBR,
+                .force_keyframe_at = -1,
+                .prepend = -1,
+                .noise = 32,
+        };
+        Encoded steady = {}, lowered = {};
+        size_t tail_steady = 0, tail_lowered = 0;
+
+        run_encode(&c, &steady);
+        c.bitrate_change_at = 12;
+        c.bitrate_after = 60000;
+        run_encode(&c, &lowered);
+        for (unsigned i = 20; i < 30; i++) {
+                tail_steady += steady.stream.pkts[i].size;
+                tail_lowered += lowered.stream.pkts[i].size;
+        }
+        printf("# format 0x%x: last 10 frames %zu bytes at 2 Mbit/s, %zu after lowering to 60 kbit/s\n",
+               coded_format, tail_steady, tail_lowered);
+        assert_true(tail_lowered * 4 < tail_steady);
+        check_decodes_psnr(&c, &lowered, 0, 0);
+        media_stream_free(&steady.stream);
+        media_stream_free(&lowered.stream);
+}
+
+static void test_h264_bitrate_change(void **state) {
+        check_bitrate_change_midstream(VIDEO_FORMAT_H264, AV_CODEC_ID_H264);
+}
+
+static void test_vp8_bitrate_change(void **state) {
+        check_bitrate_change_midstream(VIDEO_FORMAT_VP8, AV_CODEC_ID_VP8);
+}
+
 /* Whether an Annex B access unit holds a NAL unit of this type. */
 static bool has_nal(const MediaPacket *p, unsigned type) {
         for (size_t i = 0; i + 3 < p->size; i++)
-                if (p->data[i] == 0 && p->data[i + 1] == 0 && p->data[i + 2] == 1 && (p->data[i + 3] & 0x1f) == type)
+                if (p->data[i] == 0 && p->data[i + 1] == 0 && p->data[i + 2] == 1 &&
+                    (p->data[i + 3] & 0x1f) == type)
                         return true;
         return false;
 }
@@ -416,6 +477,83 @@ static void test_h264_new_size_after_drain(void **state) {
         media_stream_free(&second.stream);
 }
 
+static bool pred_clear_input(Harness *h, void *userdata) {
+        return h->clears_done[VIDEO_QUEUE_INPUT] > 0;
+}
+
+static bool pred_drain(Harness *h, void *userdata) {
+        return h->drains_done > 0;
+}
+
+/* A drain before any frame still ends with an EOS buffer. */
+static void test_drain_without_frames(void **state) {
+        const BackendOps *ops = &backend_ffmpeg_encoder_ops;
+        size_t size = 4096;
+        HarnessBuffer *out = harness_buffer_new(VIDEO_QUEUE_OUTPUT, 1, &size, 2, 1);
+        Harness *h;
+
+        assert_int_equal(harness_new(ops, 1, &h), 0);
+        assert_int_equal(harness_stream_new(h, VIDEO_FORMAT_H264), 0);
+        assert_int_equal(ops->drain(h->stream), 0);
+        assert_int_equal(ops->drain(h->stream), -EBUSY);
+        assert_int_equal(harness_queue(h, out, 0, 0), 0);
+        assert_true(harness_run_until(h, pred_drain, NULL));
+        assert_int_equal(out->result.flags, VIDEO_BUFFER_F_EOS);
+        assert_int_equal(out->result.sizes[0], 0);
+        harness_free(h);
+        harness_buffer_free(out);
+}
+
+/* clear(INPUT) resets the encoder: held frames come back, and what follows starts with a keyframe
+ * that decodes alone. */
+static void test_h264_clear_input_restarts(void **state) {
+        const EncodeCase c = {
+                .coded_format = VIDEO_FORMAT_H264,
+                .codec_id = AV_CODEC_ID_H264,
+                .in_format = VIDEO_FORMAT_NV12,
+                .width = 96,
+                .height = 64,
+                .frames = 6,
+                .force_keyframe_at = -1,
+                .prepend = -1,
+        };
+        HarnessBuffer *outs[N_OUTPUTS], *in[3];
+        Harness *h = encoder_start(&c, outs);
+        const BackendOps *ops = h->backend->ops;
+        Encoded after = {};
+        VideoParams p;
+        size_t sizes[VIDEO_MAX_PLANES];
+        unsigned np;
+
+        assert_int_equal(ops->get_params(h->stream, VIDEO_QUEUE_INPUT, &p), 0);
+        np = media_layout_sizes(&p, true, sizes);
+        for (unsigned i = 0; i < 3; i++) {
+                AVFrame *pic = media_pattern(96, 64, 40 + i);
+
+                in[i] = harness_buffer_new(VIDEO_QUEUE_INPUT, np, sizes, 2, i);
+                media_write_raw(pic, &p, in[i]);
+                av_frame_free(&pic);
+                assert_int_equal(harness_queue(h, in[i], 1 + i, 0), 0);
+        }
+        assert_int_equal(ops->clear(h->stream, VIDEO_QUEUE_INPUT), 0);
+        assert_true(harness_run_until(h, pred_clear_input, NULL));
+        for (unsigned i = 0; i < 3; i++)
+                assert_false(in[i]->queued);
+        /* Packets of the frames before the clear may have come out; skip them. */
+        for (HarnessBuffer *b; (b = harness_take_done(h));)
+                if (b->vb.queue == VIDEO_QUEUE_OUTPUT)
+                        assert_int_equal(harness_queue(h, b, 0, 0), 0);
+
+        encode_frames(h, &c, 0, c.frames, outs, &after);
+        assert_int_equal(after.stream.n, c.frames);
+        assert_int_equal(after.flags[0], VIDEO_BUFFER_F_IFRAME);
+        check_decodes(&c, &after, 0);
+        encoder_stop(h, outs);
+        for (unsigned i = 0; i < 3; i++)
+                harness_buffer_free(in[i]);
+        media_stream_free(&after.stream);
+}
+
 static void test_caps_and_controls(void **state) {
         const BackendOps *ops = &backend_ffmpeg_encoder_ops;
         Harness *h;
@@ -438,11 +576,16 @@ static void test_caps_and_controls(void **state) {
         }
         assert_true(h264 && vp8);
         assert_true(caps->controls & (1u << VIDEO_CONTROL_FORCE_KEYFRAME));
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values, 32), 3);
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264, values,
+                                            32),
+                         3);
         assert_int_equal(values[0], 0x100);
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 2), 2);
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_VP8, values, 32), 4);
-        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_MPEG2, values, 32),
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_LEVEL, VIDEO_FORMAT_H264, values, 2),
+                         2);
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_VP8, values, 32),
+                         4);
+        assert_int_equal(ops->query_control(h->backend, VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_MPEG2, values,
+                                            32),
                          -EOPNOTSUPP);
 
         assert_int_equal(harness_stream_new(h, VIDEO_FORMAT_NV12), -EINVAL);
@@ -481,10 +624,14 @@ int main(void) {
                 cmocka_unit_test(test_vp9_yvu420),
                 cmocka_unit_test(test_h264_bitrate),
                 cmocka_unit_test(test_vp8_bitrate),
+                cmocka_unit_test(test_h264_bitrate_change),
+                cmocka_unit_test(test_vp8_bitrate_change),
                 cmocka_unit_test(test_h264_force_keyframe),
                 cmocka_unit_test(test_vp8_force_keyframe),
                 cmocka_unit_test(test_h264_prepend_off),
                 cmocka_unit_test(test_h264_new_size_after_drain),
+                cmocka_unit_test(test_drain_without_frames),
+                cmocka_unit_test(test_h264_clear_input_restarts),
         };
 
         av_log_set_level(AV_LOG_QUIET);

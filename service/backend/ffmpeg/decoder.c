@@ -8,9 +8,12 @@
  * A packet's timestamp is the one of the input its first byte came from: we track where inputs start
  * ourselves, as the parser's own table holds only four inputs, too few for small chunks.
  *
- * Output: the first frame's size, and every later change, bumps the format generation and raises
- * format_changed. Output buffers queued before the guest learned of that generation are held until
- * clear(OUTPUT); frames wait for buffers of the current generation (§7.5, §7.7d).
+ * Output: the first frame's size, and every later change, raises format_changed. When output buffers
+ * were queued before the change (since the last clear(OUTPUT)), every output buffer is held from then on
+ * until clear(OUTPUT), also those queued after the event: the driver re-queues old buffers before it
+ * stops the capture queue, and no frame of the new geometry may land in them (§7.5, §7.7d). Only
+ * buffers queued after the clear take frames again. The very first format of a driver that sets up
+ * its capture queue after the event (§7.3 step 7) needs no clear.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -23,9 +26,14 @@
 #include "common/iov.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "config.h"
 #include "layout.h"
 #include "profiles.h"
 #include "stream.h"
+
+#if HAVE_LIBSWSCALE
+#include <libswscale/swscale.h>
+#endif
 
 #define DEC_INPUT_BUFFER_SIZE (1024u * 1024u)
 #define DEC_INPUT_BUFFER_MAX (64u * 1024u * 1024u)
@@ -66,10 +74,10 @@ typedef struct DecoderBackend {
 
 typedef enum DrainState {
         DRAIN_NONE,
-        DRAIN_INPUT,     /* decoding the input queued before the drain */
-        DRAIN_FLUSH,     /* parser flushed; the NULL packet goes to the decoder next */
-        DRAIN_DECODER,   /* the decoder is giving out its last frames */
-        DRAIN_EOS,       /* every frame is out: an output buffer carries the EOS */
+        DRAIN_INPUT,   /* decoding the input queued before the drain */
+        DRAIN_FLUSH,   /* parser flushed; the NULL packet goes to the decoder next */
+        DRAIN_DECODER, /* the decoder is giving out its last frames */
+        DRAIN_EOS,     /* every frame is out: an output buffer carries the EOS */
 } DrainState;
 
 typedef struct Decoder {
@@ -78,6 +86,8 @@ typedef struct Decoder {
         uint32_t coded_format;
         enum AVCodecID codec_id;
         bool use_parser;
+        /* Loop thread: the same rule as out_seen/out_blocked below, as far as the guest has seen it. */
+        bool loop_out_seen, loop_out_blocked;
 
         /* Codec thread only, from here on. */
         AVCodecContext *ctx;
@@ -96,8 +106,10 @@ typedef struct Decoder {
         size_t n_marks, alloc_marks;
         uint64_t stream_offset; /* bytes given to the parser */
 
-        FfList outputs; /* of the current format generation */
-        FfList stale;   /* queued before the guest knew of the current generation */
+        FfList outputs;   /* of the current format generation */
+        FfList stale;     /* held until clear(OUTPUT) */
+        bool out_seen;    /* an output buffer was queued since the last clear(OUTPUT) */
+        bool out_blocked; /* a change happened since: outputs go to `stale` */
         uint64_t out_gen;
         int out_width, out_height;
 
@@ -107,6 +119,10 @@ typedef struct Decoder {
 
         bool broken;
         FfScratch scratch;
+#if HAVE_LIBSWSCALE
+        struct SwsContext *sws; /* other pixel formats -> yuv420p, into `converted` */
+        AVFrame *converted;
+#endif
 } Decoder;
 
 static Decoder *decoder_from(BackendStream *bs) {
@@ -134,6 +150,8 @@ static int decoder_open_codec(Decoder *d) {
         return 0;
 }
 
+static void decoder_fail(Decoder *d, int error);
+
 static void decoder_reset_parser(Decoder *d) {
         if (!d->use_parser)
                 return;
@@ -141,10 +159,8 @@ static void decoder_reset_parser(Decoder *d) {
         d->stream_offset = 0;
         av_parser_close(d->parser);
         d->parser = av_parser_init(d->codec_id);
-        if (!d->parser) {
-                d->broken = true;
-                ff_stream_error(&d->s, -ENOMEM);
-        }
+        if (!d->parser)
+                decoder_fail(d, -ENOMEM);
 }
 
 /* The decoder took every frame out of the EOF state or lost its position: start over. */
@@ -153,14 +169,6 @@ static void decoder_reset_codec(Decoder *d) {
         d->pkt_pending = false;
         avcodec_flush_buffers(d->ctx);
         decoder_reset_parser(d);
-}
-
-static void decoder_fail(Decoder *d, int error) {
-        if (d->broken)
-                return;
-        log_debug_errno(error, "ffmpeg-decoder: stream failed: %m");
-        d->broken = true;
-        ff_stream_error(&d->s, error);
 }
 
 static void decoder_finish_input(Decoder *d) {
@@ -176,6 +184,18 @@ static void decoder_cancel_inputs(Decoder *d) {
                 decoder_finish_input(d);
         }
         ff_stream_cancel_list(&d->s, &d->inputs);
+}
+
+/* The stream cannot go on: report it, and give every held buffer back (later ones come back at once). */
+static void decoder_fail(Decoder *d, int error) {
+        if (d->broken)
+                return;
+        log_debug_errno(error, "ffmpeg-decoder: stream failed: %m");
+        d->broken = true;
+        ff_stream_error(&d->s, error);
+        decoder_cancel_inputs(d);
+        ff_stream_cancel_list(&d->s, &d->outputs);
+        ff_stream_cancel_list(&d->s, &d->stale);
 }
 
 /* Takes the next input: one copy out of guest memory, after which the guest buffer is not touched. */
@@ -216,7 +236,7 @@ static int decoder_start_input(Decoder *d) {
                 d->marks = m;
                 d->alloc_marks = n;
         }
-        d->marks[d->n_marks++] = (TsMark) { d->stream_offset, w->buf->timestamp };
+        d->marks[d->n_marks++] = (TsMark){ d->stream_offset, w->buf->timestamp };
         return 0;
 }
 
@@ -290,12 +310,53 @@ static bool decoder_flush_parser(Decoder *d) {
         return true;
 }
 
+/* Pixel formats the guest formats cannot carry as they are (10-bit, 4:2:2, 4:4:4) are converted to
+ * 8-bit 4:2:0 first, when libswscale is there: same size, so the flags only pick the chroma filter
+ * (bilinear; the tests build their references with the same). */
+static bool decoder_can_convert(int pix_fmt) {
+#if HAVE_LIBSWSCALE
+        return sws_isSupportedInput(pix_fmt) > 0;
+#else
+        return false;
+#endif
+}
+
+/* The frame to copy out: the decoded one, or its conversion. */
+static int decoder_frame_for_output(Decoder *d, const AVFrame **ret) {
+        if (ff_pix_fmt_supported(d->frame->format)) {
+                *ret = d->frame;
+                return 0;
+        }
+#if HAVE_LIBSWSCALE
+        const AVFrame *in = d->frame;
+        AVFrame *out = d->converted;
+
+        d->sws = sws_getCachedContext(d->sws, in->width, in->height, in->format, in->width, in->height,
+                                      AV_PIX_FMT_YUV420P, SWS_BILINEAR, NULL, NULL, NULL);
+        if (!d->sws)
+                return -EOPNOTSUPP;
+        av_frame_unref(out);
+        out->format = AV_PIX_FMT_YUV420P;
+        out->width = in->width;
+        out->height = in->height;
+        if (av_frame_get_buffer(out, 0) < 0)
+                return -ENOMEM;
+        if (sws_scale(d->sws, (const uint8_t *const *) in->data, in->linesize, 0, in->height, out->data,
+                      out->linesize) < 0)
+                return -EIO;
+        *ret = out;
+        return 0;
+#else
+        return -EOPNOTSUPP;
+#endif
+}
+
 /* A frame came out: announce a new geometry before anything is written for it. */
 static void decoder_check_format(Decoder *d) {
         const AVFrame *f = d->frame;
         FfWork *w;
 
-        if (!ff_pix_fmt_supported(f->format)) {
+        if (!ff_pix_fmt_supported(f->format) && !decoder_can_convert(f->format)) {
                 log_debug("ffmpeg-decoder: cannot convert pixel format %d", f->format);
                 decoder_fail(d, -EOPNOTSUPP);
                 return;
@@ -321,11 +382,14 @@ static void decoder_check_format(Decoder *d) {
         /* Buffers queued so far were sized for the old geometry: they wait for clear(OUTPUT). */
         for (FfWork *o; (o = ff_list_pop(&d->outputs));)
                 ff_list_push(&d->stale, o);
+        if (d->out_seen)
+                d->out_blocked = true;
         log_debug("ffmpeg-decoder: output %dx%d, generation %" PRIu64, f->width, f->height, d->out_gen);
         ff_stream_complete(&d->s, w);
 }
 
 static bool decoder_output_frame(Decoder *d) {
+        const AVFrame *src;
         FfWork *w;
         uint64_t ts;
         int r;
@@ -333,11 +397,23 @@ static bool decoder_output_frame(Decoder *d) {
         if (!d->outputs.head)
                 return false;
         w = ff_list_pop(&d->outputs);
+        if (w->params.frame_width != (uint32_t) d->frame->width ||
+            w->params.frame_height != (uint32_t) d->frame->height) {
+                /* Queued before the guest learned of this geometry (it was in flight when the change was
+                 * announced): like every buffer of the old geometry it waits for clear(OUTPUT). */
+                ff_list_push(&d->stale, w);
+                d->out_blocked = true;
+                for (FfWork *o; (o = ff_list_pop(&d->outputs));)
+                        ff_list_push(&d->stale, o);
+                return true;
+        }
         ts = (uint64_t) (d->frame->pts != AV_NOPTS_VALUE ? d->frame->pts : d->frame->best_effort_timestamp);
         if (d->frame->pts == AV_NOPTS_VALUE && d->frame->best_effort_timestamp == AV_NOPTS_VALUE)
                 ts = 0;
-        r = ff_frame_to_buffer(d->frame, &w->params, w->buf, w->result.sizes, &d->scratch);
-        if (r == -EOPNOTSUPP) {
+        r = decoder_frame_for_output(d, &src);
+        if (r >= 0)
+                r = ff_frame_to_buffer(src, &w->params, w->buf, w->result.sizes, &d->scratch);
+        if (r == -EOPNOTSUPP || r == -ENOMEM) {
                 ff_stream_buffer_done(&d->s, w, VIDEO_BUFFER_F_ERR, ts);
                 decoder_fail(d, r);
         } else if (r < 0) {
@@ -482,10 +558,10 @@ static void decoder_apply(FfStream *s, FfWork *w) {
                         ff_stream_buffer_done(s, w, VIDEO_BUFFER_F_ERR, w->buf->timestamp);
                 else if (w->queue == VIDEO_QUEUE_INPUT)
                         ff_list_push(&d->inputs, w);
-                else if (w->gen < d->out_gen)
-                        ff_list_push(&d->stale, w);
-                else
-                        ff_list_push(&d->outputs, w);
+                else {
+                        d->out_seen = true;
+                        ff_list_push(d->out_blocked || w->stale ? &d->stale : &d->outputs, w);
+                }
                 break;
         case FF_CMD_DRAIN:
                 if (d->broken) {
@@ -502,6 +578,7 @@ static void decoder_apply(FfStream *s, FfWork *w) {
                 else {
                         ff_stream_cancel_list(s, &d->stale);
                         ff_stream_cancel_list(s, &d->outputs);
+                        d->out_seen = d->out_blocked = false;
                 }
                 w->type = FF_DONE_CLEAR;
                 ff_stream_complete(s, w);
@@ -517,7 +594,7 @@ static void decoder_output_params(Decoder *d, uint32_t format, uint32_t width, u
         VideoParams *p = &d->s.params[VIDEO_QUEUE_OUTPUT];
         uint32_t rate = p->frame_rate;
 
-        *p = (VideoParams) {};
+        *p = (VideoParams){};
         (void) ff_layout_default(format, width, height, p);
         p->frame_rate = rate;
         p->min_buffers = DEC_MIN_OUTPUT_BUFFERS;
@@ -529,6 +606,8 @@ static void decoder_output_params(Decoder *d, uint32_t format, uint32_t width, u
 static void decoder_format_changed(FfStream *s, const FfWork *w) {
         Decoder *d = (Decoder *) s;
 
+        if (d->loop_out_seen)
+                d->loop_out_blocked = true;
         decoder_output_params(d, s->params[VIDEO_QUEUE_OUTPUT].format, w->params.frame_width,
                               w->params.frame_height);
         s->params[VIDEO_QUEUE_INPUT].frame_width = w->params.frame_width;
@@ -550,6 +629,10 @@ static void decoder_destroy(FfStream *s) {
         avcodec_free_context(&d->ctx);
         av_packet_free(&d->pkt);
         av_frame_free(&d->frame);
+#if HAVE_LIBSWSCALE
+        sws_freeContext(d->sws);
+        av_frame_free(&d->converted);
+#endif
         free(d);
 }
 
@@ -597,13 +680,18 @@ static int decoder_stream_new(Backend *b,
                 d->pkt = av_packet_alloc();
                 d->frame = av_frame_alloc();
                 r = d->pkt && d->frame ? decoder_open_codec(d) : -ENOMEM;
+#if HAVE_LIBSWSCALE
+                d->converted = av_frame_alloc();
+                if (r >= 0 && !d->converted)
+                        r = -ENOMEM;
+#endif
         }
         if (r < 0) {
                 ff_stream_free(&d->s);
                 return r;
         }
 
-        d->s.params[VIDEO_QUEUE_INPUT] = (VideoParams) {
+        d->s.params[VIDEO_QUEUE_INPUT] = (VideoParams){
                 .format = coded_format,
                 .min_buffers = 1,
                 .max_buffers = DEC_MAX_BUFFERS,
@@ -639,7 +727,8 @@ static int decoder_set_input_params(Decoder *d, const VideoParams *params) {
                 p->frame_height = MIN(params->frame_height, FF_MAX_DIMENSION);
         }
         if (params->planes[0].plane_size > 0)
-                p->planes[0].plane_size = MIN(MAX(params->planes[0].plane_size, 4096u), DEC_INPUT_BUFFER_MAX);
+                p->planes[0].plane_size =
+                        MIN(MAX(params->planes[0].plane_size, 4096u), DEC_INPUT_BUFFER_MAX);
         p->frame_rate = params->frame_rate;
         return 0;
 }
@@ -699,6 +788,7 @@ static int decoder_set_control(BackendStream *bs, VideoControl control, uint32_t
 
 static int decoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         Decoder *d = decoder_from(bs);
+        bool stale = false;
         FfWork *w;
 
         switch (buf->queue) {
@@ -707,8 +797,13 @@ static int decoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
                         return -EINVAL;
                 break;
         case VIDEO_QUEUE_OUTPUT:
-                if (ff_layout_check_buffer(&d->s.params[VIDEO_QUEUE_OUTPUT], buf) < 0)
-                        return -EINVAL;
+                /* After a change, a driver may still re-queue buffers of the old geometry before it stops
+                 * the capture queue; they are taken and held until the clear gives them back. */
+                if (ff_layout_check_buffer(&d->s.params[VIDEO_QUEUE_OUTPUT], buf) < 0) {
+                        if (!d->loop_out_blocked)
+                                return -EINVAL;
+                        stale = true;
+                }
                 break;
         default:
                 return -EINVAL;
@@ -719,7 +814,9 @@ static int decoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         w->queue = buf->queue;
         w->buf = buf;
         w->params = d->s.params[buf->queue];
-        w->gen = d->s.gen;
+        w->stale = stale;
+        if (buf->queue == VIDEO_QUEUE_OUTPUT)
+                d->loop_out_seen = true;
         ff_stream_submit(&d->s, w);
         return 0;
 }
@@ -753,6 +850,8 @@ static int decoder_clear(BackendStream *bs, VideoQueue queue) {
                 d->s.draining = false;
                 d->s.drain_cancelled = d->s.drain_seq;
         }
+        if (queue == VIDEO_QUEUE_OUTPUT)
+                d->loop_out_seen = d->loop_out_blocked = false;
         ff_stream_submit(&d->s, w);
         return 0;
 }
@@ -807,6 +906,7 @@ static int decoder_backend_new(const BackendConfig *config, sd_event *event, Bac
 
         if (!event)
                 return -EINVAL;
+        ff_av_log_setup();
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
@@ -816,7 +916,8 @@ static int decoder_backend_new(const BackendConfig *config, sd_event *event, Bac
         decoder_fill_caps(db);
         if (db->caps.n_formats[VIDEO_QUEUE_INPUT] == 0) {
                 free(db);
-                return log_debug_errno(-EOPNOTSUPP, "ffmpeg-decoder: this libavcodec has no usable decoder.");
+                return log_debug_errno(-EOPNOTSUPP,
+                                       "ffmpeg-decoder: this libavcodec has no usable decoder.");
         }
         *ret = &db->base;
         return 0;
@@ -830,8 +931,8 @@ static const VideoCaps *decoder_get_caps(Backend *b) {
         return &((DecoderBackend *) b)->caps;
 }
 
-static int decoder_query_control(Backend *b, VideoControl control, uint32_t format, uint32_t *values,
-                                 unsigned max_values) {
+static int decoder_query_control(
+        Backend *b, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
         const VideoCaps *c = decoder_get_caps(b);
 
         for (unsigned i = 0; i < c->n_formats[VIDEO_QUEUE_INPUT]; i++)

@@ -33,9 +33,9 @@
 #define ENC_MIN_OUTPUT_SIZE (64u * 1024u)
 #define ENC_MAX_OUTPUT_SIZE (64u * 1024u * 1024u)
 #define ENC_MAX_BUFFERS 32u
-#define ENC_MAX_PACKETS 16u   /* coded packets waiting for output buffers */
-#define ENC_FEED_PACKETS 4u   /* no new input while this many wait */
-#define ENC_TS_RING 256u      /* frames in flight inside the encoder, at most */
+#define ENC_MAX_PACKETS 16u /* coded packets waiting for output buffers */
+#define ENC_FEED_PACKETS 4u /* no new input while this many wait */
+#define ENC_TS_RING 256u    /* frames in flight inside the encoder, at most */
 
 static const struct {
         uint32_t format;
@@ -82,7 +82,7 @@ typedef struct Encoder {
         EncoderConfig open_cfg; /* the controls ctx was opened with */
         VideoParams open_params;
         AVCodecContext *ctx;
-        bool flushing; /* NULL frame sent to ctx */
+        bool flushing;    /* NULL frame sent to ctx */
         bool headers_due; /* global headers to put before the next packet */
         AVFrame *frame;
         AVPacket *tmp;
@@ -106,12 +106,15 @@ static Encoder *encoder_from(BackendStream *bs) {
 
 /* ---- codec thread ------------------------------------------------------------------------------- */
 
+/* The stream cannot go on: report it, and give every held buffer back (later ones come back at once). */
 static void encoder_fail(Encoder *e, int error) {
         if (e->broken)
                 return;
         log_debug_errno(error, "ffmpeg-encoder: stream failed: %m");
         e->broken = true;
         ff_stream_error(&e->s, error);
+        ff_stream_cancel_list(&e->s, &e->inputs);
+        ff_stream_cancel_list(&e->s, &e->outputs);
 }
 
 static void encoder_drop_packets(Encoder *e) {
@@ -155,8 +158,8 @@ static int encoder_open(Encoder *e, const VideoParams *p) {
         ctx->width = (int) p->frame_width;
         ctx->height = (int) p->frame_height;
         ctx->pix_fmt = AV_PIX_FMT_YUV420P;
-        ctx->time_base = (AVRational) { 1, (int) rate };
-        ctx->framerate = (AVRational) { (int) rate, 1 };
+        ctx->time_base = (AVRational){ 1, (int) rate };
+        ctx->framerate = (AVRational){ (int) rate, 1 };
         ctx->gop_size = (int) rate * 4;
         ctx->max_b_frames = 0;
         ctx->thread_count = (int) e->backend->threads;
@@ -359,7 +362,8 @@ static bool encoder_step(FfStream *s) {
         if (e->drain == ENC_DRAIN_EOS)
                 return encoder_send_eos(e);
 
-        if (e->inputs.head && (e->drain == ENC_DRAIN_NONE || (e->drain == ENC_DRAIN_INPUT && e->drain_inputs > 0))) {
+        if (e->inputs.head &&
+            (e->drain == ENC_DRAIN_NONE || (e->drain == ENC_DRAIN_INPUT && e->drain_inputs > 0))) {
                 if (e->ctx && !encoder_fits(e, &e->inputs.head->params)) {
                         encoder_send_flush(e); /* reopened with the new settings once flushed */
                         return true;
@@ -518,7 +522,7 @@ static int encoder_stream_new(Backend *b,
         e->coded_format = coded_format;
         e->codec = codec;
         e->is_x264 = strcmp(codec->name, "libx264") == 0;
-        e->cfg = (EncoderConfig) {
+        e->cfg = (EncoderConfig){
                 .bitrate = ENC_DEFAULT_BITRATE,
                 .peak = ENC_DEFAULT_BITRATE,
                 .mode = VIDEO_BITRATE_MODE_VBR,
@@ -554,7 +558,7 @@ static int encoder_stream_new(Backend *b,
         in->max_buffers = ENC_MAX_BUFFERS;
         in->crop.width = ENC_DEFAULT_WIDTH;
         in->crop.height = ENC_DEFAULT_HEIGHT;
-        e->s.params[VIDEO_QUEUE_OUTPUT] = (VideoParams) {
+        e->s.params[VIDEO_QUEUE_OUTPUT] = (VideoParams){
                 .format = coded_format,
                 .min_buffers = 1,
                 .max_buffers = ENC_MAX_BUFFERS,
@@ -847,6 +851,7 @@ static int encoder_backend_new(const BackendConfig *config, sd_event *event, Bac
 
         if (!event)
                 return -EINVAL;
+        ff_av_log_setup();
         eb = calloc(1, sizeof(*eb));
         if (!eb)
                 return -ENOMEM;
@@ -856,7 +861,8 @@ static int encoder_backend_new(const BackendConfig *config, sd_event *event, Bac
         encoder_fill_caps(eb);
         if (eb->caps.n_formats[VIDEO_QUEUE_OUTPUT] == 0) {
                 free(eb);
-                return log_debug_errno(-EOPNOTSUPP, "ffmpeg-encoder: this libavcodec has no usable encoder.");
+                return log_debug_errno(-EOPNOTSUPP,
+                                       "ffmpeg-encoder: this libavcodec has no usable encoder.");
         }
         *ret = &eb->base;
         return 0;
@@ -870,8 +876,8 @@ static const VideoCaps *encoder_get_caps(Backend *b) {
         return &((EncoderBackend *) b)->caps;
 }
 
-static int encoder_query_control(Backend *b, VideoControl control, uint32_t format, uint32_t *values,
-                                 unsigned max_values) {
+static int encoder_query_control(
+        Backend *b, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
         const VideoCaps *c = encoder_get_caps(b);
 
         for (unsigned i = 0; i < c->n_formats[VIDEO_QUEUE_OUTPUT]; i++)

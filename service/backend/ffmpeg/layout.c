@@ -20,18 +20,18 @@ typedef struct PlaneDesc {
 static unsigned layout_planes(uint32_t format, PlaneDesc ret[3]) {
         switch (format) {
         case VIDEO_FORMAT_NV12:
-                ret[0] = (PlaneDesc) { COMP_Y, false };
-                ret[1] = (PlaneDesc) { COMP_UV, true };
+                ret[0] = (PlaneDesc){ COMP_Y, false };
+                ret[1] = (PlaneDesc){ COMP_UV, true };
                 return 2;
         case VIDEO_FORMAT_YUV420:
-                ret[0] = (PlaneDesc) { COMP_Y, false };
-                ret[1] = (PlaneDesc) { COMP_U, true };
-                ret[2] = (PlaneDesc) { COMP_V, true };
+                ret[0] = (PlaneDesc){ COMP_Y, false };
+                ret[1] = (PlaneDesc){ COMP_U, true };
+                ret[2] = (PlaneDesc){ COMP_V, true };
                 return 3;
         case VIDEO_FORMAT_YVU420:
-                ret[0] = (PlaneDesc) { COMP_Y, false };
-                ret[1] = (PlaneDesc) { COMP_V, true };
-                ret[2] = (PlaneDesc) { COMP_U, true };
+                ret[0] = (PlaneDesc){ COMP_Y, false };
+                ret[1] = (PlaneDesc){ COMP_V, true };
+                ret[2] = (PlaneDesc){ COMP_U, true };
                 return 3;
         default:
                 return 0;
@@ -112,8 +112,8 @@ int ff_layout_adjust(VideoParams *p, const VideoParams *proposed) {
 
 /* Where plane i of layout p lives in buf: its own buffer plane, or packed one after the other in a
  * single buffer plane (SINGLE_BUFFER resources described as one plane). */
-static int plane_location(const VideoParams *p, const VideoBuffer *buf, unsigned i, unsigned *ret_index,
-                          size_t *ret_offset) {
+static int plane_location(
+        const VideoParams *p, const VideoBuffer *buf, unsigned i, unsigned *ret_index, size_t *ret_offset) {
         size_t offset = 0;
 
         if (buf->n_planes == p->num_planes) {
@@ -210,20 +210,20 @@ typedef struct SrcComp {
 } SrcComp;
 
 static int frame_components(const AVFrame *f, SrcComp c[3]) {
-        c[COMP_Y] = (SrcComp) { f->data[0], f->linesize[0], 1 };
+        c[COMP_Y] = (SrcComp){ f->data[0], f->linesize[0], 1 };
         switch (f->format) {
         case AV_PIX_FMT_YUV420P:
         case AV_PIX_FMT_YUVJ420P:
-                c[COMP_U] = (SrcComp) { f->data[1], f->linesize[1], 1 };
-                c[COMP_V] = (SrcComp) { f->data[2], f->linesize[2], 1 };
+                c[COMP_U] = (SrcComp){ f->data[1], f->linesize[1], 1 };
+                c[COMP_V] = (SrcComp){ f->data[2], f->linesize[2], 1 };
                 return 0;
         case AV_PIX_FMT_NV12:
-                c[COMP_U] = (SrcComp) { f->data[1], f->linesize[1], 2 };
-                c[COMP_V] = (SrcComp) { f->data[1] + 1, f->linesize[1], 2 };
+                c[COMP_U] = (SrcComp){ f->data[1], f->linesize[1], 2 };
+                c[COMP_V] = (SrcComp){ f->data[1] + 1, f->linesize[1], 2 };
                 return 0;
         case AV_PIX_FMT_NV21:
-                c[COMP_V] = (SrcComp) { f->data[1], f->linesize[1], 2 };
-                c[COMP_U] = (SrcComp) { f->data[1] + 1, f->linesize[1], 2 };
+                c[COMP_V] = (SrcComp){ f->data[1], f->linesize[1], 2 };
+                c[COMP_U] = (SrcComp){ f->data[1] + 1, f->linesize[1], 2 };
                 return 0;
         default:
                 return -EOPNOTSUPP;
@@ -231,12 +231,12 @@ static int frame_components(const AVFrame *f, SrcComp c[3]) {
 }
 
 bool ff_pix_fmt_supported(int pix_fmt) {
-        return pix_fmt == AV_PIX_FMT_YUV420P || pix_fmt == AV_PIX_FMT_YUVJ420P || pix_fmt == AV_PIX_FMT_NV12 ||
-               pix_fmt == AV_PIX_FMT_NV21;
+        return pix_fmt == AV_PIX_FMT_YUV420P || pix_fmt == AV_PIX_FMT_YUVJ420P ||
+               pix_fmt == AV_PIX_FMT_NV12 || pix_fmt == AV_PIX_FMT_NV21;
 }
 
-int ff_frame_to_buffer(const AVFrame *f, const VideoParams *p, VideoBuffer *buf, uint32_t sizes[],
-                       FfScratch *scratch) {
+int ff_frame_to_buffer(
+        const AVFrame *f, const VideoParams *p, VideoBuffer *buf, uint32_t sizes[], FfScratch *scratch) {
         PlaneDesc d[3];
         SrcComp c[3];
         unsigned n = layout_planes(p->format, d);
@@ -254,7 +254,7 @@ int ff_frame_to_buffer(const AVFrame *f, const VideoParams *p, VideoBuffer *buf,
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < buf->n_planes; i++) {
-                cursors[i] = (IovCursor) { .iov = buf->planes[i].iov, .n = buf->planes[i].n_iov };
+                cursors[i] = (IovCursor){ .iov = buf->planes[i].iov, .n = buf->planes[i].n_iov };
                 sizes[i] = 0;
         }
 
@@ -318,7 +318,7 @@ int ff_buffer_to_frame(const VideoBuffer *buf, const VideoParams *p, AVFrame *f,
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < buf->n_planes; i++)
-                cursors[i] = (IovCursor) { .iov = buf->planes[i].iov, .n = buf->planes[i].n_iov };
+                cursors[i] = (IovCursor){ .iov = buf->planes[i].iov, .n = buf->planes[i].n_iov };
 
         for (unsigned i = 0; i < n; i++) {
                 uint32_t row, rows, cw = (p->frame_width + 1) / 2;

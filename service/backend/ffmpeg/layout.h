@@ -37,7 +37,7 @@ void ff_scratch_free(FfScratch *s);
 bool ff_pix_fmt_supported(int pix_fmt);
 /* Writes a decoded frame (yuv420p, yuvj420p, nv12 or nv21) into buf in layout p; fills sizes[] with
  * the bytes used per buffer plane. -EOPNOTSUPP for another pixel format, -ENOSPC when it does not fit. */
-int ff_frame_to_buffer(const AVFrame *f, const VideoParams *p, VideoBuffer *buf, uint32_t sizes[],
-                       FfScratch *scratch);
+int ff_frame_to_buffer(
+        const AVFrame *f, const VideoParams *p, VideoBuffer *buf, uint32_t sizes[], FfScratch *scratch);
 /* Reads a raw frame of layout p from buf into f (allocated yuv420p of the same size). */
 int ff_buffer_to_frame(const VideoBuffer *buf, const VideoParams *p, AVFrame *f, FfScratch *scratch);

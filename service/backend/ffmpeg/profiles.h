@@ -21,8 +21,9 @@
 #define VIDEO_LEVEL_H264_1_0 0x100u
 #define VIDEO_LEVEL_H264_5_1 0x10Eu
 
-/* Writes the profiles (or levels) for format, only those whose output is 8-bit 4:2:0 (the raw formats
- * we have). Returns the count written, -EOPNOTSUPP when the format has no such list. */
+/* Writes the profiles (or levels) for format: for a decoder those it can give out as 8-bit 4:2:0 (the
+ * raw formats we have), for an encoder those it makes. Returns the count written, -EOPNOTSUPP when the
+ * format has no such list. */
 int ff_profiles_list(VideoControl control, uint32_t format, bool decoder, uint32_t *values, unsigned max);
 bool ff_profile_valid(VideoControl control, uint32_t format, bool decoder, uint32_t value);
 /* H.264 level enum -> level_idc (10, 11, ..., 51). */

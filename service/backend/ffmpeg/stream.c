@@ -1,16 +1,44 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <libavutil/log.h>
 #include <systemd/sd-event.h>
 
 #include "common/log.h"
 #include "common/macro.h"
 #include "stream.h"
+
+/* libav* messages (corrupt streams: a guest can cause any number) go to our log at debug level, never
+ * straight to stderr. */
+static void ff_av_log(void *avcl, int level, const char *fmt, va_list ap) {
+        char line[512];
+        int print_prefix = 1;
+        size_t n;
+
+        if (level > AV_LOG_WARNING || log_get_max_level() < LOG_DEBUG)
+                return;
+        av_log_format_line2(avcl, level, fmt, ap, line, sizeof(line), &print_prefix);
+        n = strlen(line);
+        while (n > 0 && line[n - 1] == '\n')
+                line[--n] = '\0';
+        log_debug("libav: %s", line);
+}
+
+static void ff_av_log_setup_once(void) {
+        av_log_set_callback(ff_av_log);
+}
+
+void ff_av_log_setup(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        (void) pthread_once(&once, ff_av_log_setup_once);
+}
 
 void ff_list_push(FfList *l, FfWork *w) {
         w->next = NULL;
@@ -110,7 +138,7 @@ static void *ff_stream_thread(void *userdata) {
                         break;
                 }
                 cmds = s->cmds;
-                s->cmds = (FfList) {};
+                s->cmds = (FfList){};
                 pthread_mutex_unlock(&s->lock);
 
                 while ((w = ff_list_pop(&cmds)))

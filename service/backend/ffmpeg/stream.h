@@ -37,10 +37,11 @@ struct FfWork {
         FfWorkType type;
         VideoQueue queue;
         VideoBuffer *buf;
-        VideoParams params;       /* QUEUE: the queue's params when it was queued; FORMAT: the new ones */
-        uint64_t gen;             /* QUEUE(decoder output): format generation; DRAIN: drain sequence */
-        bool force_keyframe;      /* QUEUE(encoder input) */
-        VideoControl control;     /* CONTROL */
+        VideoParams params;   /* QUEUE: the queue's params when it was queued; FORMAT: the new ones */
+        uint64_t gen;         /* QUEUE(decoder output): format generation; DRAIN: drain sequence */
+        bool force_keyframe;  /* QUEUE(encoder input) */
+        bool stale;           /* QUEUE(decoder output): sized for an earlier geometry, held until clear */
+        VideoControl control; /* CONTROL */
         uint32_t value;
         int error;                /* ERROR */
         VideoBufferResult result; /* BUFFER */
@@ -81,8 +82,8 @@ struct FfStream {
         bool thread_started;
         pthread_mutex_t lock;
         pthread_cond_t cond;
-        FfList cmds, dones; /* under lock */
-        bool quit;          /* under lock */
+        FfList cmds, dones;  /* under lock */
+        bool quit;           /* under lock */
         FfWork *spare_error; /* for reporting ENOMEM without allocating */
 
         /* Loop thread only. */
@@ -93,6 +94,9 @@ struct FfStream {
         uint64_t gen;                        /* decoder: output format generation the guest knows */
         bool in_dispatch, free_requested;
 };
+
+/* Routes libav* log messages to our log (debug level); once per process. */
+void ff_av_log_setup(void);
 
 /* Loop thread. Sets up the eventfd, its source on `event` and the codec thread. */
 int ff_stream_start(FfStream *s, sd_event *event);
