@@ -291,6 +291,10 @@ int manager_connect_bus(Manager *m, const ManagerOptions *o) {
                                      log_control_vtable, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to register LogControl1: %m");
+        /* losing the bus ends the daemon (systemd or the bus restarts it); never linger unreachable */
+        r = sd_bus_set_exit_on_disconnect(m->bus, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set exit on disconnect: %m");
         r = sd_bus_attach_event(m->bus, m->event, 0);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %m");

@@ -131,8 +131,10 @@ int main(int argc, char **argv) {
                 if (p[0].revents) {
                         CtlMsg m;
                         int r = ctl_recv(ctl_fd, &m);
-                        if (r == 0)
+                        if (r == 0 || r == -ECONNRESET)
                                 return 0; /* the manager went away */
+                        if (r == -EAGAIN || r == -EINTR)
+                                continue;
                         if (r < 0)
                                 die("bad control message");
                         switch (m.type) {
