@@ -7,13 +7,15 @@ packages=(
         # build
         meson ninja-build pkg-config gcc clang libclang-rt-14-dev
         libsystemd-dev libglib2.0-dev libcmocka-dev libv4l-dev
-        libavcodec-dev libavutil-dev
+        libavcodec-dev libavutil-dev libswscale-dev
         # man pages and shell completion
         scdoc man-db bash-completion
         # system tests: private bus, socket activation, polkit files
         dbus-daemon systemd polkitd
         # tools/demo.sh and the benchmarks
         procps jq gnuplot-nox
+        # tests/integration/test-videoctl.py (JSON parsing, process handling)
+        python3
 )
 
 missing=()

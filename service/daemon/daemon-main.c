@@ -7,7 +7,7 @@
 
 #include "common/log.h"
 #include "config.h"
-#include "daemon/bus-errors.h"
+#include "common/bus-errors.h"
 #include "daemon/daemon-main.h"
 #include "daemon/manager.h"
 
@@ -102,7 +102,7 @@ int daemon_main(int argc, char **argv, const HostProbe *probe) {
         sigprocmask(SIG_BLOCK, &ss, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        r = sd_bus_error_add_map(virtio_video_bus_errors);
+        r = sd_bus_error_add_map(bus_error_map_video1);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the error map: %m"), 1;
         r = manager_new(&o, &m);

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "daemon/bus-errors.h"
+#include "common/bus-errors.h"
 #include "daemon/manager.h"
 
 int bus_device_detach(Device *d, sd_bus_message *message, uint64_t flags, sd_bus_error *error);

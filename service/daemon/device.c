@@ -275,9 +275,10 @@ static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdat
         uint64_t delay, ran;
 
         if (!d) {
-                /* A detached device's worker finishing: giving the loop's reference back frees the source. */
+                /* A detached device's worker finishing: drop the event loop's (floating) reference, the
+                 * only one left (device_stop_worker() dropped ours). */
                 log_exit(si, LOG_DEBUG, "detached", "device");
-                (void) sd_event_source_set_floating(s, false);
+                sd_event_source_unref(s);
                 return 0;
         }
         log_exit(si, LOG_WARNING, d->spec.vm, d->spec.alias);
@@ -416,8 +417,9 @@ void device_stop_worker(Device *d, bool graceful) {
         if (d->child_source) {
                 if (graceful && d->worker_pid > 0)
                         (void) kill(d->worker_pid, SIGTERM);
-                /* Keep reaping it without the device: set_floating() gives the event loop a reference of its
-                 * own, which on_worker_exit() drops; ours goes now. */
+                /* Keep reaping it without the device: the event loop owns the source from now on. Floating
+                 * takes a reference of its own, so drop ours; then on_worker_exit() drops the loop's, or
+                 * the loop does when it is freed first (the daemon exiting before the worker). */
                 (void) sd_event_source_set_userdata(d->child_source, NULL);
                 (void) sd_event_source_set_floating(d->child_source, true);
                 d->child_source = sd_event_source_unref(d->child_source);

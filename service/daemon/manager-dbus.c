@@ -12,7 +12,7 @@
 
 #include "common/log.h"
 #include "config.h"
-#include "daemon/bus-errors.h"
+#include "common/bus-errors.h"
 #include "daemon/manager.h"
 
 #define ALIAS_AUTO_MAX 1000

@@ -15,7 +15,7 @@
 #include "common/log-ids.h"
 #include "common/log.h"
 #include "config.h"
-#include "daemon/bus-errors.h"
+#include "common/bus-errors.h"
 #include "daemon/manager.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);

@@ -170,8 +170,8 @@ const char *worker_backend_name(BackendKind b, DeviceRole role) {
         case BACKEND_FFMPEG:
                 return enc ? "ffmpeg-encoder" : "ffmpeg-decoder";
         case BACKEND_NULL:
-                /* the null codec (null-codec.md) is a decoder */
-                return enc ? NULL : "null";
+                /* the null codec (null-codec.md): "null" decodes, "null-encoder" encodes */
+                return enc ? "null-encoder" : "null";
         default:
                 return NULL;
         }

@@ -107,7 +107,8 @@ int main(int argc, char **argv) {
         }
         if (listen_fd < 0 || ctl_fd < 0 || !backend)
                 die("--socket-fd, --control-fd and --backend are required");
-        if (strcmp(backend, "null") != 0 && strcmp(backend, "ffmpeg-decoder") != 0 &&
+        if (strcmp(backend, "null") != 0 && strcmp(backend, "null-encoder") != 0 &&
+            strcmp(backend, "ffmpeg-decoder") != 0 &&
             strcmp(backend, "ffmpeg-encoder") != 0 && strcmp(backend, "v4l2-decoder") != 0 &&
             strcmp(backend, "v4l2-encoder") != 0)
                 die("unknown backend");

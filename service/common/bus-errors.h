@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #pragma once
 
-/* Error names of org.virtiovideo.video1 (management-plane.md §6.4) and their errno mapping. Both the
- * daemon and videoctl register the map with sd_bus_error_add_map(). */
+/* The named D-Bus errors of org.virtiovideo.video1 (management-plane.md §6.4): the one map, shared by the
+ * daemon and videoctl, each registering it with sd_bus_error_add_map() so errno and name map both ways. */
 
 #include <systemd/sd-bus.h>
 
@@ -18,4 +18,4 @@
 #define BUS_ERROR_UNSUPPORTED_PROTOCOL "org.virtiovideo.video1.UnsupportedProtocol"
 #define BUS_ERROR_TOO_MANY_DEVICES "org.virtiovideo.video1.TooManyDevices"
 
-extern const sd_bus_error_map virtio_video_bus_errors[];
+extern const sd_bus_error_map bus_error_map_video1[];

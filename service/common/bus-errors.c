@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <errno.h>
 
-#include "daemon/bus-errors.h"
+#include "bus-errors.h"
 
-const sd_bus_error_map virtio_video_bus_errors[] = {
+const sd_bus_error_map bus_error_map_video1[] = {
         SD_BUS_ERROR_MAP(BUS_ERROR_NO_SUCH_DEVICE, ENXIO),
         SD_BUS_ERROR_MAP(BUS_ERROR_DEVICE_EXISTS, EEXIST),
         SD_BUS_ERROR_MAP(BUS_ERROR_NO_SUCH_HOST_DEVICE, ENOENT),
