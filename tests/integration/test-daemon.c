@@ -37,8 +37,12 @@
 #include <glib.h>
 #include <systemd/sd-bus.h>
 
-#include "common/macro.h"
 #include "common/bus-errors.h"
+#include "common/macro.h"
+#include "frontend/frontend.h"
+#include "frontend/video-client.h"
+#include "null-stream.h"
+#include "video/virtio-video-proto.h"
 #include "daemon/naming.h"
 
 #ifndef __has_feature
@@ -56,7 +60,8 @@
 #define NOBODY 65534
 #define OTHER_UID 1 /* "daemon": dbus-daemon wants uids that resolve to a user */
 
-static const char *arg_daemon, *arg_fakeprobe, *arg_worker, *arg_source;
+static const char *arg_daemon, *arg_fakeprobe, *arg_worker, *arg_source, *arg_real_worker;
+static const char *worker_in_use; /* what VIRTIO_VIDEOD_WORKER names for the daemons we start */
 
 /* ---- small helpers ---------------------------------------------------------------------------------- */
 
@@ -553,7 +558,7 @@ static pid_t daemon_spawn_full(const char *exe, int *fds, char **names, size_t n
 
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM);
                 setenv("NOTIFY_SOCKET", T.notify, 1);
-                setenv("VIRTIO_VIDEOD_WORKER", arg_worker, 1);
+                setenv("VIRTIO_VIDEOD_WORKER", worker_in_use, 1);
                 setenv("FAKE_WORKER_LOG", T.workerlog, 1);
                 /* keep ASan's quarantine small so VmRSS reflects live memory in the leak check */
                 setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:quarantine_size_mb=1", 1);
@@ -1773,6 +1778,91 @@ static void test_socket_activation_static_unit(void **state) {
         free(dev);
 }
 
+/* ---- a real session: vhost-user-video behind the daemon, the frontend library as QEMU and guest ------- */
+
+typedef struct FrameCount {
+        unsigned n;
+} FrameCount;
+
+static int count_null_frame(void *userdata, const VcFrame *f) {
+        FrameCount *c = userdata;
+
+        if (!null_frame_matches(f, 48, 32, c->n + 1))
+                return -EBADMSG;
+        c->n++;
+        return 0;
+}
+
+static void test_session_through_real_worker(void **state) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(video_client_freep) VideoClient *c = NULL;
+        _cleanup_(vu_frontend_freep) VuFrontend *fe = NULL;
+        VuFrontendOptions fo;
+        VideoClientOptions co;
+        NullStream s = {};
+        FrameCount count = {};
+        VcDecodeResult res;
+        VcDecodeOptions o = { .stream_id = 1, .frame = count_null_frame, .userdata = &count };
+        char *socket = NULL, *dev = NULL, *key;
+        uint64_t connections = 0;
+
+        daemon_stop();
+        worker_in_use = arg_real_worker;
+        T.daemon = daemon_spawn_full(arg_daemon, NULL, NULL, 0, default_args);
+
+        assert_int_equal(attach_null(T.client, "guest", "video0", &e, &socket), 0);
+        path_of("guest", "video0", &dev);
+
+        vu_frontend_options_init(&fo);
+        fo.config_size = sizeof(struct virtio_video_config);
+        fo.device_features = 1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES;
+        fo.timeout_ms = (int) (DEADLINE_USEC / 1000);
+        assert_int_equal(vu_frontend_connect(&fo, socket, &fe), 0);
+        assert_int_equal(vu_frontend_start(fe), 0);
+        wait_state(dev, "connected");
+        assert_int_equal(get_u32(dev, DEVICE_IFACE, "PeerPID"), (uint32_t) getpid());
+
+        for (unsigned i = 0; i < 4; i++)
+                assert_int_equal(null_stream_append(&s, 48, 32, i + 1), 0);
+        o.bitstream = s.data;
+        o.size = s.size;
+        video_client_options_init(&co);
+        co.timeout_ms = (int) (DEADLINE_USEC / 1000);
+        assert_int_equal(video_client_new(fe, &co, &c), 0);
+        assert_int_equal(video_client_probe(c), 0);
+        assert_int_equal(video_client_decode(c, &o, &res), 0);
+        assert_int_equal(res.frames, 4);
+        assert_int_equal(count.n, 4);
+        null_stream_done(&s);
+
+        /* the worker's own statistics, through Device.GetStatistics */
+        assert_true(sd_bus_call_method(T.client, DEST, dev, DEVICE_IFACE, "GetStatistics", &e, &reply, "") >= 0);
+        assert_true(sd_bus_message_enter_container(reply, 'a', "{sv}") > 0);
+        while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
+                assert_true(sd_bus_message_read(reply, "s", &key) > 0);
+                if (strcmp(key, "Connections") == 0)
+                        assert_true(sd_bus_message_read(reply, "v", "t", &connections) > 0);
+                else
+                        assert_true(sd_bus_message_skip(reply, "v") >= 0);
+                assert_true(sd_bus_message_exit_container(reply) >= 0);
+        }
+        assert_int_equal(connections, 1);
+
+        /* QEMU goes away: listening again; a forced detach is not needed then */
+        c = video_client_free(c);
+        fe = vu_frontend_free(fe);
+        wait_state(dev, "listening");
+        assert_int_equal(detach(T.client, "guest", "video0", 0, &e), 0);
+        assert_false(path_exists(socket));
+
+        daemon_stop();
+        worker_in_use = arg_worker;
+        daemon_start();
+        g_free(socket);
+        free(dev);
+}
+
 /* ---- the command line and a bad configuration ------------------------------------------------------- */
 
 static int run_daemon_capture(char **args, char **ret_err) {
@@ -1854,19 +1944,22 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_log_control),
                 cmocka_unit_test(test_restart_keeps_attachments),
                 cmocka_unit_test(test_attach_detach_cycles_do_not_leak),
+                cmocka_unit_test(test_session_through_real_worker),
                 cmocka_unit_test(test_command_line_and_bad_config),
                 cmocka_unit_test(test_dbus_activation_and_idle_exit),
                 cmocka_unit_test(test_socket_activation_static_unit),
         };
 
-        if (argc != 5) {
-                fprintf(stderr, "usage: %s DAEMON DAEMON-FAKEPROBE FAKE-WORKER SOURCE-ROOT\n", argv[0]);
+        if (argc != 6) {
+                fprintf(stderr, "usage: %s DAEMON DAEMON-FAKEPROBE FAKE-WORKER SOURCE-ROOT WORKER\n", argv[0]);
                 return 2;
         }
         arg_daemon = argv[1];
         arg_fakeprobe = argv[2];
         arg_worker = argv[3];
         arg_source = argv[4];
+        arg_real_worker = argv[5];
+        worker_in_use = arg_worker;
         if (getuid() != 0) {
                 /* polkit tests switch uids; there is no skip() that cmocka 1.1.5 reports correctly */
                 fprintf(stderr, "test-daemon needs root (it runs clients as other uids)\n");
