@@ -1296,6 +1296,29 @@ static void test_errors(void **state) {
                 assert_true(g_str_has_suffix(sock, "/video1.sock"));
         }
 
+        /* the SO_PEERCRED policy goes to the worker, which enforces it (§3.5) */
+        {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
+                uint32_t uids[2] = { 107, 1000 };
+                assert_true(sd_bus_message_new_method_call(T.client, &m, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                                           "AttachDevice") >= 0);
+                assert_true(sd_bus_message_append(m, "ss", "uids", "") >= 0);
+                assert_true(sd_bus_message_open_container(m, 'a', "{sv}") >= 0);
+                assert_true(sd_bus_message_append(m, "{sv}", "Backend", "s", "null") >= 0);
+                assert_true(sd_bus_message_open_container(m, 'e', "sv") >= 0);
+                assert_true(sd_bus_message_append(m, "s", "AllowedPeerUIDs") >= 0);
+                assert_true(sd_bus_message_open_container(m, 'v', "au") >= 0);
+                assert_true(sd_bus_message_append_array(m, 'u', uids, sizeof(uids)) >= 0);
+                assert_true(sd_bus_message_close_container(m) >= 0);
+                assert_true(sd_bus_message_close_container(m) >= 0);
+                assert_true(sd_bus_message_close_container(m) >= 0);
+                assert_true(sd_bus_message_append(m, "t", UINT64_C(0)) >= 0);
+                assert_true(sd_bus_call(T.client, m, 0, &e, NULL) >= 0);
+                wait_file_contains(T.workerlog, "--allow-uid=107 --allow-uid=1000 --vm=uids");
+                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st",
+                                               "uids", UINT64_C(0)) >= 0);
+        }
+
         assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st", "err",
                                        UINT64_C(0)) >= 0);
         assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st",
