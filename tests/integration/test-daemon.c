@@ -1668,7 +1668,7 @@ static void test_attach_detach_cycles_do_not_leak(void **state) {
         wait_fds_at_most(fds0);
         fds1 = count_fds(T.daemon);
         rss1 = vm_rss_kb(T.daemon);
-        print_message("fds %u -> %u, VmRSS %lu kB -> %lu kB\n", fds0, fds1, rss0, rss1);
+        fprintf(stderr, "fds %u -> %u, VmRSS %lu kB -> %lu kB\n", fds0, fds1, rss0, rss1);
         assert_true(fds1 <= fds0);
         /* 500 cycles that leaked even 1 KiB each would show; allow allocator noise */
         assert_true(rss1 <= rss0 + RSS_SLACK_KB);
