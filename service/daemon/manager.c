@@ -343,9 +343,11 @@ static int reopen_host_device(Manager *m, DeviceSpec *s, int *ret_fd) {
         return 0;
 }
 
+/* Takes fd in every case. */
 static int adopt_static(Manager *m, const char *instance, int fd) {
         _cleanup_(device_spec_done) DeviceSpec s = {};
         _cleanup_free_ char *conf = NULL, *error = NULL;
+        _cleanup_close_ int listen_fd = fd;
         struct sockaddr_un sa = {};
         socklen_t len = sizeof(sa);
         int host_fd, r;
@@ -358,7 +360,8 @@ static int adopt_static(Manager *m, const char *instance, int fd) {
         if (manager_find_device(m, s.vm, s.alias))
                 return log_error_errno(-EEXIST, "Ignoring static socket %s: %s/%s exists already.", instance,
                                        s.vm, s.alias);
-        if (getsockname(fd, (struct sockaddr *) &sa, &len) < 0 || sa.sun_family != AF_UNIX || !sa.sun_path[0])
+        if (getsockname(listen_fd, (struct sockaddr *) &sa, &len) < 0 || sa.sun_family != AF_UNIX ||
+            !sa.sun_path[0])
                 return log_error_errno(-ENOTSOCK, "Ignoring static socket %s: not a named unix socket.", instance);
         s.socket_path = strndup(sa.sun_path, sizeof(sa.sun_path));
         if (!s.socket_path)
@@ -366,7 +369,7 @@ static int adopt_static(Manager *m, const char *instance, int fd) {
         r = reopen_host_device(m, &s, &host_fd);
         if (r < 0)
                 return r;
-        return manager_add_device(m, &s, host_fd, fd, false, NULL);
+        return manager_add_device(m, &s, host_fd, TAKE_FD(listen_fd), false, NULL);
 }
 
 static void close_fd_value(void *p) {
@@ -443,9 +446,7 @@ int manager_startup(Manager *m) {
                         g_hash_table_insert(stored, strdup(name), GINT_TO_POINTER(fd));
                 } else if (strncmp(name, "static-", 7) == 0 && name[7] &&
                            sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0 && !strchr(name, '/')) {
-                        r = adopt_static(m, name + 7, fd);
-                        if (r < 0)
-                                safe_close(fd);
+                        (void) adopt_static(m, name + 7, fd); /* logs; a bad one is dropped */
                 } else {
                         log_warning("Dropping unknown passed file descriptor '%s'.", name);
                         (void) manager_fdstore_remove(m, name);

@@ -1548,8 +1548,8 @@ static void test_log_control(void **state) {
 static void test_restart_keeps_attachments(void **state) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         char *sock_a = NULL, *sock_b = NULL, *dev_a = NULL, *dev_b = NULL, *fdname_a = NULL, *fdname_b = NULL, *s;
-        int fds[4], bogus, peer;
-        char *names[5];
+        int fds[5], bogus, peer;
+        char *names[6];
         size_t n = 0;
 
         assert_int_equal(attach_null(T.client, "keep", "video0", &e, &sock_a), 0);
@@ -1592,9 +1592,21 @@ static void test_restart_keeps_attachments(void **state) {
         names[n++] = fdname_b;
         fds[n] = bogus;
         names[n++] = (char *) "dev-gone.video0";
+        /* and a static socket unit without its static.d/<instance>.conf: logged and dropped */
+        {
+                struct sockaddr_un sa = { .sun_family = AF_UNIX };
+                int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                assert_true(fd >= 0);
+                snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/orphan.sock", T.tmp);
+                assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+                assert_int_equal(listen(fd, 1), 0);
+                fds[n] = fd;
+                names[n++] = (char *) "static-orphan";
+        }
         names[n] = NULL;
         T.daemon = daemon_spawn_full(arg_fakeprobe, fds, names, n, default_args);
         close(bogus);
+        close(fds[n - 1]);
 
         assert_true(removed_contains("dev-gone.video0"));
         assert_int_equal(get_u32(MANAGER_PATH, MANAGER_IFACE, "NDevices"), 2);
