@@ -39,11 +39,11 @@
 
 #include "common/bus-errors.h"
 #include "common/macro.h"
+#include "daemon/naming.h"
 #include "frontend/frontend.h"
 #include "frontend/video-client.h"
 #include "null-stream.h"
 #include "video/virtio-video-proto.h"
-#include "daemon/naming.h"
 
 #ifndef __has_feature
 #define __has_feature(x) 0
@@ -177,11 +177,11 @@ static void bus_start(PrivateBus *b, const char *dir) {
         assert_true(b->pid >= 0);
         if (b->pid == 0) {
                 char arg[64];
-                int fd = dup(pipefd[1]); /* without CLOEXEC */
+                int fd = dup(pipefd[1]);                 /* without CLOEXEC */
                 (void) prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed test */
                 snprintf(arg, sizeof(arg), "--print-address=%d", fd);
-                execlp("dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", "--nosyslog", "--config-file", conf,
-                       arg, (char *) NULL);
+                execlp("dbus-daemon", "dbus-daemon", "--nofork", "--nopidfile", "--nosyslog",
+                       "--config-file", conf, arg, (char *) NULL);
                 _exit(127);
         }
         close(pipefd[1]);
@@ -205,8 +205,8 @@ static void bus_stop(PrivateBus *b) {
 static sd_bus *bus_connect(const char *address) {
         sd_bus *bus = NULL;
 
-        if (sd_bus_new(&bus) < 0 || sd_bus_set_address(bus, address) < 0 || sd_bus_set_bus_client(bus, 1) < 0 ||
-            sd_bus_start(bus) < 0) {
+        if (sd_bus_new(&bus) < 0 || sd_bus_set_address(bus, address) < 0 ||
+            sd_bus_set_bus_client(bus, 1) < 0 || sd_bus_start(bus) < 0) {
                 /* also used on the polkit thread, where cmocka's asserts must not run */
                 fprintf(stderr, "Failed to connect to %s\n", address);
                 abort();
@@ -273,7 +273,10 @@ static int pk_check_authorization(sd_bus_message *m, void *userdata, sd_bus_erro
 
 static const sd_bus_vtable pk_vtable[] = {
         SD_BUS_VTABLE_START(0),
-        SD_BUS_METHOD("CheckAuthorization", "(sa{sv})sa{ss}us", "(bba{ss})", pk_check_authorization,
+        SD_BUS_METHOD("CheckAuthorization",
+                      "(sa{sv})sa{ss}us",
+                      "(bba{ss})",
+                      pk_check_authorization,
                       SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END,
 };
@@ -374,7 +377,9 @@ static StoredFd *store_find_locked(const char *name) {
 static void notify_handle(void) {
         char buf[4096], cbuf[CMSG_SPACE(sizeof(int) * 16) + CMSG_SPACE(sizeof(struct ucred))];
         struct iovec iov = { buf, sizeof(buf) - 1 };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+        struct msghdr mh = {
+                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)
+        };
         int fds[16], n_fds = 0;
         const char *name = NULL;
         char **lines;
@@ -611,7 +616,8 @@ static void daemon_stop(void) {
 }
 
 static void write_config(const char *extra) {
-        char *text = g_strdup_printf("[Daemon]\nAllowedHostDevices=%s/*\nSocketGroup=0\n%s", T.devdir, extra);
+        char *text =
+                g_strdup_printf("[Daemon]\nAllowedHostDevices=%s/*\nSocketGroup=0\n%s", T.devdir, extra);
 
         write_file(T.conf, text);
         g_free(text);
@@ -651,9 +657,11 @@ static int env_setup(void **state) {
                 sched_yield(); /* the thread connects and takes its name; no timing involved */
         T.client = bus_connect(T.bus.address);
         assert_true(sd_bus_match_signal(T.client, NULL, "org.virtiovideo.video1", "/org/virtiovideo/video1",
-                                        "org.virtiovideo.video1.Manager", NULL, on_device_signal, NULL) >= 0);
+                                        "org.virtiovideo.video1.Manager", NULL, on_device_signal,
+                                        NULL) >= 0);
         assert_true(sd_bus_match_signal(T.client, NULL, "org.virtiovideo.video1", NULL,
-                                        "org.freedesktop.DBus.Properties", "PropertiesChanged", NULL, NULL) >= 0);
+                                        "org.freedesktop.DBus.Properties", "PropertiesChanged", NULL,
+                                        NULL) >= 0);
         daemon_start();
         return 0;
 }
@@ -686,13 +694,15 @@ static void path_of(const char *vm, const char *alias, char **ret) {
 }
 
 /* AttachDevice with the null backend and extra options given as (key, type, value) triples after n. */
-static int attach_null(sd_bus *bus, const char *vm, const char *alias, sd_bus_error *error, char **ret_socket) {
+static int
+attach_null(sd_bus *bus, const char *vm, const char *alias, sd_bus_error *error, char **ret_socket) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *path, *socket;
         int r;
 
-        r = sd_bus_call_method(bus, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", error, &reply, "ssa{sv}t", vm,
-                               "", 2, "Backend", "s", "null", "Alias", "s", alias, UINT64_C(0));
+        r = sd_bus_call_method(bus, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", error, &reply,
+                               "ssa{sv}t", vm, "", 2, "Backend", "s", "null", "Alias", "s", alias,
+                               UINT64_C(0));
         if (r < 0)
                 return r;
         assert_true(sd_bus_message_read(reply, "os", &path, &socket) > 0);
@@ -702,8 +712,8 @@ static int attach_null(sd_bus *bus, const char *vm, const char *alias, sd_bus_er
 }
 
 static int detach(sd_bus *bus, const char *vm, const char *alias, uint64_t flags, sd_bus_error *error) {
-        int r = sd_bus_call_method(bus, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachDevice", error, NULL, "sst", vm,
-                                   alias, flags);
+        int r = sd_bus_call_method(bus, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachDevice", error, NULL,
+                                   "sst", vm, alias, flags);
         return r < 0 ? r : 0;
 }
 
@@ -711,7 +721,8 @@ static char *get_string(const char *path, const char *property) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         char *s = NULL;
 
-        assert_true(sd_bus_get_property_string(T.client, DEST, path, DEVICE_IFACE, property, &error, &s) >= 0);
+        assert_true(sd_bus_get_property_string(T.client, DEST, path, DEVICE_IFACE, property, &error, &s) >=
+                    0);
         return s;
 }
 
@@ -719,7 +730,8 @@ static uint32_t get_u32(const char *path, const char *iface, const char *propert
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         uint32_t u = 0;
 
-        assert_true(sd_bus_get_property_trivial(T.client, DEST, path, iface, property, &error, 'u', &u) >= 0);
+        assert_true(sd_bus_get_property_trivial(T.client, DEST, path, iface, property, &error, 'u', &u) >=
+                    0);
         return u;
 }
 
@@ -783,7 +795,8 @@ static void make_fake_device(const char *name, const char *content) {
 #define CODEC_NODE "[V4L2]\nDriver=vicodec\nCard=vicodec-both\nM2M=true\nRoles=decoder;encoder\n"
 #define CAPTURE_NODE "[V4L2]\nDriver=uvcvideo\nCard=webcam\nM2M=false\n"
 
-/* ---- Introspection matches the shipped dbus/ XML --------------------------------------------------------------- */
+/* ---- Introspection matches the shipped dbus/ XML
+ * --------------------------------------------------------------- */
 
 typedef struct Members {
         const char *iface;
@@ -791,8 +804,12 @@ typedef struct Members {
         GPtrArray *names;
 } Members;
 
-static void xml_start(GMarkupParseContext *ctx, const char *el, const char **names, const char **values,
-                      void *userdata, GError **error) {
+static void xml_start(GMarkupParseContext *ctx,
+                      const char *el,
+                      const char **names,
+                      const char **values,
+                      void *userdata,
+                      GError **error) {
         Members *m = userdata;
         const char *name = NULL;
 
@@ -841,8 +858,8 @@ static char *introspect(const char *path) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         const char *xml;
 
-        assert_true(sd_bus_call_method(T.client, DEST, path, "org.freedesktop.DBus.Introspectable", "Introspect",
-                                       NULL, &reply, "") >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, path, "org.freedesktop.DBus.Introspectable",
+                                       "Introspect", NULL, &reply, "") >= 0);
         assert_true(sd_bus_message_read(reply, "s", &xml) > 0);
         return g_strdup(xml);
 }
@@ -921,8 +938,8 @@ static void test_attach_list_properties_detach(void **state) {
         assert_true(g_str_has_prefix(T.last_new, "vm one/video0 "));
 
         /* list */
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "ListDevices", &e, &reply, "") >=
-                    0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "ListDevices", &e,
+                                       &reply, "") >= 0);
         assert_true(sd_bus_message_enter_container(reply, 'a', "(sssso)") > 0);
         assert_true(sd_bus_message_read(reply, "(sssso)", &vm, &alias, &host, &st, &p) > 0);
         assert_string_equal(vm, "vm one");
@@ -930,8 +947,8 @@ static void test_attach_list_properties_detach(void **state) {
         assert_string_equal(host, "");
         assert_string_equal(p, dev);
         reply = sd_bus_message_unref(reply);
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, &reply, "ss",
-                                       "vm one", "video0") >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, &reply,
+                                       "ss", "vm one", "video0") >= 0);
         assert_true(sd_bus_message_read(reply, "o", &p) > 0);
         assert_string_equal(p, dev);
         reply = sd_bus_message_unref(reply);
@@ -955,8 +972,8 @@ static void test_attach_list_properties_detach(void **state) {
         free(s);
         assert_int_equal(get_u32(dev, DEVICE_IFACE, "SocketMode"), 0660);
         assert_int_equal(get_u32(dev, DEVICE_IFACE, "Owner"), 0);
-        assert_true(sd_bus_get_property_trivial(T.client, DEST, dev, DEVICE_IFACE, "CreatedTimestamp", &e, 't', &t) >=
-                    0);
+        assert_true(sd_bus_get_property_trivial(T.client, DEST, dev, DEVICE_IFACE, "CreatedTimestamp", &e,
+                                                't', &t) >= 0);
         assert_true(t > 0);
 
         /* the worker got what the contract says */
@@ -980,8 +997,8 @@ static void test_attach_list_properties_detach(void **state) {
                 for (uint64_t deadline = now_usec() + DEADLINE_USEC; !seen_in || bytes_in < 5;) {
                         assert_true(now_usec() < deadline);
                         reply = sd_bus_message_unref(reply);
-                        assert_true(sd_bus_call_method(T.client, DEST, dev, DEVICE_IFACE, "GetStatistics", &e, &reply,
-                                                       "") >= 0);
+                        assert_true(sd_bus_call_method(T.client, DEST, dev, DEVICE_IFACE, "GetStatistics",
+                                                       &e, &reply, "") >= 0);
                         assert_true(sd_bus_message_enter_container(reply, 'a', "{sv}") > 0);
                         while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
                                 assert_true(sd_bus_message_read(reply, "s", &key) > 0);
@@ -1012,7 +1029,8 @@ static void test_attach_list_properties_detach(void **state) {
         assert_int_equal(get_u32(dev, DEVICE_IFACE, "PeerUID"), UINT32_MAX);
 
         /* detach through the Device object */
-        assert_true(sd_bus_call_method(T.client, DEST, dev, DEVICE_IFACE, "Detach", &e, NULL, "t", UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, dev, DEVICE_IFACE, "Detach", &e, NULL, "t",
+                                       UINT64_C(0)) >= 0);
         for (uint64_t deadline = now_usec() + DEADLINE_USEC; !g_str_has_suffix(T.last_removed, dev);) {
                 assert_true(now_usec() < deadline);
                 client_step(200 * 1000);
@@ -1027,8 +1045,8 @@ static void test_attach_list_properties_detach(void **state) {
         }
         assert_true(store_empty());
         assert_int_equal(get_u32(MANAGER_PATH, MANAGER_IFACE, "NDevices"), 0);
-        r = sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, NULL, "ss", "vm one",
-                               "video0");
+        r = sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, NULL, "ss",
+                               "vm one", "video0");
         assert_string_equal(e.name, "org.virtiovideo.video1.NoSuchDevice");
         assert_int_equal(r, -ENXIO); /* through the error map */
         g_free(socket);
@@ -1037,14 +1055,18 @@ static void test_attach_list_properties_detach(void **state) {
 
 /* ---- host devices through the probe interface ------------------------------------------------------- */
 
-static int attach_v4l2(const char *vm, const char *node, const char *alias, const char *role, bool exclusive,
+static int attach_v4l2(const char *vm,
+                       const char *node,
+                       const char *alias,
+                       const char *role,
+                       bool exclusive,
                        sd_bus_error *e) {
         char path[256];
 
         snprintf(path, sizeof(path), "%s/%s", T.devdir, node);
-        return sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", e, NULL, "ssa{sv}t",
-                                  vm, path, 3, "Alias", "s", alias, "Role", "s", role, "Exclusive", "b", exclusive,
-                                  UINT64_C(0));
+        return sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", e, NULL,
+                                  "ssa{sv}t", vm, path, 3, "Alias", "s", alias, "Role", "s", role,
+                                  "Exclusive", "b", exclusive, UINT64_C(0));
 }
 
 static void test_host_devices_probe_and_list(void **state) {
@@ -1077,8 +1099,8 @@ static void test_host_devices_probe_and_list(void **state) {
         g_free(log);
 
         /* M2M nodes in the allow-list only, with their users counted */
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "ListHostDevices", &e, &reply,
-                                       "") >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "ListHostDevices", &e,
+                                       &reply, "") >= 0);
         assert_true(sd_bus_message_enter_container(reply, 'a', "(ssssu)") > 0);
         while (sd_bus_message_read(reply, "(ssssu)", &path, &driver, &card, &roles, &n) > 0) {
                 n_listed++;
@@ -1110,17 +1132,17 @@ static void test_host_devices_probe_and_list(void **state) {
         assert_string_equal(e.name, "org.virtiovideo.video1.HostDeviceBusy");
         sd_bus_error_free(&e);
 
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, &reply, "st", "hw",
-                                       UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, &reply,
+                                       "st", "hw", UINT64_C(0)) >= 0);
         reply = sd_bus_message_unref(reply);
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, &reply, "st",
-                                       "hw2", UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, &reply,
+                                       "st", "hw2", UINT64_C(0)) >= 0);
         assert_true(sd_bus_message_read(reply, "u", &n) > 0);
         assert_int_equal(n, 1);
         reply = sd_bus_message_unref(reply);
         /* idempotent */
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, &reply, "st",
-                                       "hw2", UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, &reply,
+                                       "st", "hw2", UINT64_C(0)) >= 0);
         assert_true(sd_bus_message_read(reply, "u", &n) > 0);
         assert_int_equal(n, 0);
         assert_int_equal(get_u32(MANAGER_PATH, MANAGER_IFACE, "NDevices"), 0);
@@ -1140,13 +1162,18 @@ static void expect_error_at(int r, sd_bus_error *e, const char *name, int line) 
         sd_bus_error_free(e);
 }
 
-static int attach_opts1(const char *vm, const char *host, const char *key, const char *type, const void *value,
-                        uint64_t flags, sd_bus_error *e) {
+static int attach_opts1(const char *vm,
+                        const char *host,
+                        const char *key,
+                        const char *type,
+                        const void *value,
+                        uint64_t flags,
+                        sd_bus_error *e) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         int r;
 
-        assert_true(sd_bus_message_new_method_call(T.client, &m, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice") >=
-                    0);
+        assert_true(sd_bus_message_new_method_call(T.client, &m, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                                   "AttachDevice") >= 0);
         assert_true(sd_bus_message_append(m, "ss", vm, host) >= 0);
         assert_true(sd_bus_message_open_container(m, 'a', "{sv}") >= 0);
         if (!host[0])
@@ -1185,16 +1212,18 @@ static void test_errors(void **state) {
         make_fake_device("video22", "not a keyfile at all\n");
 
         /* NoSuchDevice */
-        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, NULL, "ss", "nope",
-                                        "video0"),
+        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, NULL,
+                                        "ss", "nope", "video0"),
                      &e, "org.virtiovideo.video1.NoSuchDevice");
         expect_error(detach(T.client, "nope", "video0", 0, &e), &e, "org.virtiovideo.video1.NoSuchDevice");
         /* DeviceExists */
         assert_int_equal(attach_null(T.client, "err", "video0", &e, &socket), 0);
-        expect_error(attach_null(T.client, "err", "video0", &e, NULL), &e, "org.virtiovideo.video1.DeviceExists");
+        expect_error(attach_null(T.client, "err", "video0", &e, NULL), &e,
+                     "org.virtiovideo.video1.DeviceExists");
         /* NoSuchHostDevice */
         snprintf(path, sizeof(path), "%s/video99", T.devdir);
-        expect_error(attach_opts1("err", path, NULL, NULL, NULL, 0, &e), &e, "org.virtiovideo.video1.NoSuchHostDevice");
+        expect_error(attach_opts1("err", path, NULL, NULL, NULL, 0, &e), &e,
+                     "org.virtiovideo.video1.NoSuchHostDevice");
         /* HostDeviceNotAllowed, also for a missing node outside the list */
         expect_error(attach_opts1("err", "/etc/passwd", NULL, NULL, NULL, 0, &e), &e,
                      "org.virtiovideo.video1.HostDeviceNotAllowed");
@@ -1202,11 +1231,14 @@ static void test_errors(void **state) {
                      "org.virtiovideo.video1.HostDeviceNotAllowed");
         /* NotACodec: no M2M, no V4L2 at all, the wrong role */
         snprintf(path, sizeof(path), "%s/video21", T.devdir);
-        expect_error(attach_opts1("err", path, NULL, NULL, NULL, 0, &e), &e, "org.virtiovideo.video1.NotACodec");
+        expect_error(attach_opts1("err", path, NULL, NULL, NULL, 0, &e), &e,
+                     "org.virtiovideo.video1.NotACodec");
         snprintf(path, sizeof(path), "%s/video22", T.devdir);
-        expect_error(attach_opts1("err", path, NULL, NULL, NULL, 0, &e), &e, "org.virtiovideo.video1.NotACodec");
+        expect_error(attach_opts1("err", path, NULL, NULL, NULL, 0, &e), &e,
+                     "org.virtiovideo.video1.NotACodec");
         snprintf(path, sizeof(path), "%s/video20", T.devdir);
-        expect_error(attach_opts1("err", path, "Role", "s", "encoder", 0, &e), &e, "org.virtiovideo.video1.NotACodec");
+        expect_error(attach_opts1("err", path, "Role", "s", "encoder", 0, &e), &e,
+                     "org.virtiovideo.video1.NotACodec");
         /* HostDeviceBusy */
         assert_true(attach_v4l2("err", "video20", "video5", "decoder", true, &e) >= 0);
         expect_error(attach_v4l2("err2", "video20", "video0", "decoder", false, &e), &e,
@@ -1236,9 +1268,12 @@ static void test_errors(void **state) {
         expect_error(attach_opts1("err", "", "Colour", "s", "blue", 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
         u = 3;
         expect_error(attach_opts1("err", "", "Alias", "u", &u, 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
-        expect_error(attach_opts1("err", "", "Alias", "s", "Not Valid", 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
-        expect_error(attach_opts1("err", "", "Role", "s", "transcoder", 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
-        expect_error(attach_opts1("err", "", "Backend", "s", "gstreamer", 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(attach_opts1("err", "", "Alias", "s", "Not Valid", 0, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(attach_opts1("err", "", "Role", "s", "transcoder", 0, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(attach_opts1("err", "", "Backend", "s", "gstreamer", 0, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
         expect_error(attach_opts1("err", "", "Transport", "s", "carrier-pigeon", 0, &e), &e,
                      SD_BUS_ERROR_INVALID_ARGS);
         expect_error(attach_opts1("err", "", "VMUUID", "ay", "abcde", 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
@@ -1248,22 +1283,25 @@ static void test_errors(void **state) {
         expect_error(attach_opts1("err", "", NULL, NULL, NULL, 3, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
         expect_error(attach_opts1("a/b", "", NULL, NULL, NULL, 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
         expect_error(attach_opts1("", "", NULL, NULL, NULL, 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
-        expect_error(attach_opts1("err", "relative/video0", NULL, NULL, NULL, 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(attach_opts1("err", "relative/video0", NULL, NULL, NULL, 0, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
         expect_error(detach(T.client, "err", "video0", 2, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
         expect_error(detach(T.client, "err", "Bad Alias", 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
         /* NotSupported for what this version does not do */
         expect_error(attach_opts1("err", "", "Transport", "s", "fd", 0, &e), &e, SD_BUS_ERROR_NOT_SUPPORTED);
-        expect_error(attach_opts1("err", "", "BindToCaller", "b", &b, 0, &e), &e, SD_BUS_ERROR_NOT_SUPPORTED);
-        expect_error(attach_opts1("err", "", "PeerMachine", "s", "qemu-1-foo", 0, &e), &e, SD_BUS_ERROR_NOT_SUPPORTED);
+        expect_error(attach_opts1("err", "", "BindToCaller", "b", &b, 0, &e), &e,
+                     SD_BUS_ERROR_NOT_SUPPORTED);
+        expect_error(attach_opts1("err", "", "PeerMachine", "s", "qemu-1-foo", 0, &e), &e,
+                     SD_BUS_ERROR_NOT_SUPPORTED);
         /* DeviceConnected is covered in test_attach_list_properties_detach */
 
         /* IF_MISSING returns the existing device; with other parameters it is DeviceExists */
         {
                 _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
                 const char *o, *sock;
-                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, &reply,
-                                               "ssa{sv}t", "err", "", 2, "Backend", "s", "null", "Alias", "s",
-                                               "video0", UINT64_C(2)) >= 0);
+                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice",
+                                               &e, &reply, "ssa{sv}t", "err", "", 2, "Backend", "s", "null",
+                                               "Alias", "s", "video0", UINT64_C(2)) >= 0);
                 assert_true(sd_bus_message_read(reply, "os", &o, &sock) > 0);
                 assert_string_equal(sock, socket);
                 snprintf(path, sizeof(path), "%s/video20", T.devdir);
@@ -1277,8 +1315,8 @@ static void test_errors(void **state) {
                 assert_true(attach_v4l2("err", "video20", "video0", "decoder", false, &e) < 0);
                 sd_bus_error_free(&e);
                 r = sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, NULL,
-                                       "ssa{sv}t", "err", "", 2, "Backend", "s", "null", "Alias", "s", "video0",
-                                       UINT64_C(1));
+                                       "ssa{sv}t", "err", "", 2, "Backend", "s", "null", "Alias", "s",
+                                       "video0", UINT64_C(1));
                 assert_true(r >= 0);
                 path_of("err", "video0", &dev);
                 s = get_string(dev, "Backend");
@@ -1290,8 +1328,9 @@ static void test_errors(void **state) {
         {
                 _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
                 const char *o, *sock;
-                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, &reply,
-                                               "ssa{sv}t", "err", "", 1, "Backend", "s", "null", UINT64_C(0)) >= 0);
+                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice",
+                                               &e, &reply, "ssa{sv}t", "err", "", 1, "Backend", "s", "null",
+                                               UINT64_C(0)) >= 0);
                 assert_true(sd_bus_message_read(reply, "os", &o, &sock) > 0);
                 assert_true(g_str_has_suffix(sock, "/video1.sock"));
         }
@@ -1315,14 +1354,14 @@ static void test_errors(void **state) {
                 assert_true(sd_bus_message_append(m, "t", UINT64_C(0)) >= 0);
                 assert_true(sd_bus_call(T.client, m, 0, &e, NULL) >= 0);
                 wait_file_contains(T.workerlog, "--allow-uid=107 --allow-uid=1000 --vm=uids");
-                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st",
-                                               "uids", UINT64_C(0)) >= 0);
+                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e,
+                                               NULL, "st", "uids", UINT64_C(0)) >= 0);
         }
 
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st", "err",
-                                       UINT64_C(0)) >= 0);
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st",
-                                       "custom", UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL,
+                                       "st", "err", UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL,
+                                       "st", "custom", UINT64_C(0)) >= 0);
         assert_int_equal(get_u32(MANAGER_PATH, MANAGER_IFACE, "NDevices"), 0);
         g_free(socket);
 }
@@ -1339,9 +1378,10 @@ static void test_too_many_devices(void **state) {
                 snprintf(alias, sizeof(alias), "video%d", i);
                 assert_int_equal(attach_null(T.client, "many", alias, &e, NULL), 0);
         }
-        expect_error(attach_null(T.client, "many", "video3", &e, NULL), &e, "org.virtiovideo.video1.TooManyDevices");
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st", "many",
-                                       UINT64_C(0)) >= 0);
+        expect_error(attach_null(T.client, "many", "video3", &e, NULL), &e,
+                     "org.virtiovideo.video1.TooManyDevices");
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL,
+                                       "st", "many", UINT64_C(0)) >= 0);
         daemon_stop();
         write_config("");
         daemon_start();
@@ -1367,7 +1407,8 @@ static char *run_as(uid_t uid, Op op, const char *vm, const char *alias) {
                 const char *res = "ok";
                 int r;
 
-                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 || setresuid(uid, uid, uid) < 0)
+                if (setgroups(0, NULL) < 0 || setresgid(NOBODY, NOBODY, NOBODY) < 0 ||
+                    setresuid(uid, uid, uid) < 0)
                         _exit(3);
                 if (sd_bus_new(&bus) < 0 || sd_bus_set_address(bus, T.bus.address) < 0 ||
                     sd_bus_set_bus_client(bus, 1) < 0 || sd_bus_start(bus) < 0)
@@ -1383,16 +1424,18 @@ static char *run_as(uid_t uid, Op op, const char *vm, const char *alias) {
                         r = detach(bus, vm, alias, 0, &e);
                         break;
                 case OP_DETACH_VM:
-                        r = sd_bus_call_method(bus, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st", vm,
-                                               UINT64_C(0));
+                        r = sd_bus_call_method(bus, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL,
+                                               "st", vm, UINT64_C(0));
                         break;
                 default:
-                        r = sd_bus_call_method(bus, DEST, MANAGER_PATH, MANAGER_IFACE, "ListDevices", &e, NULL, "");
+                        r = sd_bus_call_method(bus, DEST, MANAGER_PATH, MANAGER_IFACE, "ListDevices", &e,
+                                               NULL, "");
                         break;
                 }
                 if (r < 0) {
                         res = e.name ? e.name : "error";
-                        fprintf(stderr, "run_as(%u): %s: %s\n", (unsigned) uid, res, e.message ? e.message : "");
+                        fprintf(stderr, "run_as(%u): %s: %s\n", (unsigned) uid, res,
+                                e.message ? e.message : "");
                 }
                 if (write(pipefd[1], res, strlen(res)) < 0)
                         _exit(5);
@@ -1530,24 +1573,25 @@ static void test_log_control(void **state) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         char *s = NULL;
 
-        assert_true(sd_bus_set_property(T.client, DEST, "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1",
-                                        "LogLevel", &e, "s", "debug") >= 0);
+        assert_true(sd_bus_set_property(T.client, DEST, "/org/freedesktop/LogControl1",
+                                        "org.freedesktop.LogControl1", "LogLevel", &e, "s", "debug") >= 0);
         assert_true(sd_bus_get_property_string(T.client, DEST, "/org/freedesktop/LogControl1",
                                                "org.freedesktop.LogControl1", "LogLevel", &e, &s) >= 0);
         assert_string_equal(s, "debug");
         free(s);
-        expect_error(sd_bus_set_property(T.client, DEST, "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1",
-                                         "LogLevel", &e, "s", "loud"),
+        expect_error(sd_bus_set_property(T.client, DEST, "/org/freedesktop/LogControl1",
+                                         "org.freedesktop.LogControl1", "LogLevel", &e, "s", "loud"),
                      &e, SD_BUS_ERROR_INVALID_ARGS);
-        assert_true(sd_bus_set_property(T.client, DEST, "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1",
-                                        "LogLevel", &e, "s", "info") >= 0);
+        assert_true(sd_bus_set_property(T.client, DEST, "/org/freedesktop/LogControl1",
+                                        "org.freedesktop.LogControl1", "LogLevel", &e, "s", "info") >= 0);
 }
 
 /* ---- a daemon restart keeps every attachment (fd store + state) ------------------------------------- */
 
 static void test_restart_keeps_attachments(void **state) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-        char *sock_a = NULL, *sock_b = NULL, *dev_a = NULL, *dev_b = NULL, *fdname_a = NULL, *fdname_b = NULL, *s;
+        char *sock_a = NULL, *sock_b = NULL, *dev_a = NULL, *dev_b = NULL, *fdname_a = NULL,
+             *fdname_b = NULL, *s;
         int fds[5], bogus, peer;
         char *names[6];
         size_t n = 0;
@@ -1634,10 +1678,10 @@ static void test_restart_keeps_attachments(void **state) {
         close(peer);
         wait_state(dev_b, "listening");
 
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st", "keep",
-                                       UINT64_C(0)) >= 0);
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL, "st",
-                                       "keep two", UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL,
+                                       "st", "keep", UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "DetachVM", &e, NULL,
+                                       "st", "keep two", UINT64_C(0)) >= 0);
         assert_true(store_empty());
         g_free(sock_a);
         g_free(sock_b);
@@ -1694,7 +1738,8 @@ static bool name_has_owner(void) {
         int b = 0;
 
         assert_true(sd_bus_call_method(T.client, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                       "org.freedesktop.DBus", "NameHasOwner", NULL, &reply, "s", DEST) >= 0);
+                                       "org.freedesktop.DBus", "NameHasOwner", NULL, &reply, "s",
+                                       DEST) >= 0);
         assert_true(sd_bus_message_read(reply, "b", &b) > 0);
         return b;
 }
@@ -1722,8 +1767,8 @@ static void test_dbus_activation_and_idle_exit(void **state) {
         {
                 _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
                 assert_true(sd_bus_call_method(T.client, "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                                               "org.freedesktop.DBus", "GetConnectionUnixProcessID", NULL, &reply, "s",
-                                               DEST) >= 0);
+                                               "org.freedesktop.DBus", "GetConnectionUnixProcessID", NULL,
+                                               &reply, "s", DEST) >= 0);
                 assert_true(sd_bus_message_read(reply, "u", &pid) > 0);
         }
         pidfd = (int) syscall(SYS_pidfd_open, (pid_t) pid, 0);
@@ -1760,8 +1805,8 @@ static void wait_created(const char *dir, const char *name) {
 
 static void test_socket_activation_static_unit(void **state) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-        char staticdir[256], staticconf[256], sock[300], arg_l[320], addr[PATH_MAX + 64], run[256], conf[256],
-                *dev = NULL, *s;
+        char staticdir[256], staticconf[256], sock[300], arg_l[320], addr[PATH_MAX + 64], run[256],
+                conf[256], *dev = NULL, *s;
         unsigned ready = ready_count();
         pid_t pid;
         int peer;
@@ -1786,9 +1831,9 @@ static void test_socket_activation_static_unit(void **state) {
         if (pid == 0) {
                 setenv("NOTIFY_SOCKET", T.notify, 1);
                 setenv("VIRTIO_VIDEOD_WORKER", arg_worker, 1);
-                execlp("systemd-socket-activate", "systemd-socket-activate", arg_l, "--fdname=static-web", "-E",
-                       "NOTIFY_SOCKET", "-E", "VIRTIO_VIDEOD_WORKER", "-E", "ASAN_OPTIONS", "-E", "UBSAN_OPTIONS",
-                       arg_daemon, addr, run, conf, "--no-idle-exit", (char *) NULL);
+                execlp("systemd-socket-activate", "systemd-socket-activate", arg_l, "--fdname=static-web",
+                       "-E", "NOTIFY_SOCKET", "-E", "VIRTIO_VIDEOD_WORKER", "-E", "ASAN_OPTIONS", "-E",
+                       "UBSAN_OPTIONS", arg_daemon, addr, run, conf, "--no-idle-exit", (char *) NULL);
                 _exit(127);
         }
         wait_created(staticdir, "web.sock");
@@ -1804,7 +1849,8 @@ static void test_socket_activation_static_unit(void **state) {
         /* static devices are not in the fd store: systemd holds the socket unit's fd */
         assert_true(store_empty());
 
-        expect_error(detach(T.client, "web server", "video2", 0, &e), &e, "org.virtiovideo.video1.DeviceConnected");
+        expect_error(detach(T.client, "web server", "video2", 0, &e), &e,
+                     "org.virtiovideo.video1.DeviceConnected");
         assert_int_equal(detach(T.client, "web server", "video2", 1, &e), 0);
         /* the socket unit owns the path (RemoveOnStop=): it stays */
         assert_true(path_exists(sock));
@@ -1872,7 +1918,8 @@ static void test_session_through_real_worker(void **state) {
         null_stream_done(&s);
 
         /* the worker's own statistics, through Device.GetStatistics */
-        assert_true(sd_bus_call_method(T.client, DEST, dev, DEVICE_IFACE, "GetStatistics", &e, &reply, "") >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, dev, DEVICE_IFACE, "GetStatistics", &e, &reply, "") >=
+                    0);
         assert_true(sd_bus_message_enter_container(reply, 'a', "{sv}") > 0);
         while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
                 assert_true(sd_bus_message_read(reply, "s", &key) > 0);
@@ -1986,7 +2033,8 @@ int main(int argc, char **argv) {
         };
 
         if (argc != 6) {
-                fprintf(stderr, "usage: %s DAEMON DAEMON-FAKEPROBE FAKE-WORKER SOURCE-ROOT WORKER\n", argv[0]);
+                fprintf(stderr, "usage: %s DAEMON DAEMON-FAKEPROBE FAKE-WORKER SOURCE-ROOT WORKER\n",
+                        argv[0]);
                 return 2;
         }
         arg_daemon = argv[1];
