@@ -3,6 +3,7 @@
 #   1 command round trip   2 frame path   3 decode (+ plot against concurrent streams)   4 control plane
 # Each prints a table of ratios against a baseline measured in the same run and writes a JSON result to
 # $BENCH_RESULTS_DIR (default build-bench/results). Benchmarks never fail on a number, only on an error.
+# BENCH_RUNS=n takes the best of n runs instead of 3 (steadier figures on a shared machine).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 out=${BUILD_DIR:-$src/build-bench}

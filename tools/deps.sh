@@ -7,11 +7,14 @@ packages=(
         # build
         meson ninja-build pkg-config gcc clang libclang-rt-14-dev
         libsystemd-dev libglib2.0-dev libcmocka-dev libv4l-dev
-        libavcodec-dev libavutil-dev libswscale-dev
+        libavcodec-dev libavutil-dev libswscale-dev libseccomp-dev
         # man pages and shell completion
         scdoc man-db bash-completion
         # system tests: private bus, socket activation, polkit files
         dbus-daemon systemd polkitd
+        # tests/vm: a QEMU TCG guest with vicodec built out of tree (the kernel, its headers and
+        # v4l-utils are fetched by the harness itself with apt-get download)
+        qemu-system-x86 busybox-static cpio kmod make gcc-12 bc flex bison libelf-dev xz-utils
         # tools/demo.sh and the benchmarks
         procps jq gnuplot-nox
         # tests/integration/test-videoctl.py (JSON parsing, process handling)

@@ -27,6 +27,7 @@ typedef struct GuestMem {
         size_t n_free, cap_free;
         MemBlock *used; /* sorted by gpa */
         size_t n_used, cap_used;
+        uint64_t touched; /* offset past the highest byte ever handed out: beyond it the memfd reads as zero */
 } GuestMem;
 
 /* One head of the descriptor table, while its chain is in flight. */

@@ -140,7 +140,12 @@ int vu_frontend_mem_alloc(VuFrontend *fe, uint64_t size, uint64_t align, uint64_
                 else
                         block_remove(m->free, &m->n_free, i);
 
-                memset(m->base + (start - m->gpa), 0, size);
+                /* Zero what was handed out before; memory never handed out is still as the memfd made
+                 * it (zero), and writing it here would only fault in pages the user is about to fill. */
+                uint64_t off = start - m->gpa;
+                if (off < m->touched)
+                        memset(m->base + off, 0, MIN(size, m->touched - off));
+                m->touched = MAX(m->touched, off + size);
                 *ret_gpa = start;
                 return 0;
         }

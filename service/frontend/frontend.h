@@ -175,7 +175,8 @@ uint64_t vu_frontend_ptr_to_gpa(VuFrontend *fe, const void *p);
 /* The user address QEMU would announce for a GPA (what SET_VRING_ADDR carries). */
 uint64_t vu_frontend_gpa_to_uaddr(VuFrontend *fe, uint64_t gpa);
 
-/* First-fit allocator over guest memory. align: power of two (0 means 16). The memory is zeroed.
+/* First-fit allocator over guest memory. align: power of two (0 means 16). The memory is zeroed (memory
+ * never handed out before is left as the memfd made it, zero, unless a device wrote there unasked).
  * -ENOSPC when nothing fits. mem_free() takes a GPA returned by mem_alloc(); anything else: -EINVAL. */
 int vu_frontend_mem_alloc(VuFrontend *fe, uint64_t size, uint64_t align, uint64_t *ret_gpa);
 int vu_frontend_mem_free(VuFrontend *fe, uint64_t gpa);

@@ -217,6 +217,18 @@ static int on_output(Decoder *d, const VcCompletion *v) {
         };
         for (unsigned p = 0; p < d->outp.num_planes; p++) {
                 uint32_t size = d->outp.planes[p].plane_size;
+                /* The callback reads the buffer in place, as a guest application would; a plane split
+                 * across chunks of guest memory is gathered into the scratch copy. */
+                const uint8_t *in_place =
+                        video_client_resource_peek(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT,
+                                                   b->id, p, 0, size);
+
+                if (in_place) {
+                        f.planes[p] = in_place;
+                        f.plane_sizes[p] = size;
+                        f.strides[p] = d->outp.planes[p].stride;
+                        continue;
+                }
                 r = video_client_resource_read(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, b->id,
                                                p, 0, d->scratch + off, size);
                 if (r < 0)

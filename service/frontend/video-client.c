@@ -1097,6 +1097,33 @@ int video_client_resource_read(VideoClient *c,
         return resource_copy(c, stream_id, queue_type, resource_id, plane, offset, data, len, false);
 }
 
+const uint8_t *video_client_resource_peek(VideoClient *c,
+                                          uint32_t stream_id,
+                                          uint32_t queue_type,
+                                          uint32_t resource_id,
+                                          unsigned plane,
+                                          size_t offset,
+                                          size_t len) {
+        VcResource *res = find_resource(c, stream_id, queue_type, resource_id);
+        size_t pos = 0;
+
+        if (!res || plane >= res->n_planes || offset > res->plane_sizes[plane] ||
+            len > res->plane_sizes[plane] - offset)
+                return NULL;
+        for (unsigned i = 0; i < res->n_chunks[plane]; i++) {
+                const VcChunk *ch = &res->chunks[plane][i];
+
+                if (offset < pos + ch->len) {
+                        size_t skip = offset - pos;
+                        if (len > ch->len - skip)
+                                return NULL; /* spans chunks */
+                        return vu_frontend_gpa_to_ptr(c->fe, ch->gpa + skip, MAX(len, (size_t) 1));
+                }
+                pos += ch->len;
+        }
+        return NULL;
+}
+
 int video_client_resource_queue(VideoClient *c,
                                 uint32_t stream_id,
                                 uint32_t queue_type,

@@ -219,6 +219,17 @@ int video_client_resource_read(VideoClient *c,
                                size_t offset,
                                void *data,
                                size_t len);
+/* The bytes [offset, offset + len) of a plane of a resource, in place, when they lie in one chunk of
+ * guest memory: valid until the resource is destroyed, and the device may write them while the resource
+ * is queued. NULL (errno-less) for an unknown resource, a range beyond the plane, or a range that spans
+ * chunks; then copy with video_client_resource_read(). */
+const uint8_t *video_client_resource_peek(VideoClient *c,
+                                          uint32_t stream_id,
+                                          uint32_t queue_type,
+                                          uint32_t resource_id,
+                                          unsigned plane,
+                                          size_t offset,
+                                          size_t len);
 /* RESOURCE_QUEUE without waiting; the completion arrives through video_client_next_completion(). */
 int video_client_resource_queue(VideoClient *c,
                                 uint32_t stream_id,
@@ -264,7 +275,9 @@ unsigned video_client_bad_events(VideoClient *c);
 
 /* ---- whole sessions ----------------------------------------------------------------------------------- */
 
-/* One decoded picture handed to the caller: the output planes as the device wrote them. */
+/* One decoded picture handed to the caller: the output planes as the device wrote them. The plane
+ * pointers are valid during the callback only (they point into the output buffer itself when a plane is
+ * contiguous in guest memory, into a copy otherwise). */
 typedef struct VcFrame {
         uint32_t format;
         uint32_t width, height; /* frame_width/height of GET_PARAMS(OUTPUT) */

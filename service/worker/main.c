@@ -12,6 +12,7 @@
 #include "config.h"
 #include "video/device.h"
 #include "worker/options.h"
+#include "worker/sandbox.h"
 #include "worker/worker.h"
 
 static int set_log_context(const WorkerOptions *o) {
@@ -73,11 +74,20 @@ static int run(WorkerOptions *o) {
         if (r < 0)
                 fprintf(stderr, WORKER_PROGRAM_NAME ": %s\n", error[0] ? error : strerror(-r));
         else {
-                log_info("Serving a virtio-video %s (backend '%s') on %s.",
+                log_info("Serving a virtio-video %s (backend '%s') on %s%s.",
                          video_device_virtio_id(worker_get_device(w)) == VIDEO_DEVICE_ID_ENCODER ? "encoder"
                                                                                                  : "decoder",
-                         o->backend, o->socket_path ?: "an inherited socket");
-                r = sd_event_loop(event);
+                         o->backend, o->socket_path ?: "an inherited socket",
+                         o->sandbox ? ", sandboxed" : "");
+                /* Everything is set up and nothing has been accepted yet: no frontend ever talks to an
+                 * unsandboxed worker. (The line above also opened the journal socket, if logging there.) */
+                if (o->sandbox) {
+                        r = sandbox_apply(error, sizeof(error));
+                        if (r < 0)
+                                fprintf(stderr, WORKER_PROGRAM_NAME ": %s\n", error);
+                }
+                if (r >= 0)
+                        r = sd_event_loop(event);
         }
         worker_free(w);
         return r;
@@ -117,6 +127,20 @@ int main(int argc, char **argv) {
                 fprintf(stderr, WORKER_PROGRAM_NAME ": %s\n", error[0] ? error : strerror(-r));
                 worker_options_done(&o);
                 return EXIT_FAILURE;
+        }
+
+        if (o.sandbox) {
+                /* Before any library opens anything, so only strays inherited by mistake go. */
+                const int keep[] = { o.socket_fd, o.control_fd, o.device_fd };
+
+                r = sandbox_close_inherited_fds(keep, ELEMENTSOF(keep));
+                if (r < 0) {
+                        fprintf(stderr,
+                                WORKER_PROGRAM_NAME ": cannot close inherited file descriptors: %s\n",
+                                strerror(-r));
+                        worker_options_done(&o);
+                        return EXIT_FAILURE;
+                }
         }
 
         log_set_max_level(o.log_level);

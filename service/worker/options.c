@@ -17,6 +17,7 @@
 #include "common/macro.h"
 #include "config.h"
 #include "worker/options.h"
+#include "worker/sandbox.h"
 
 enum {
         ARG_SOCKET_FD = 0x100,
@@ -24,6 +25,7 @@ enum {
         ARG_CONTROL_FD,
         ARG_ALLOW_UID,
         ARG_FORCE_COPY,
+        ARG_SANDBOX,
         ARG_THREADS,
         ARG_VM,
         ARG_ALIAS,
@@ -41,6 +43,7 @@ static const struct option long_options[] = {
         { "control-fd", required_argument, NULL, ARG_CONTROL_FD },
         { "allow-uid", required_argument, NULL, ARG_ALLOW_UID },
         { "force-copy", no_argument, NULL, ARG_FORCE_COPY },
+        { "sandbox", no_argument, NULL, ARG_SANDBOX },
         { "threads", required_argument, NULL, ARG_THREADS },
         { "vm", required_argument, NULL, ARG_VM },
         { "alias", required_argument, NULL, ARG_ALIAS },
@@ -185,6 +188,12 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 return add_uid(o, arg, error, size);
         case ARG_FORCE_COPY:
                 o->force_copy = true;
+                return 0;
+        case ARG_SANDBOX:
+                if (!sandbox_have_seccomp())
+                        return fail(-EOPNOTSUPP, error, size,
+                                    "--sandbox is not available: this build has no seccomp support");
+                o->sandbox = true;
                 return 0;
         case ARG_THREADS:
                 if (parse_uint(arg, WORKER_MAX_THREADS, &v) < 0)
@@ -389,6 +398,8 @@ void worker_print_help(FILE *f) {
                 "      --allow-uid=UID      only root and these uids may connect (repeatable)\n"
                 "      --force-copy         v4l2: MMAP buffers and a copy instead of zero copy\n"
                 "      --threads=N          ffmpeg: codec threads per stream (0 = automatic)\n"
+                "      --sandbox            after set-up: no new privileges, no capabilities, only the\n"
+                "                           given fds, a system call filter (no files, no exec)\n"
                 "      --vm=NAME --alias=NAME --host-device=PATH\n"
                 "                           context fields of every log message\n"
                 "      --print-capabilities print the vhost-user backend capabilities (JSON) and exit\n"
@@ -404,8 +415,10 @@ void worker_print_capabilities(FILE *f) {
         /* QEMU docs/interop/vhost-user.json: an object with "type" and a "features" list; the features
          * name the optional flags a management layer may pass. "backends" lists what this build has. */
         fprintf(f, "{\n  \"type\": \"video\",\n  \"features\": [\n");
-        fprintf(f, "    \"socket-fd\",\n    \"v4l2-device\",\n    \"device-fd\",\n    \"control-fd\",\n"
-                   "    \"allow-uid\",\n    \"force-copy\",\n    \"threads\"\n  ],\n");
+        fprintf(f,
+                "    \"socket-fd\",\n    \"v4l2-device\",\n    \"device-fd\",\n    \"control-fd\",\n"
+                "    \"allow-uid\",\n    \"force-copy\",\n    \"threads\"%s\n  ],\n",
+                sandbox_have_seccomp() ? ",\n    \"sandbox\"" : "");
         fprintf(f, "  \"backends\": [");
         for (size_t i = 0; names && names[i]; i++)
                 fprintf(f, "%s\"%s\"", i > 0 ? ", " : "", names[i]);

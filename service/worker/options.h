@@ -41,6 +41,7 @@ typedef struct WorkerOptions {
         uid_t *allowed_uids; /* --allow-uid, repeatable */
         unsigned n_allowed_uids;
         bool force_copy;
+        bool sandbox;     /* --sandbox: worker/sandbox.h after set-up */
         unsigned threads; /* 0 = automatic */
         char *vm, *alias, *host_device;
         int log_level; /* LOG_INFO, LOG_DEBUG with --verbose */

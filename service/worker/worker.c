@@ -227,6 +227,16 @@ int worker_new(sd_event *event, WorkerOptions *o, Worker **ret, char *error, siz
                 w->n_allowed_uids = o->n_allowed_uids;
         }
 
+        /* Sandboxed, a V4L2 node cannot be opened by path at serve time (worker/sandbox.h): open it now, as
+         * the manager does, so the backend holds it as an fd and makes its per-stream instances from that.
+         */
+        if (o->sandbox && bc.device_fd < 0 && strncmp(o->backend, "v4l2-", 5) == 0) {
+                bc.device_fd = open(o->v4l2_device, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+                if (bc.device_fd < 0)
+                        return startup_error(-errno, error, error_size, "cannot open V4L2 device '%s'",
+                                             o->v4l2_device);
+        }
+
         /* The backend takes bc.device_fd in every case (backend.h). */
         r = backend_new(o->backend, &bc, event, &w->backend);
         if (r < 0)

@@ -25,6 +25,13 @@ uint64_t bench_now_ns(void) {
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
 }
 
+unsigned bench_runs(unsigned fallback) {
+        const char *e = getenv("BENCH_RUNS");
+        long n = e ? strtol(e, NULL, 10) : 0;
+
+        return n >= 1 && n <= 100 ? (unsigned) n : fallback;
+}
+
 static int cmp_u64(const void *a, const void *b) {
         uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
         return x < y ? -1 : x > y;
@@ -148,7 +155,9 @@ int bench_connect(const char *socket_path, uint64_t mem_size, VuFrontend **ret_f
         o.config_size = sizeof(struct virtio_video_config);
         o.device_features = (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
         o.timeout_ms = 30000;
-        r = vu_frontend_connect(&o, socket_path, &fe);
+        /* The socket file exists from bind() on, a moment before the worker listens: retry a refusal. */
+        for (unsigned i = 0; (r = vu_frontend_connect(&o, socket_path, &fe)) == -ECONNREFUSED && i < 5000; i++)
+                usleep(1000);
         if (r < 0)
                 return r;
         r = vu_frontend_start(fe);

@@ -17,6 +17,9 @@ typedef struct VuFrontend VuFrontend;
 typedef struct VideoClient VideoClient;
 
 uint64_t bench_now_ns(void);
+/* Runs to take the best of: $BENCH_RUNS (1..100) when set, else `fallback`. On a shared, noisy machine
+ * more runs make the best of them steadier. */
+unsigned bench_runs(unsigned fallback);
 /* Sorts v and returns the p-th percentile (0 < p <= 100), nearest rank. */
 uint64_t bench_percentile(uint64_t *v, size_t n, double p);
 

@@ -30,7 +30,7 @@
 #define WIDTH 1920u
 #define HEIGHT 1080u
 #define FRAMES 60u
-#define RUNS 3u
+#define RUNS bench_runs(3u)
 #define MAX_STREAMS 8u
 
 typedef struct Stream {
@@ -137,22 +137,24 @@ finish:
         return r;
 }
 
-/* Direct libavcodec decode of every packet; returns the time in ns, or 0 on failure. */
+/* Direct libavcodec decode of every packet; returns the time in ns, or 0 on failure. Timed from opening
+ * the decoder to closing it, as the path is timed from STREAM_CREATE (which opens the worker's decoder)
+ * to STREAM_DESTROY. */
 static uint64_t decode_direct(const Stream *s, unsigned *ret_frames) {
         const AVCodec *codec = avcodec_find_decoder(AV_CODEC_ID_H264);
-        AVCodecContext *ctx = avcodec_alloc_context3(codec);
+        AVCodecContext *ctx = NULL;
         AVFrame *frame = av_frame_alloc();
         AVPacket *pkt = av_packet_alloc();
-        uint64_t t0, dt = 0;
+        uint64_t t0 = bench_now_ns(), dt = 0;
         unsigned frames = 0;
         size_t off = 0;
 
+        ctx = avcodec_alloc_context3(codec);
         if (!ctx || !frame || !pkt)
                 goto finish;
         ctx->thread_count = (int) arg_threads;
         if (avcodec_open2(ctx, codec, NULL) < 0)
                 goto finish;
-        t0 = bench_now_ns();
         for (unsigned i = 0; i <= s->n_packets; i++) {
                 int r;
                 if (i < s->n_packets) {
@@ -168,6 +170,7 @@ static uint64_t decode_direct(const Stream *s, unsigned *ret_frames) {
                         av_frame_unref(frame);
                 }
         }
+        avcodec_free_context(&ctx);
         dt = bench_now_ns() - t0;
 finish:
         *ret_frames = frames;
@@ -182,13 +185,25 @@ static int count_frames(void *userdata, const VcFrame *f) {
         return 0;
 }
 
+/* Every stream connects first; the decodes start together once all are connected. */
+typedef struct Gate {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        unsigned ready;
+        bool open;
+} Gate;
+
 typedef struct Job {
         const Stream *s;
         char sock[128];
+        Gate *gate;
         unsigned frames;
+        uint64_t end;
         int r;
 } Job;
 
+/* Connects (the vhost-user session a VM sets up once), waits for the other streams, then decodes: timed
+ * from the gate opening to the end of the session (STREAM_DESTROY answered), not the disconnect. */
 static void *decode_through_path(void *userdata) {
         Job *job = userdata;
         VuFrontend *fe;
@@ -197,6 +212,12 @@ static void *decode_through_path(void *userdata) {
 
         job->frames = 0;
         job->r = bench_connect(job->sock, 256u << 20, &fe, &c);
+        pthread_mutex_lock(&job->gate->lock);
+        job->gate->ready++;
+        pthread_cond_broadcast(&job->gate->cond);
+        while (!job->gate->open)
+                pthread_cond_wait(&job->gate->cond, &job->gate->lock);
+        pthread_mutex_unlock(&job->gate->lock);
         if (job->r < 0)
                 return NULL;
         VcDecodeOptions o = {
@@ -213,6 +234,7 @@ static void *decode_through_path(void *userdata) {
                 .userdata = &job->frames,
         };
         job->r = video_client_decode(c, &o, &res);
+        job->end = bench_now_ns();
         bench_disconnect(fe, c);
         return NULL;
 }
@@ -221,6 +243,7 @@ static void *decode_through_path(void *userdata) {
 static uint64_t run_streams(const Stream *s, unsigned n, const char *dir) {
         Job jobs[MAX_STREAMS] = {};
         pthread_t threads[MAX_STREAMS];
+        Gate gate = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
         pid_t workers[MAX_STREAMS] = {};
         char threads_arg[32];
         const char *extra[] = { threads_arg, NULL };
@@ -231,21 +254,29 @@ static uint64_t run_streams(const Stream *s, unsigned n, const char *dir) {
         snprintf(threads_arg, sizeof(threads_arg), "--threads=%u", arg_threads);
         for (unsigned i = 0; i < n; i++) {
                 jobs[i].s = s;
+                jobs[i].gate = &gate;
                 snprintf(jobs[i].sock, sizeof(jobs[i].sock), "%s/dec%u.sock", dir, i);
                 if (bench_spawn_worker("ffmpeg-decoder", jobs[i].sock, extra, &workers[i]) < 0) {
                         ok = false;
                         break;
                 }
         }
-        t0 = bench_now_ns();
         for (; ok && started < n; started++)
                 if (pthread_create(&threads[started], NULL, decode_through_path, &jobs[started]) != 0) {
                         ok = false;
                         break;
                 }
-        for (unsigned i = 0; i < started; i++)
+        pthread_mutex_lock(&gate.lock);
+        while (gate.ready < started)
+                pthread_cond_wait(&gate.cond, &gate.lock);
+        gate.open = true;
+        pthread_cond_broadcast(&gate.cond);
+        pthread_mutex_unlock(&gate.lock);
+        t0 = bench_now_ns();
+        for (unsigned i = 0; i < started; i++) {
                 pthread_join(threads[i], NULL);
-        dt = bench_now_ns() - t0;
+                dt = MAX(dt, jobs[i].end > t0 ? jobs[i].end - t0 : 0);
+        }
         for (unsigned i = 0; i < n; i++) {
                 bench_stop_worker(workers[i]);
                 if (i < started && (jobs[i].r != 0 || jobs[i].frames != FRAMES)) {

@@ -82,11 +82,16 @@ typedef struct FakeInstance {
         bool headers_parsed; /* the capture format is known */
         bool need_reconfig;  /* resolution changed: stalled until CAPTURE is restarted */
         bool last_pending;   /* resolution changed while CAPTURE streams: LAST still to be given */
+        bool event_held;     /* late_source_change: SOURCE_CHANGE goes out with the LAST buffer's DQBUF */
+        /* Like vicodec's first_source_change_sent: the first header queued while OUTPUT or CAPTURE is
+         * stopped raises SOURCE_CHANGE, changed or not; STREAMOFF(OUTPUT) (a seek) re-arms it. */
+        bool first_source_change_sent;
         bool draining, stopped;
         bool bad_stream;
         uint32_t seq;
         /* encoder */
         bool force_key, first_frame;
+        uint32_t crop_w, crop_h; /* OUTPUT crop (S_SELECTION), like vicodec's visible size: at 0,0 */
         int32_t ctrl_bitrate, ctrl_mode, ctrl_peak, ctrl_profile, ctrl_level, ctrl_prepend;
 } FakeInstance;
 
@@ -103,6 +108,7 @@ struct FakeV4l2 {
         FailRule fail;
         bool vanished;
         bool corrupt_next;
+        unsigned next_min_buffers; /* 0: no change to come */
         struct {
                 uint32_t id;
                 int32_t value;
@@ -307,6 +313,10 @@ static void update_poll(FakeInstance *in) {
                 if (read(in->efd, &v, sizeof(v)) == sizeof(v))
                         in->signaled = false;
         }
+}
+
+void fake_v4l2_change_min_buffers(FakeV4l2 *f, unsigned n) {
+        f->next_min_buffers = n;
 }
 
 void fake_v4l2_vanish(FakeV4l2 *f) {
@@ -582,11 +592,16 @@ static void dec_run(FakeInstance *in) {
                         in->need_reconfig = true;
                         return;
                 }
-                if (!in->headers_parsed || w != cap->width || h != cap->height) {
+                if (!in->headers_parsed || w != cap->width || h != cap->height ||
+                    in->node->next_min_buffers) {
                         bool streaming_change = in->headers_parsed && cap->streaming;
 
                         if (in->need_reconfig)
                                 return;
+                        if (in->node->next_min_buffers) {
+                                in->node->cfg.min_buffers = in->node->next_min_buffers;
+                                in->node->next_min_buffers = 0;
+                        }
                         /* Dynamic resolution change: the event at once, then stall until the client
                          * restarts CAPTURE. */
                         if (in->headers_parsed)
@@ -595,7 +610,10 @@ static void dec_run(FakeInstance *in) {
                         dec_set_capture_format(in, w, h);
                         in->headers_parsed = true;
                         in->node->stats.source_changes++;
-                        push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+                        if (streaming_change && in->node->cfg.late_source_change)
+                                in->event_held = true;
+                        else
+                                push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
                         if (in->last_pending)
                                 continue;
                         if (in->need_reconfig)
@@ -651,7 +669,9 @@ static void enc_run(FakeInstance *in) {
 
         while (out->streaming && cap->streaming && !in->stopped) {
                 FakeBuf *ob = next_queued(out), *cb = next_queued(cap);
-                unsigned w = out->width, h = out->height;
+                /* The stream has the visible (cropped) size, as vicodec's headers do. */
+                unsigned w = in->crop_w ? MIN(in->crop_w, out->width) : out->width,
+                         h = in->crop_h ? MIN(in->crop_h, out->height) : out->height;
                 size_t total = HDR_SIZE + i420_size(w, h);
                 uint32_t flags;
 
@@ -846,6 +866,8 @@ static int do_s_fmt(FakeInstance *in, struct v4l2_format *f) {
                 h = CLAMP_DIM(h);
                 raw_layout(q, w, h, fourcc);
                 q->fmt_valid = true;
+                in->crop_w = w; /* S_FMT resets the crop to the whole picture */
+                in->crop_h = h;
                 in->q[1].width = w;
                 in->q[1].height = h;
                 coded_layout(&in->q[1], MAX(in->q[1].sizeimage, (uint32_t) (HDR_SIZE + i420_size(w, h))));
@@ -958,6 +980,32 @@ static int do_querybuf(FakeInstance *in, struct v4l2_buffer *vb) {
         return 0;
 }
 
+/* vicodec's buf_queue(): with a queue stopped, the first valid header of the stream raises SOURCE_CHANGE
+ * at once and sets the CAPTURE format from it, also when it repeats the format already set (after a
+ * seek), and then never again until the next STREAMOFF(OUTPUT). No LAST buffer ends the old geometry
+ * then: with CAPTURE streaming, a new size is decoded into the old buffers (which fail). Before the
+ * first format, or with CAPTURE stopped, a new size goes the usual way (dec_run()). */
+static void dec_queued_bitstream(FakeInstance *in, FakeQueue *q, FakeBuf *b) {
+        const uint8_t *d = buf_data(q, b);
+        unsigned w, h;
+
+        if (in->first_source_change_sent || (in->q[0].streaming && in->q[1].streaming) ||
+            b->bytesused[0] < HDR_SIZE || memcmp(d, "VVNF", 4) != 0)
+                return;
+        in->first_source_change_sent = true;
+        w = get_le16(d + 4);
+        h = get_le16(d + 6);
+        if (!in->headers_parsed || w < 2 || h < 2 || w > FAKE_MAX_DIM || h > FAKE_MAX_DIM || w % 2 || h % 2)
+                return;
+        if (w != in->q[1].width || h != in->q[1].height) {
+                if (!in->q[1].streaming)
+                        return;
+                dec_set_capture_format(in, w, h);
+        }
+        in->node->stats.source_changes++;
+        push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+}
+
 static int do_qbuf(FakeInstance *in, struct v4l2_buffer *vb) {
         FakeQueue *q;
         FakeBuf *b;
@@ -1007,6 +1055,8 @@ static int do_qbuf(FakeInstance *in, struct v4l2_buffer *vb) {
         b->flags = 0;
         b->state = BUF_QUEUED;
         b->done_seq = ++in->done_seq;
+        if (qi == 0 && !is_enc(in))
+                dec_queued_bitstream(in, q, b);
         run(in);
         return 0;
 }
@@ -1033,8 +1083,13 @@ static int do_dqbuf(FakeInstance *in, struct v4l2_buffer *vb) {
         vb->index = (uint32_t) (best - q->bufs);
         best->state = BUF_DEQUEUED;
         fill_buf(in, qi, q, best, vb);
-        if (qi == 1 && (best->flags & V4L2_BUF_FLAG_LAST))
+        if (qi == 1 && (best->flags & V4L2_BUF_FLAG_LAST)) {
                 q->last_dequeued = true;
+                if (in->event_held) {
+                        in->event_held = false;
+                        push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+                }
+        }
         update_poll(in);
         return 0;
 }
@@ -1082,8 +1137,18 @@ static int do_streamoff(FakeInstance *in, const int *type) {
                 in->last_pending = false;
                 in->need_reconfig = true;
         }
+        if (qi == 1) {
+                /* v4l2-mem2mem (v4l2_m2m_update_stop_streaming_state): stopping CAPTURE ends a drain in
+                 * progress without a LAST buffer. */
+                in->draining = false;
+        }
+        if (qi == 1 && in->event_held) {
+                in->event_held = false;
+                push_event(in, V4L2_EVENT_SOURCE_CHANGE, V4L2_EVENT_SRC_CH_RESOLUTION);
+        }
         if (qi == 0) {
                 /* Seek: the decoder forgets the bitstream; a drain is aborted. */
+                in->first_source_change_sent = false;
                 in->bits_len = 0;
                 in->n_chunks = 0;
                 in->draining = false;
@@ -1315,11 +1380,33 @@ static int do_g_selection(FakeInstance *in, struct v4l2_selection *s) {
         FakeQueue *cap = &in->q[1];
 
         /* The selection API takes the single-planar types for both APIs. */
+        if (is_enc(in) && s->type == V4L2_BUF_TYPE_VIDEO_OUTPUT && s->target == V4L2_SEL_TGT_CROP &&
+            in->q[0].fmt_valid) {
+                s->r = (struct v4l2_rect){ 0, 0, in->crop_w ? in->crop_w : in->q[0].width,
+                                           in->crop_h ? in->crop_h : in->q[0].height };
+                return 0;
+        }
         if (s->type != V4L2_BUF_TYPE_VIDEO_CAPTURE || is_enc(in) || !cap->fmt_valid)
                 return -EINVAL;
         if (s->target != V4L2_SEL_TGT_COMPOSE && s->target != V4L2_SEL_TGT_CROP)
                 return -EINVAL;
         s->r = (struct v4l2_rect){ 0, 0, cap->width, cap->height };
+        return 0;
+}
+
+/* Like vicodec: the encoder's OUTPUT crop only, moved to 0,0 and clamped to the picture. */
+static int do_s_selection(FakeInstance *in, struct v4l2_selection *s) {
+        FakeQueue *out = &in->q[0];
+
+        if (s->type != V4L2_BUF_TYPE_VIDEO_OUTPUT || !is_enc(in) || s->target != V4L2_SEL_TGT_CROP ||
+            !out->fmt_valid)
+                return -EINVAL;
+        s->r.left = 0;
+        s->r.top = 0;
+        s->r.width = CLAMP_DIM(MIN(s->r.width, out->width));
+        s->r.height = CLAMP_DIM(MIN(s->r.height, out->height));
+        in->crop_w = s->r.width;
+        in->crop_h = s->r.height;
         return 0;
 }
 
@@ -1386,6 +1473,8 @@ static int dispatch(FakeInstance *in, unsigned long req, void *arg) {
                 return do_s_ctrl(in, arg);
         case VIDIOC_G_SELECTION:
                 return do_g_selection(in, arg);
+        case VIDIOC_S_SELECTION:
+                return do_s_selection(in, arg);
         case VIDIOC_S_PARM:
                 return do_s_parm(in, arg);
         default:

@@ -34,6 +34,10 @@ typedef struct FakeV4l2Config {
         bool last_with_frame;    /* a drain's final frame carries the LAST flag (no extra empty buffer) */
         bool userptr_qbuf_fails; /* REQBUFS takes USERPTR, QBUF refuses it with EFAULT (dma-contig) */
         bool mem_planes; /* mplane only: raw formats YU12M/NV12M, one memory plane per colour plane */
+        /* Decoder: at a resolution change while CAPTURE streams, SOURCE_CHANGE becomes visible only once
+         * the LAST buffer has been dequeued (vicodec raises both from a kworker, between any two of the
+         * client's ioctls). */
+        bool late_source_change;
 } FakeV4l2Config;
 
 typedef struct FakeV4l2Stats {
@@ -55,6 +59,9 @@ FakeV4l2 *fake_v4l2_free(FakeV4l2 *f);
 void fake_v4l2_fail_ioctl(FakeV4l2 *f, unsigned long request, int error, unsigned skip, unsigned count);
 /* The device goes away: every call on every instance fails with ENODEV and the poll fds fire. */
 void fake_v4l2_vanish(FakeV4l2 *f);
+/* Decoder: from the next picture on, the stream needs `n` CAPTURE buffers (MIN_BUFFERS_FOR_CAPTURE):
+ * a dynamic resolution change with the format unchanged (dev-decoder.rst). */
+void fake_v4l2_change_min_buffers(FakeV4l2 *f, unsigned n);
 /* Decoder: puts V4L2_BUF_FLAG_ERROR on the next decoded picture. */
 void fake_v4l2_corrupt_next_frame(FakeV4l2 *f);
 const FakeV4l2Stats *fake_v4l2_stats(FakeV4l2 *f);

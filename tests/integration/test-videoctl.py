@@ -179,8 +179,15 @@ class Env:
     # --- running videoctl ------------------------------------------------------------------------------
 
     def vc(self, *argv, input=None, env=None):
-        return subprocess.run([self.args.videoctl, *argv], capture_output=True, text=True, input=input,
-                              env=env or self.env, timeout=DEADLINE)
+        r = subprocess.run([self.args.videoctl, *argv], capture_output=True, text=True, input=input,
+                           env=env or self.env, timeout=DEADLINE)
+        if argv and argv[0] == "probe" and r.returncode == 0:
+            # The probe's connection is gone when videoctl exits, but the worker reports the disconnect
+            # to the daemon asynchronously: until it has, the device is still "connected" and a detach
+            # without --force is refused (DeviceConnected), as it would be for a VM. Wait for that.
+            name = argv[-1]
+            poll_until(lambda: self.state(name) != "connected", f"{name} back to listening after probe")
+        return r
 
     def props(self, name):
         r = self.vc("show", "-a", name)

@@ -257,6 +257,56 @@ static void test_decoder_sequence(void **state) {
         f_free(f);
 }
 
+/* Like vicodec: the first header queued to a stopped OUTPUT queue after STREAMOFF(OUTPUT) raises
+ * SOURCE_CHANGE again, the size unchanged and no LAST buffer; queued with both queues streaming, none. */
+static void test_decoder_seek_source_change(void **state) {
+        F *f = f_new(&(FakeV4l2Config){ .mplane = true, .userptr = true });
+        struct v4l2_event_subscription sub = { .type = V4L2_EVENT_SOURCE_CHANGE };
+        struct v4l2_event ev;
+        struct v4l2_buffer b;
+        static uint8_t pic[4][16 * 16 * 3 / 2];
+        uint8_t *big = calloc(1, 1 << 20);
+        uint32_t n = (uint32_t) fake_v4l2_make_frame(big, 1 << 20, 16, 16, 0, 5);
+
+        assert_non_null(big);
+        assert_int_equal(io(f, VIDIOC_SUBSCRIBE_EVENT, &sub), 0);
+        assert_int_equal(reqbufs(f, t_out(f), V4L2_MEMORY_USERPTR, 1), 0);
+        assert_int_equal(qbuf(f, t_out(f), V4L2_MEMORY_USERPTR, 0, big, 1 << 20, n), 0);
+        assert_int_equal(stream(f, VIDIOC_STREAMON, t_out(f)), 0);
+        assert_int_equal(io(f, VIDIOC_DQEVENT, &ev), 0);
+        assert_int_equal(dqbuf(f, t_out(f), V4L2_MEMORY_USERPTR, &b), 0);
+        assert_int_equal(reqbufs(f, t_cap(f), V4L2_MEMORY_USERPTR, 4), 0);
+        for (unsigned i = 0; i < 4; i++)
+                assert_int_equal(qbuf(f, t_cap(f), V4L2_MEMORY_USERPTR, i, pic[i], sizeof(pic[i]), 0), 0);
+        assert_int_equal(stream(f, VIDIOC_STREAMON, t_cap(f)), 0);
+        assert_int_equal(dqbuf(f, t_cap(f), V4L2_MEMORY_USERPTR, &b), 0);
+        assert_int_equal(fake_v4l2_stats(f->node)->source_changes, 1);
+
+        /* Seek, bitstream before STREAMON: the event again, then the picture, no LAST. */
+        assert_int_equal(stream(f, VIDIOC_STREAMOFF, t_out(f)), 0);
+        assert_int_equal(qbuf(f, t_out(f), V4L2_MEMORY_USERPTR, 0, big, 1 << 20, n), 0);
+        assert_int_equal(io(f, VIDIOC_DQEVENT, &ev), 0);
+        assert_int_equal(ev.type, V4L2_EVENT_SOURCE_CHANGE);
+        assert_int_equal(stream(f, VIDIOC_STREAMON, t_out(f)), 0);
+        assert_int_equal(dqbuf(f, t_cap(f), V4L2_MEMORY_USERPTR, &b), 0);
+        assert_false(b.flags & V4L2_BUF_FLAG_LAST);
+        assert_int_equal(b.m.planes[0].bytesused, 16 * 16 * 3 / 2);
+        assert_int_equal(dqbuf(f, t_out(f), V4L2_MEMORY_USERPTR, &b), 0);
+        assert_int_equal(fake_v4l2_stats(f->node)->source_changes, 2);
+
+        /* Seek, STREAMON first (dev-decoder.rst "Seek"): no event. */
+        assert_int_equal(stream(f, VIDIOC_STREAMOFF, t_out(f)), 0);
+        assert_int_equal(stream(f, VIDIOC_STREAMON, t_out(f)), 0);
+        assert_int_equal(qbuf(f, t_out(f), V4L2_MEMORY_USERPTR, 0, big, 1 << 20, n), 0);
+        assert_int_equal(io(f, VIDIOC_DQEVENT, &ev), -ENOENT);
+        assert_int_equal(dqbuf(f, t_cap(f), V4L2_MEMORY_USERPTR, &b), 0);
+        assert_false(b.flags & V4L2_BUF_FLAG_LAST);
+        assert_int_equal(fake_v4l2_stats(f->node)->source_changes, 2);
+        assert_int_equal(fake_v4l2_stats(f->node)->frames, 3);
+        free(big);
+        f_free(f);
+}
+
 static void test_stop_while_draining_is_busy(void **state) {
         F *f = f_new(&(FakeV4l2Config){ .encoder = true, .mplane = false });
         struct v4l2_encoder_cmd stop = { .cmd = V4L2_ENC_CMD_STOP };
@@ -325,6 +375,7 @@ int main(void) {
                 cmocka_unit_test(test_buffer_rules),
                 cmocka_unit_test(test_mmap_rules),
                 cmocka_unit_test(test_decoder_sequence),
+                cmocka_unit_test(test_decoder_seek_source_change),
                 cmocka_unit_test(test_stop_while_draining_is_busy),
                 cmocka_unit_test(test_encoder_controls),
                 cmocka_unit_test(test_fault_injection_and_removal),

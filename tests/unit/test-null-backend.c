@@ -598,6 +598,254 @@ static void test_encoder_drain(void **state) {
         assert_int_equal(fx->log[fx->n - 1].kind, EV_DRAIN);
 }
 
+/* ---- the conversion paths ------------------------------------------------------------------------- */
+
+/* An input buffer holding data in `chunk`-byte segments. */
+static TBuf *input_chunked(Fx *fx, const uint8_t *data, size_t len, uint64_t ts, size_t chunk) {
+        TBuf *b = tbuf(fx, VIDEO_QUEUE_INPUT, 100 + fx->n_bufs, 1, &len, chunk);
+
+        memcpy(b->mem[0], data, len);
+        b->vb.planes[0].data_size = (uint32_t) len;
+        b->vb.timestamp = ts;
+        return b;
+}
+
+/* The bytes a raw buffer of layout p must hold after frame `seq` of w x h (make_frame()) was written
+ * into planes pre-filled with 0xEE, computed independently of the backend. */
+static void expected_raw(const VideoParams *p, uint32_t w, uint32_t h, uint32_t seq, uint8_t *planes[]) {
+        bool multi = p->num_planes > 1;
+        size_t s0 = p->planes[0].stride, cw = w / 2, ch = h / 2;
+
+        for (unsigned i = 0; i < p->num_planes; i++)
+                memset(planes[i], 0xEE, p->planes[i].plane_size);
+        for (size_t y = 0; y < h; y++)
+                for (size_t x = 0; x < w; x++)
+                        planes[0][y * s0 + x] = pix(0, y * w + x, seq);
+        for (size_t y = 0; y < ch; y++)
+                for (size_t x = 0; x < cw; x++) {
+                        uint8_t u = pix(1, y * cw + x, seq), v = pix(2, y * cw + x, seq);
+                        if (p->format == VIDEO_FORMAT_NV12) {
+                                uint8_t *uv = multi ? planes[1] + y * p->planes[1].stride
+                                                    : planes[0] + s0 * h + y * s0;
+                                uv[2 * x] = u;
+                                uv[2 * x + 1] = v;
+                        } else if (multi) {
+                                planes[1][y * p->planes[1].stride + x] = u;
+                                planes[2][y * p->planes[2].stride + x] = v;
+                        } else {
+                                planes[0][s0 * h + y * (s0 / 2) + x] = u;
+                                planes[0][s0 * h + (s0 / 2) * ch + y * (s0 / 2) + x] = v;
+                        }
+                }
+}
+
+static void check_raw(Fx *fx, TBuf *o, uint32_t w, uint32_t h, uint32_t seq) {
+        VideoParams p = get_params(fx, VIDEO_QUEUE_OUTPUT);
+        uint8_t *want[VIDEO_MAX_PLANES] = {};
+        const Rec *r = find_done(fx, o);
+
+        assert_non_null(r);
+        assert_int_equal(r->res.flags, 0);
+        for (unsigned i = 0; i < p.num_planes; i++) {
+                want[i] = malloc(p.planes[i].plane_size);
+                assert_non_null(want[i]);
+                assert_int_equal(r->res.sizes[i], p.planes[i].plane_size);
+        }
+        expected_raw(&p, w, h, seq, want);
+        for (unsigned i = 0; i < p.num_planes; i++) {
+                assert_memory_equal(o->mem[i], want[i], p.planes[i].plane_size);
+                free(want[i]);
+        }
+}
+
+typedef struct Layout {
+        uint32_t format;
+        unsigned num_planes;
+        uint32_t strides[3];
+} Layout;
+
+/* Every way a frame reaches an output buffer gives the same bytes: staged because no output buffer was
+ * there (the first frame), straight from the input buffer to the output buffer (payload within one input,
+ * output waiting), staged because the payload is split across inputs, and straight again from an input in
+ * tiny segments. Output planes are cut into segments that split rows (5, 13 bytes) or hold them whole,
+ * strides are padded and odd, and the chroma rows are an odd 9 bytes per component. */
+static void test_direct_and_staged_paths_same_bytes(void **state) {
+        static const Layout layouts[] = {
+                { VIDEO_FORMAT_NV12, 1, { 0 } },      { VIDEO_FORMAT_NV12, 1, { 24 } },
+                { VIDEO_FORMAT_NV12, 2, { 20, 21 } }, { VIDEO_FORMAT_YUV420, 3, { 20, 9, 11 } },
+                { VIDEO_FORMAT_YUV420, 1, { 22 } },
+        };
+        const uint16_t w = 18, h = 6;
+        uint8_t frame[16 + 18 * 6 * 3 / 2];
+        size_t len = make_frame(frame, w, h, 7);
+
+        (void) state;
+        for (unsigned l = 0; l < sizeof(layouts) / sizeof(layouts[0]); l++) {
+                Fx *fx = fx_new("null");
+                VideoParams p;
+                TBuf *o[4], *split[2];
+
+                /* 1: no output buffer yet: the frame is staged when the format becomes known. */
+                assert_int_equal(queue(fx, input_chunked(fx, frame, len, 1, 4096)), 0);
+                run(fx);
+                assert_int_equal(count(fx, EV_FORMAT), 1);
+                p = get_params(fx, VIDEO_QUEUE_OUTPUT);
+                p.format = layouts[l].format;
+                p.num_planes = layouts[l].num_planes;
+                for (unsigned i = 0; i < 3; i++)
+                        p.planes[i].stride = layouts[l].strides[i];
+                fx->in_op = true;
+                assert_int_equal(fx->backend->ops->set_params(fx->stream, VIDEO_QUEUE_OUTPUT, &p), 0);
+                fx->in_op = false;
+                p = get_params(fx, VIDEO_QUEUE_OUTPUT);
+                assert_int_equal(p.num_planes, layouts[l].num_planes);
+                if (layouts[l].strides[0])
+                        assert_int_equal(p.planes[0].stride, layouts[l].strides[0]);
+
+                size_t sizes[VIDEO_MAX_PLANES];
+                for (unsigned i = 0; i < p.num_planes; i++)
+                        sizes[i] = p.planes[i].plane_size;
+                o[0] = tbuf(fx, VIDEO_QUEUE_OUTPUT, 1, p.num_planes, sizes, 5);
+                o[1] = tbuf(fx, VIDEO_QUEUE_OUTPUT, 2, p.num_planes, sizes, 4096);
+                o[2] = tbuf(fx, VIDEO_QUEUE_OUTPUT, 3, p.num_planes, sizes, 13);
+                o[3] = tbuf(fx, VIDEO_QUEUE_OUTPUT, 4, p.num_planes, sizes, 64);
+                assert_int_equal(queue(fx, o[0]), 0);
+                run(fx);
+                check_raw(fx, o[0], w, h, 7);
+
+                /* 2: the output waits, the whole frame is in one input: converted in place. */
+                assert_int_equal(queue(fx, o[1]), 0);
+                run(fx);
+                assert_null(find_done(fx, o[1]));
+                assert_int_equal(queue(fx, input_chunked(fx, frame, len, 2, 4096)), 0);
+                run(fx);
+                check_raw(fx, o[1], w, h, 7);
+                assert_int_equal(find_done(fx, o[1])->res.timestamp, 2);
+
+                /* 3: the payload split across two inputs: staged. */
+                assert_int_equal(queue(fx, o[2]), 0);
+                split[0] = input_chunked(fx, frame, 21, 3, 4096);
+                split[1] = input_chunked(fx, frame + 21, len - 21, 4, 4096);
+                assert_int_equal(queue(fx, split[0]), 0);
+                assert_int_equal(queue(fx, split[1]), 0);
+                run(fx);
+                check_raw(fx, o[2], w, h, 7);
+                assert_int_equal(find_done(fx, o[2])->res.timestamp, 3);
+
+                /* 4: one input in 7-byte segments, output waiting: in place, rows split on both sides. */
+                assert_int_equal(queue(fx, o[3]), 0);
+                assert_int_equal(queue(fx, input_chunked(fx, frame, len, 5, 7)), 0);
+                run(fx);
+                check_raw(fx, o[3], w, h, 7);
+
+                /* every input back, and each before the output made from it */
+                for (unsigned i = 0; i < fx->n_bufs; i++)
+                        if (fx->bufs[i]->vb.queue == VIDEO_QUEUE_INPUT) {
+                                const Rec *r = find_done(fx, fx->bufs[i]);
+                                assert_non_null(r);
+                                assert_int_equal(r->res.flags, 0);
+                        }
+                assert_true(find_done(fx, split[1]) < find_done(fx, o[2]));
+                assert_int_equal(count(fx, EV_ERROR), 0);
+                fx_free(fx);
+        }
+}
+
+/* Two frames in one input buffer, outputs waiting: both converted in place, in order, the input back
+ * once both are out of it (after the first output, before the second). */
+static void test_direct_path_two_frames_in_one_input(void **state) {
+        Fx *fx = *state;
+        uint8_t stream[2 * (16 + 8 * 4 * 3 / 2)], first[16 + 8 * 4 * 3 / 2];
+        size_t len = make_frame(stream, 8, 4, 1);
+        TBuf *o1, *o2, *in;
+
+        len += make_frame(stream + len, 8, 4, 2);
+        make_frame(first, 8, 4, 0);
+        assert_int_equal(queue(fx, input_chunked(fx, first, sizeof(first), 1, 4096)), 0);
+        run(fx);
+        assert_int_equal(queue(fx, output_for(fx, 1)), 0);
+        run(fx); /* frame 0, staged */
+        o1 = output_for(fx, 2);
+        o2 = output_for(fx, 3);
+        assert_int_equal(queue(fx, o1), 0);
+        assert_int_equal(queue(fx, o2), 0);
+        in = input_chunked(fx, stream, len, 9, 4096);
+        assert_int_equal(queue(fx, in), 0);
+        run(fx);
+        check_nv12(o1->mem[0], 8, 4, 8, 1);
+        check_nv12(o2->mem[0], 8, 4, 8, 2);
+        assert_true(find_done(fx, o1) < find_done(fx, in));
+        assert_true(find_done(fx, in) < find_done(fx, o2));
+        assert_int_equal(find_done(fx, o1)->res.timestamp, 9);
+        assert_int_equal(find_done(fx, o2)->res.timestamp, 9);
+}
+
+/* The encoder reads the raw picture straight into the coded buffer: odd strides, several planes, both
+ * sides in segments that split rows. */
+static void test_encoder_strided_segmented_input(void **state) {
+        static const Layout layouts[] = {
+                { VIDEO_FORMAT_NV12, 1, { 20 } },
+                { VIDEO_FORMAT_NV12, 2, { 18, 23 } },
+                { VIDEO_FORMAT_YUV420, 3, { 22, 9, 13 } },
+        };
+        const uint16_t w = 18, h = 6;
+        uint8_t frame[16 + 18 * 6 * 3 / 2];
+
+        (void) state;
+        make_frame(frame, w, h, 0); /* the null encoder numbers its frames from 0 */
+        for (unsigned l = 0; l < sizeof(layouts) / sizeof(layouts[0]); l++) {
+                Fx *fx = fx_new("null-encoder");
+                VideoParams p = get_params(fx, VIDEO_QUEUE_INPUT);
+                uint8_t *raw[VIDEO_MAX_PLANES] = {};
+                size_t sizes[VIDEO_MAX_PLANES], osz;
+                TBuf *in, *out;
+
+                p.format = layouts[l].format;
+                p.frame_width = w;
+                p.frame_height = h;
+                p.num_planes = layouts[l].num_planes;
+                for (unsigned i = 0; i < 3; i++)
+                        p.planes[i].stride = layouts[l].strides[i];
+                fx->in_op = true;
+                assert_int_equal(fx->backend->ops->set_params(fx->stream, VIDEO_QUEUE_INPUT, &p), 0);
+                fx->in_op = false;
+                p = get_params(fx, VIDEO_QUEUE_INPUT);
+                assert_int_equal(p.num_planes, layouts[l].num_planes);
+                for (unsigned i = 0; i < p.num_planes; i++) {
+                        sizes[i] = p.planes[i].plane_size;
+                        raw[i] = malloc(sizes[i]);
+                        assert_non_null(raw[i]);
+                }
+                expected_raw(&p, w, h, 0, raw);
+                in = tbuf(fx, VIDEO_QUEUE_INPUT, 1, p.num_planes, sizes, 11);
+                for (unsigned i = 0; i < p.num_planes; i++) {
+                        memcpy(in->mem[i], raw[i], sizes[i]);
+                        in->vb.planes[i].data_size = (uint32_t) sizes[i];
+                        free(raw[i]);
+                }
+                osz = get_params(fx, VIDEO_QUEUE_OUTPUT).planes[0].plane_size;
+                out = tbuf(fx, VIDEO_QUEUE_OUTPUT, 2, 1, &osz, osz);
+                /* 6-byte segments over the frame, the rest of the buffer in one */
+                unsigned n = 0;
+                for (size_t off = 0; off < osz; off += 6) {
+                        bool last = off + 6 >= sizeof(frame) + 6;
+                        out->iov[0][n++] = (struct iovec){ out->mem[0] + off, last ? osz - off : 6 };
+                        if (last)
+                                break;
+                }
+                out->vb.planes[0].n_iov = n;
+                assert_int_equal(queue(fx, in), 0);
+                assert_int_equal(queue(fx, out), 0);
+                run(fx);
+                const Rec *r = find_done(fx, out);
+                assert_non_null(r);
+                assert_int_equal(r->res.flags, VIDEO_BUFFER_F_IFRAME);
+                assert_int_equal(r->res.sizes[0], sizeof(frame));
+                assert_memory_equal(out->mem[0], frame, sizeof(frame));
+                fx_free(fx);
+        }
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_registry_and_caps, setup_decoder, teardown),
@@ -610,6 +858,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_yuv420_per_plane_output, setup_decoder, teardown),
                 cmocka_unit_test_setup_teardown(test_encoder, setup_encoder, teardown),
                 cmocka_unit_test_setup_teardown(test_encoder_drain, setup_encoder, teardown),
+                cmocka_unit_test(test_direct_and_staged_paths_same_bytes),
+                cmocka_unit_test_setup_teardown(test_direct_path_two_frames_in_one_input, setup_decoder,
+                                                teardown),
+                cmocka_unit_test(test_encoder_strided_segmented_input),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -496,6 +496,56 @@ static void test_resource_copy_bounds(void **state) {
                          -EINVAL);
 }
 
+static void test_resource_peek_in_place_or_null(void **state) {
+        Fake *f = *state;
+        uint32_t sizes[2] = { 100, 50 };
+        uint8_t in[100];
+        const uint8_t *p;
+
+        assert_int_equal(video_client_probe(f->c), 0);
+        /* Resource 9: plane 0 in four chunks of 25 bytes; resource 12: plane 0 in one chunk. */
+        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 2, sizes,
+                                                      4),
+                         0);
+        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 12, 2, sizes,
+                                                      1),
+                         0);
+        for (unsigned i = 0; i < sizeof(in); i++)
+                in[i] = (uint8_t) (i * 5 + 3);
+        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 0, in,
+                                                     100),
+                         0);
+        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 12, 0, 0, in,
+                                                     100),
+                         0);
+
+        /* The bytes themselves, where they lie in one chunk. */
+        p = video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 12, 0, 0, 100);
+        assert_non_null(p);
+        assert_memory_equal(p, in, 100);
+        p = video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 25, 25);
+        assert_non_null(p);
+        assert_memory_equal(p, in + 25, 25);
+        p = video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 80, 20);
+        assert_non_null(p);
+        assert_memory_equal(p, in + 80, 20);
+        /* In place: a write through the client shows at the peeked address. */
+        in[90] ^= 0xff;
+        assert_int_equal(video_client_resource_write(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 90,
+                                                     in + 90, 1),
+                         0);
+        assert_int_equal(p[10], in[90]);
+
+        /* Across chunks, beyond the plane, unknown resource or plane: NULL. */
+        assert_null(video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 20, 10));
+        assert_null(video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 9, 0, 0, 100));
+        assert_null(video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 12, 0, 1, 100));
+        assert_null(video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 12, 0, 101, 0));
+        assert_null(video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 12, 2, 0, 1));
+        assert_null(video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT, 13, 0, 0, 1));
+        assert_null(video_client_resource_peek(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 12, 0, 0, 1));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_probe_parses_valid_caps, setup, teardown),
@@ -513,6 +563,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_silent_device_times_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_short_and_valid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resource_copy_bounds, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_resource_peek_in_place_or_null, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

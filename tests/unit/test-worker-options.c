@@ -18,6 +18,7 @@
 
 #include "common/macro.h"
 #include "worker/options.h"
+#include "worker/sandbox.h"
 
 static int parse(WorkerOptions *o, char *error, size_t size, ...) {
         char *argv[32] = { (char *) "vhost-user-video" };
@@ -224,6 +225,39 @@ static void test_check_environment(void **state) {
         rmdir(dir);
 }
 
+/* --sandbox is off by default, on with the flag where the build can filter system calls, and refused in one
+ * line where it cannot; --print-capabilities and --help say so. */
+static void test_sandbox_flag(void **state) {
+        char err[256], *buf = NULL;
+        size_t len = 0;
+        WorkerOptions o;
+        FILE *f;
+        int r;
+
+        assert_int_equal(PARSE(&o, err, "-s", "/run/x.sock", "-b", "null"), 0);
+        assert_false(o.sandbox);
+        worker_options_done(&o);
+
+        r = PARSE(&o, err, "-s", "/run/x.sock", "-b", "null", "--sandbox");
+        if (sandbox_have_seccomp()) {
+                assert_int_equal(r, 0);
+                assert_true(o.sandbox);
+                worker_options_done(&o);
+        } else {
+                assert_int_equal(r, -EOPNOTSUPP);
+                assert_non_null(strstr(err, "--sandbox is not available"));
+        }
+
+        f = open_memstream(&buf, &len);
+        assert_non_null(f);
+        worker_print_capabilities(f);
+        worker_print_help(f);
+        fclose(f);
+        assert_int_equal(strstr(buf, "\"sandbox\"") != NULL, sandbox_have_seccomp());
+        assert_non_null(strstr(buf, "--sandbox"));
+        free(buf);
+}
+
 static void test_print_capabilities_lists_backends(void **state) {
         char *buf = NULL;
         size_t len = 0;
@@ -246,6 +280,7 @@ int main(void) {
                 cmocka_unit_test(test_path_of_exactly_107_bytes_is_accepted),
                 cmocka_unit_test(test_check_environment),
                 cmocka_unit_test(test_print_capabilities_lists_backends),
+                cmocka_unit_test(test_sandbox_flag),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

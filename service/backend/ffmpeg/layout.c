@@ -6,7 +6,9 @@
 #include <libavutil/frame.h>
 #include <libavutil/pixfmt.h>
 
+#include "common/iov.h"
 #include "common/macro.h"
+#include "common/planar.h"
 #include "layout.h"
 
 /* The components of a 4:2:0 picture, in the order the layouts name their planes. */
@@ -20,18 +22,18 @@ typedef struct PlaneDesc {
 static unsigned layout_planes(uint32_t format, PlaneDesc ret[3]) {
         switch (format) {
         case VIDEO_FORMAT_NV12:
-                ret[0] = (PlaneDesc){ COMP_Y, false };
-                ret[1] = (PlaneDesc){ COMP_UV, true };
+                ret[0] = (PlaneDesc) { COMP_Y, false };
+                ret[1] = (PlaneDesc) { COMP_UV, true };
                 return 2;
         case VIDEO_FORMAT_YUV420:
-                ret[0] = (PlaneDesc){ COMP_Y, false };
-                ret[1] = (PlaneDesc){ COMP_U, true };
-                ret[2] = (PlaneDesc){ COMP_V, true };
+                ret[0] = (PlaneDesc) { COMP_Y, false };
+                ret[1] = (PlaneDesc) { COMP_U, true };
+                ret[2] = (PlaneDesc) { COMP_V, true };
                 return 3;
         case VIDEO_FORMAT_YVU420:
-                ret[0] = (PlaneDesc){ COMP_Y, false };
-                ret[1] = (PlaneDesc){ COMP_V, true };
-                ret[2] = (PlaneDesc){ COMP_U, true };
+                ret[0] = (PlaneDesc) { COMP_Y, false };
+                ret[1] = (PlaneDesc) { COMP_V, true };
+                ret[2] = (PlaneDesc) { COMP_U, true };
                 return 3;
         default:
                 return 0;
@@ -112,8 +114,8 @@ int ff_layout_adjust(VideoParams *p, const VideoParams *proposed) {
 
 /* Where plane i of layout p lives in buf: its own buffer plane, or packed one after the other in a
  * single buffer plane (SINGLE_BUFFER resources described as one plane). */
-static int plane_location(
-        const VideoParams *p, const VideoBuffer *buf, unsigned i, unsigned *ret_index, size_t *ret_offset) {
+static int plane_location(const VideoParams *p, const VideoBuffer *buf, unsigned i, unsigned *ret_index,
+                          size_t *ret_offset) {
         size_t offset = 0;
 
         if (buf->n_planes == p->num_planes) {
@@ -166,41 +168,52 @@ static uint8_t *scratch_get(FfScratch *s, size_t size) {
         return s->row;
 }
 
-/* A forward cursor over an iovec array, so rows written in order cost O(rows + segments). */
-typedef struct IovCursor {
-        const struct iovec *iov;
-        unsigned n, i;
-        size_t base; /* offset of segment i */
-} IovCursor;
+/* A forward cursor over one buffer plane and its position, for rows visited in increasing order. */
+typedef struct PlaneCursor {
+        IovCursor c;
+        const VideoPlane *plane;
+        size_t pos;
+} PlaneCursor;
 
-static size_t cursor_copy(IovCursor *c, size_t pos, void *data, size_t len, bool to_iov) {
-        size_t done = 0, base, off;
-        unsigned i;
+static void plane_cursor_init(PlaneCursor *p, const VideoPlane *plane) {
+        *p = (PlaneCursor) { .plane = plane };
+        iov_cursor_init(&p->c, plane->iov, plane->n_iov, 0);
+}
 
-        if (pos < c->base) {
-                c->i = 0;
-                c->base = 0;
-        }
-        while (c->i < c->n && pos >= c->base + c->iov[c->i].iov_len) {
-                c->base += c->iov[c->i].iov_len;
-                c->i++;
-        }
-        i = c->i;
-        base = c->base;
-        off = pos - base;
-        while (done < len && i < c->n) {
-                size_t k = MIN(c->iov[i].iov_len - off, len - done);
-                uint8_t *g = (uint8_t *) c->iov[i].iov_base + off;
+/* Moves to byte `pos` of the plane; false when the plane ends before. */
+static bool plane_cursor_seek(PlaneCursor *p, size_t pos) {
+        if (pos < p->pos) /* never with the layouts here (planes and rows in order), but stay correct */
+                plane_cursor_init(p, p->plane);
+        if (iov_cursor_skip(&p->c, pos - p->pos) != pos - p->pos)
+                return false;
+        p->pos = pos;
+        return true;
+}
 
-                if (to_iov)
-                        memcpy(g, (const uint8_t *) data + done, k);
-                else
-                        memcpy((uint8_t *) data + done, g, k);
-                done += k;
-                off = 0;
-                i++;
-        }
-        return done;
+/* The `len` bytes at the cursor in place when they lie in one segment, else NULL. */
+static uint8_t *plane_cursor_row(PlaneCursor *p, size_t len) {
+        size_t span;
+        uint8_t *ptr = iov_cursor_span(&p->c, &span);
+
+        return span >= len ? ptr : NULL;
+}
+
+static size_t plane_cursor_write(PlaneCursor *p, const void *data, size_t len) {
+        size_t k = iov_cursor_write(&p->c, data, len);
+
+        p->pos += k;
+        return k;
+}
+
+static size_t plane_cursor_read(PlaneCursor *p, void *data, size_t len) {
+        size_t k = iov_cursor_read(&p->c, data, len);
+
+        p->pos += k;
+        return k;
+}
+
+static void plane_cursor_pass(PlaneCursor *p, size_t len) {
+        p->pos += iov_cursor_skip(&p->c, len);
 }
 
 typedef struct SrcComp {
@@ -210,20 +223,20 @@ typedef struct SrcComp {
 } SrcComp;
 
 static int frame_components(const AVFrame *f, SrcComp c[3]) {
-        c[COMP_Y] = (SrcComp){ f->data[0], f->linesize[0], 1 };
+        c[COMP_Y] = (SrcComp) { f->data[0], f->linesize[0], 1 };
         switch (f->format) {
         case AV_PIX_FMT_YUV420P:
         case AV_PIX_FMT_YUVJ420P:
-                c[COMP_U] = (SrcComp){ f->data[1], f->linesize[1], 1 };
-                c[COMP_V] = (SrcComp){ f->data[2], f->linesize[2], 1 };
+                c[COMP_U] = (SrcComp) { f->data[1], f->linesize[1], 1 };
+                c[COMP_V] = (SrcComp) { f->data[2], f->linesize[2], 1 };
                 return 0;
         case AV_PIX_FMT_NV12:
-                c[COMP_U] = (SrcComp){ f->data[1], f->linesize[1], 2 };
-                c[COMP_V] = (SrcComp){ f->data[1] + 1, f->linesize[1], 2 };
+                c[COMP_U] = (SrcComp) { f->data[1], f->linesize[1], 2 };
+                c[COMP_V] = (SrcComp) { f->data[1] + 1, f->linesize[1], 2 };
                 return 0;
         case AV_PIX_FMT_NV21:
-                c[COMP_V] = (SrcComp){ f->data[1], f->linesize[1], 2 };
-                c[COMP_U] = (SrcComp){ f->data[1] + 1, f->linesize[1], 2 };
+                c[COMP_V] = (SrcComp) { f->data[1], f->linesize[1], 2 };
+                c[COMP_U] = (SrcComp) { f->data[1] + 1, f->linesize[1], 2 };
                 return 0;
         default:
                 return -EOPNOTSUPP;
@@ -231,16 +244,44 @@ static int frame_components(const AVFrame *f, SrcComp c[3]) {
 }
 
 bool ff_pix_fmt_supported(int pix_fmt) {
-        return pix_fmt == AV_PIX_FMT_YUV420P || pix_fmt == AV_PIX_FMT_YUVJ420P ||
-               pix_fmt == AV_PIX_FMT_NV12 || pix_fmt == AV_PIX_FMT_NV21;
+        return pix_fmt == AV_PIX_FMT_YUV420P || pix_fmt == AV_PIX_FMT_YUVJ420P || pix_fmt == AV_PIX_FMT_NV12 ||
+               pix_fmt == AV_PIX_FMT_NV21;
 }
 
-int ff_frame_to_buffer(
-        const AVFrame *f, const VideoParams *p, VideoBuffer *buf, uint32_t sizes[], FfScratch *scratch) {
+/* One row of plane `comp` of the frame into dst (row bytes). */
+static void frame_row(const SrcComp c[3], unsigned comp, uint32_t y, uint32_t row, uint32_t cw, uint8_t *dst) {
+        if (comp == COMP_UV) {
+                const uint8_t *u = c[COMP_U].data + y * c[COMP_U].linesize;
+                const uint8_t *v = c[COMP_V].data + y * c[COMP_V].linesize;
+
+                if (c[COMP_U].step == 1 && c[COMP_V].step == 1)
+                        planar_interleave(dst, u, v, cw);
+                else if (v == u + 1) /* an NV12 frame: the row as it is */
+                        memcpy(dst, u, 2 * (size_t) cw);
+                else
+                        for (uint32_t x = 0; x < cw; x++) {
+                                dst[2 * x] = u[x * c[COMP_U].step];
+                                dst[2 * x + 1] = v[x * c[COMP_V].step];
+                        }
+                return;
+        }
+
+        const SrcComp *sc = &c[comp];
+        const uint8_t *line = sc->data + y * sc->linesize;
+
+        if (sc->step == 1)
+                memcpy(dst, line, row);
+        else
+                for (uint32_t x = 0; x < row; x++)
+                        dst[x] = line[x * sc->step];
+}
+
+int ff_frame_to_buffer(const AVFrame *f, const VideoParams *p, VideoBuffer *buf, uint32_t sizes[],
+                       FfScratch *scratch) {
         PlaneDesc d[3];
         SrcComp c[3];
         unsigned n = layout_planes(p->format, d);
-        IovCursor cursors[VIDEO_MAX_PLANES] = {};
+        PlaneCursor cursors[VIDEO_MAX_PLANES] = {};
         int r;
 
         if (n == 0 || n != p->num_planes)
@@ -254,7 +295,7 @@ int ff_frame_to_buffer(
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < buf->n_planes; i++) {
-                cursors[i] = (IovCursor){ .iov = buf->planes[i].iov, .n = buf->planes[i].n_iov };
+                plane_cursor_init(&cursors[i], &buf->planes[i]);
                 sizes[i] = 0;
         }
 
@@ -262,41 +303,27 @@ int ff_frame_to_buffer(
                 uint32_t row, rows, cw = (p->frame_width + 1) / 2;
                 unsigned index = 0;
                 size_t offset = 0;
-                uint8_t *tmp = NULL;
 
                 (void) plane_location(p, buf, i, &index, &offset);
                 plane_dims(d[i], p->frame_width, p->frame_height, &row, &rows);
-                if (d[i].comp == COMP_UV || c[d[i].comp].step != 1) {
-                        tmp = scratch_get(scratch, row);
-                        if (!tmp)
-                                return -ENOMEM;
-                }
                 for (uint32_t y = 0; y < rows; y++) {
-                        size_t pos = offset + (size_t) y * p->planes[i].stride;
-                        const uint8_t *src;
+                        PlaneCursor *pc = &cursors[index];
+                        uint8_t *dst;
 
-                        if (d[i].comp == COMP_UV) {
-                                const uint8_t *u = c[COMP_U].data + y * c[COMP_U].linesize;
-                                const uint8_t *v = c[COMP_V].data + y * c[COMP_V].linesize;
-
-                                for (uint32_t x = 0; x < cw; x++) {
-                                        tmp[2 * x] = u[x * c[COMP_U].step];
-                                        tmp[2 * x + 1] = v[x * c[COMP_V].step];
-                                }
-                                src = tmp;
-                        } else {
-                                const SrcComp *s = &c[d[i].comp];
-                                const uint8_t *line = s->data + y * s->linesize;
-
-                                if (s->step == 1)
-                                        src = line;
-                                else {
-                                        for (uint32_t x = 0; x < row; x++)
-                                                tmp[x] = line[x * s->step];
-                                        src = tmp;
-                                }
+                        if (!plane_cursor_seek(pc, offset + (size_t) y * p->planes[i].stride))
+                                return -ENOSPC;
+                        /* Straight into guest memory when the row lies in one segment. */
+                        dst = plane_cursor_row(pc, row);
+                        if (dst) {
+                                frame_row(c, d[i].comp, y, row, cw, dst);
+                                plane_cursor_pass(pc, row);
+                                continue;
                         }
-                        if (cursor_copy(&cursors[index], pos, (void *) src, row, true) != row)
+                        dst = scratch_get(scratch, row);
+                        if (!dst)
+                                return -ENOMEM;
+                        frame_row(c, d[i].comp, y, row, cw, dst);
+                        if (plane_cursor_write(pc, dst, row) != row)
                                 return -ENOSPC;
                 }
                 sizes[index] += p->planes[i].plane_size;
@@ -304,10 +331,20 @@ int ff_frame_to_buffer(
         return 0;
 }
 
+/* One row of the buffer (src, row bytes) into plane `comp` of a yuv420p frame. */
+static void buffer_row(AVFrame *f, unsigned comp, uint32_t y, uint32_t row, uint32_t cw, const uint8_t *src) {
+        if (comp == COMP_UV) {
+                planar_deinterleave(f->data[1] + y * f->linesize[1], f->data[2] + y * f->linesize[2], src, cw);
+                return;
+        }
+        unsigned plane = comp == COMP_Y ? 0 : comp == COMP_U ? 1 : 2;
+        memcpy(f->data[plane] + y * f->linesize[plane], src, row);
+}
+
 int ff_buffer_to_frame(const VideoBuffer *buf, const VideoParams *p, AVFrame *f, FfScratch *scratch) {
         PlaneDesc d[3];
         unsigned n = layout_planes(p->format, d);
-        IovCursor cursors[VIDEO_MAX_PLANES] = {};
+        PlaneCursor cursors[VIDEO_MAX_PLANES] = {};
         int r;
 
         if (n == 0 || n != p->num_planes || f->format != AV_PIX_FMT_YUV420P)
@@ -318,41 +355,35 @@ int ff_buffer_to_frame(const VideoBuffer *buf, const VideoParams *p, AVFrame *f,
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < buf->n_planes; i++)
-                cursors[i] = (IovCursor){ .iov = buf->planes[i].iov, .n = buf->planes[i].n_iov };
+                plane_cursor_init(&cursors[i], &buf->planes[i]);
 
         for (unsigned i = 0; i < n; i++) {
                 uint32_t row, rows, cw = (p->frame_width + 1) / 2;
                 unsigned index = 0;
                 size_t offset = 0;
-                uint8_t *tmp = NULL;
 
                 (void) plane_location(p, buf, i, &index, &offset);
                 plane_dims(d[i], p->frame_width, p->frame_height, &row, &rows);
-                if (d[i].comp == COMP_UV) {
+                for (uint32_t y = 0; y < rows; y++) {
+                        PlaneCursor *pc = &cursors[index];
+                        const uint8_t *src;
+                        uint8_t *tmp;
+
+                        if (!plane_cursor_seek(pc, offset + (size_t) y * p->planes[i].stride))
+                                return -EINVAL;
+                        /* Straight out of guest memory when the row lies in one segment. */
+                        src = plane_cursor_row(pc, row);
+                        if (src) {
+                                buffer_row(f, d[i].comp, y, row, cw, src);
+                                plane_cursor_pass(pc, row);
+                                continue;
+                        }
                         tmp = scratch_get(scratch, row);
                         if (!tmp)
                                 return -ENOMEM;
-                }
-                for (uint32_t y = 0; y < rows; y++) {
-                        size_t pos = offset + (size_t) y * p->planes[i].stride;
-
-                        if (d[i].comp == COMP_UV) {
-                                uint8_t *u = f->data[1] + y * f->linesize[1];
-                                uint8_t *v = f->data[2] + y * f->linesize[2];
-
-                                if (cursor_copy(&cursors[index], pos, tmp, row, false) != row)
-                                        return -EINVAL;
-                                for (uint32_t x = 0; x < cw; x++) {
-                                        u[x] = tmp[2 * x];
-                                        v[x] = tmp[2 * x + 1];
-                                }
-                        } else {
-                                unsigned plane = d[i].comp == COMP_Y ? 0 : d[i].comp == COMP_U ? 1 : 2;
-                                uint8_t *line = f->data[plane] + y * f->linesize[plane];
-
-                                if (cursor_copy(&cursors[index], pos, line, row, false) != row)
-                                        return -EINVAL;
-                        }
+                        if (plane_cursor_read(pc, tmp, row) != row)
+                                return -EINVAL;
+                        buffer_row(f, d[i].comp, y, row, cw, tmp);
                 }
         }
         return 0;

@@ -12,6 +12,7 @@
 #include "common/iov.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/planar.h"
 
 /*
  * The null backend: a software "codec" for the trivial null-frame format (null-format.h) that behaves
@@ -224,45 +225,102 @@ static bool raw_buffer_fits(const VideoParams *p, const VideoBuffer *buf) {
         return true;
 }
 
-/* Copies an I420 picture into a raw buffer (dir = true) or out of it (dir = false). */
-static void
-raw_copy(const VideoParams *p, uint32_t w, uint32_t h, const VideoBuffer *buf, uint8_t *i420, bool to_buf) {
+/* Chroma rows of NV12 are at most this wide (NULL_FRAME_MAX_DIM): the bounce rows live on the stack. */
+#define NULL_MAX_ROW NULL_FRAME_MAX_DIM
+
+/* Copies a component of `rows` rows of `width` bytes between the tightly packed picture (at `packed`)
+ * and a raw plane (at `raw`, rows `stride` apart), moving both cursors. */
+static bool
+copy_rows(IovCursor *raw, size_t stride, IovCursor *packed, size_t width, size_t rows, bool to_raw) {
+        IovCursor *dst = to_raw ? raw : packed, *src = to_raw ? packed : raw;
+
+        if (stride == width) /* one run */
+                return iov_cursor_copy(dst, src, width * rows) == width * rows;
+        for (size_t r = 0; r < rows; r++) {
+                if (iov_cursor_copy(dst, src, width) != width)
+                        return false;
+                if (r + 1 < rows && iov_cursor_skip(raw, stride - width) != stride - width)
+                        return false;
+        }
+        return true;
+}
+
+/* NV12 chroma: rows of cw U and cw V bytes (two packed cursors) to / from interleaved rows of 2 * cw
+ * bytes, `stride` apart. Rows that lie in one segment on every side are converted in place; a row split
+ * across segments goes through bounce rows. */
+static bool interleave_rows(
+        IovCursor *raw, size_t stride, IovCursor *u, IovCursor *v, size_t cw, size_t rows, bool to_raw) {
+        uint8_t ub[NULL_MAX_ROW / 2], vb[NULL_MAX_ROW / 2], row[NULL_MAX_ROW];
+
+        if (cw > NULL_MAX_ROW / 2)
+                return false;
+        for (size_t r = 0; r < rows; r++) {
+                size_t ul, vl, rl;
+                uint8_t *up = iov_cursor_span(u, &ul), *vp = iov_cursor_span(v, &vl),
+                        *rp = iov_cursor_span(raw, &rl);
+
+                if (ul >= cw && vl >= cw && rl >= 2 * cw) {
+                        if (to_raw)
+                                planar_interleave(rp, up, vp, cw);
+                        else
+                                planar_deinterleave(up, vp, rp, cw);
+                        (void) iov_cursor_skip(u, cw);
+                        (void) iov_cursor_skip(v, cw);
+                        (void) iov_cursor_skip(raw, 2 * cw);
+                } else if (to_raw) {
+                        if (iov_cursor_read(u, ub, cw) != cw || iov_cursor_read(v, vb, cw) != cw)
+                                return false;
+                        planar_interleave(row, ub, vb, cw);
+                        if (iov_cursor_write(raw, row, 2 * cw) != 2 * cw)
+                                return false;
+                } else {
+                        if (iov_cursor_read(raw, row, 2 * cw) != 2 * cw)
+                                return false;
+                        planar_deinterleave(ub, vb, row, cw);
+                        if (iov_cursor_write(u, ub, cw) != cw || iov_cursor_write(v, vb, cw) != cw)
+                                return false;
+                }
+                if (r + 1 < rows && iov_cursor_skip(raw, stride - 2 * cw) != stride - 2 * cw)
+                        return false;
+        }
+        return true;
+}
+
+/* Converts between a tightly packed I420 picture (the null-frame payload: bytes [offset, offset + w*h*3/2)
+ * of `packed`) and the raw buffer `buf` in layout p: into buf (to_raw) or out of it. Each byte is copied
+ * once, straight between the two iovec arrays. False when a side is too short, which buffers checked by
+ * raw_buffer_fits() and a complete payload never are. */
+static bool raw_convert(const VideoParams *p,
+                        uint32_t w,
+                        uint32_t h,
+                        const VideoBuffer *buf,
+                        const struct iovec *packed,
+                        unsigned n_packed,
+                        size_t offset,
+                        bool to_raw) {
         Component c[3];
         unsigned n = raw_layout(p, w, h, c);
-        uint8_t *y = i420, *u = i420 + (size_t) w * h, *v = u + (size_t) (w / 2) * (h / 2);
-        _cleanup_free_ uint8_t *row = malloc(w);
+        size_t ysz = (size_t) w * h, csz = (size_t) (w / 2) * (h / 2);
+        IovCursor src[3], dst;
 
-        if (!row)
-                return;
+        iov_cursor_init(&src[0], packed, n_packed, offset);
+        iov_cursor_init(&src[1], packed, n_packed, offset + ysz);
+        iov_cursor_init(&src[2], packed, n_packed, offset + ysz + csz);
         for (unsigned k = 0; k < n; k++) {
                 const VideoPlane *pl = &buf->planes[c[k].plane];
-                for (uint32_t r = 0; r < c[k].rows; r++) {
-                        size_t off = c[k].offset + r * c[k].stride;
-                        if (p->format == VIDEO_FORMAT_NV12 && k == 1) {
-                                /* interleave U and V */
-                                uint8_t *ur = u + (size_t) r * (w / 2), *vr = v + (size_t) r * (w / 2);
-                                if (to_buf) {
-                                        for (uint32_t x = 0; x < w / 2; x++) {
-                                                row[2 * x] = ur[x];
-                                                row[2 * x + 1] = vr[x];
-                                        }
-                                        buf_to_iov(pl->iov, pl->n_iov, off, row, w);
-                                } else {
-                                        iov_to_buf(pl->iov, pl->n_iov, off, row, w);
-                                        for (uint32_t x = 0; x < w / 2; x++) {
-                                                ur[x] = row[2 * x];
-                                                vr[x] = row[2 * x + 1];
-                                        }
-                                }
-                                continue;
-                        }
-                        uint8_t *src = k == 0 ? y + (size_t) r * w : (k == 1 ? u : v) + (size_t) r * (w / 2);
-                        if (to_buf)
-                                buf_to_iov(pl->iov, pl->n_iov, off, src, c[k].width);
-                        else
-                                iov_to_buf(pl->iov, pl->n_iov, off, src, c[k].width);
-                }
+                bool ok;
+
+                if (c[k].plane >= buf->n_planes || c[k].stride < c[k].width)
+                        return false;
+                iov_cursor_init(&dst, pl->iov, pl->n_iov, c[k].offset);
+                if (p->format == VIDEO_FORMAT_NV12 && k == 1)
+                        ok = interleave_rows(&dst, c[k].stride, &src[1], &src[2], w / 2, c[k].rows, to_raw);
+                else
+                        ok = copy_rows(&dst, c[k].stride, &src[k], c[k].width, c[k].rows, to_raw);
+                if (!ok)
+                        return false;
         }
+        return true;
 }
 
 /* ---- common stream plumbing ----------------------------------------------------------------------------
@@ -357,13 +415,6 @@ static int decoder_parse_header(NullStream *s) {
         s->fh = h;
         s->payload_size = size;
         s->payload_have = 0;
-        if (s->frame_cap < size) {
-                uint8_t *f = realloc(s->frame, size);
-                if (!f)
-                        return -ENOMEM;
-                s->frame = f;
-                s->frame_cap = size;
-        }
         if (!s->have_format || w != s->width || h != s->height) {
                 /* Output buffers queued before this point are stale until the guest clears them. */
                 s->have_format = true;
@@ -374,10 +425,52 @@ static int decoder_parse_header(NullStream *s) {
         return 0;
 }
 
+/* The staging buffer for a frame whose payload is split across input buffers (or arrives when no output
+ * buffer is there): allocated on first use, kept for the next frames. */
+static int decoder_stage_alloc(NullStream *s) {
+        uint8_t *f;
+
+        if (s->frame_cap >= s->payload_size)
+                return 0;
+        f = realloc(s->frame, s->payload_size);
+        if (!f)
+                return -ENOMEM;
+        s->frame = f;
+        s->frame_cap = s->payload_size;
+        return 0;
+}
+
+/* Writes the frame of the current geometry from `packed` (its payload at `offset`) into an output buffer;
+ * returns the result flags and fills sizes[]. */
+static uint32_t decoder_fill(NullStream *s,
+                             VideoBuffer *out,
+                             const struct iovec *packed,
+                             unsigned n,
+                             size_t offset,
+                             uint32_t *sizes) {
+        const VideoParams *p = &s->params[VIDEO_QUEUE_OUTPUT];
+
+        /* Cannot fail for a buffer that passed raw_buffer_fits(); never hand out a partial picture. */
+        if (!raw_convert(p, s->width, s->height, out, packed, n, offset, /* to_raw= */ true))
+                return VIDEO_BUFFER_F_ERR;
+        for (unsigned i = 0; i < p->num_planes; i++)
+                sizes[i] = p->planes[i].plane_size;
+        return 0;
+}
+
+/* Gives the head input buffer back once all of its payload is consumed. */
+static void decoder_input_consumed(NullStream *s, VideoBuffer *in) {
+        if (s->in_off < in->planes[0].data_size)
+                return;
+        s->in_off = 0;
+        give_back(s, fifo_pop(&s->q[VIDEO_QUEUE_INPUT]), 0, in->timestamp, NULL);
+}
+
 /* Consumes bytes of the head input buffer; returns false when nothing more can happen now. */
 static bool decoder_consume(NullStream *s) {
         VideoBuffer *in = s->q[VIDEO_QUEUE_INPUT].head ? s->q[VIDEO_QUEUE_INPUT].head->buf : NULL;
         const VideoPlane *pl;
+        VideoBuffer *out;
         int r;
 
         if (!in)
@@ -404,7 +497,27 @@ static bool decoder_consume(NullStream *s) {
                                         return false;
                                 }
                         }
+                } else if (s->payload_have == 0 && avail >= s->payload_size &&
+                           (out = fifo_take_gen(&s->q[VIDEO_QUEUE_OUTPUT], s->gen))) {
+                        /* The whole payload is in this input and an output buffer is waiting: convert from
+                         * guest buffer to guest buffer, without staging. */
+                        uint32_t sizes[VIDEO_MAX_PLANES] = {};
+                        uint32_t flags = decoder_fill(s, out, pl->iov, pl->n_iov, s->in_off, sizes);
+
+                        s->in_off += s->payload_size;
+                        s->hdr_have = 0;
+                        /* The input goes back before the output, as on the staged path. */
+                        decoder_input_consumed(s, in);
+                        give_back(s, out, flags, s->frame_ts, sizes);
+                        return true;
                 } else {
+                        if (s->payload_have == 0) {
+                                r = decoder_stage_alloc(s);
+                                if (r < 0) {
+                                        fail_stream(s, r);
+                                        return false;
+                                }
+                        }
                         k = MIN(avail, s->payload_size - s->payload_have);
                         iov_to_buf(pl->iov, pl->n_iov, s->in_off, s->frame + s->payload_have, k);
                         s->payload_have += k;
@@ -415,10 +528,7 @@ static bool decoder_consume(NullStream *s) {
                         s->hdr_have = s->payload_have = 0;
                 }
         }
-        if (s->in_off >= pl->data_size) {
-                s->in_off = 0;
-                give_back(s, fifo_pop(&s->q[VIDEO_QUEUE_INPUT]), 0, in->timestamp, NULL);
-        }
+        decoder_input_consumed(s, in);
         return true;
 }
 
@@ -431,17 +541,16 @@ static void decoder_run(NullStream *s) {
                         return;
                 }
                 if (s->frame_ready) {
-                        const VideoParams *p = &s->params[VIDEO_QUEUE_OUTPUT];
                         VideoBuffer *out = fifo_take_gen(&s->q[VIDEO_QUEUE_OUTPUT], s->gen);
-                        uint32_t sizes[VIDEO_MAX_PLANES] = {};
+                        struct iovec staged = { s->frame, s->payload_size };
 
                         if (!out)
                                 return; /* wait for an output buffer of the current format */
-                        raw_copy(p, s->width, s->height, out, s->frame, /* to_buf= */ true);
-                        for (unsigned i = 0; i < p->num_planes; i++)
-                                sizes[i] = p->planes[i].plane_size;
+                        uint32_t sizes[VIDEO_MAX_PLANES] = {};
+                        uint32_t flags = decoder_fill(s, out, &staged, 1, 0, sizes);
+
                         s->frame_ready = false;
-                        give_back(s, out, 0, s->frame_ts, sizes);
+                        give_back(s, out, flags, s->frame_ts, sizes);
                         continue;
                 }
                 if (decoder_consume(s))
@@ -480,16 +589,17 @@ static void encoder_run(NullStream *s) {
                 uint64_t ts = in->timestamp;
 
                 payload = null_frame_payload_size(s->width, s->height);
-                if (out->planes[0].length < NULL_FRAME_HEADER_SIZE + payload || s->frame_cap < payload) {
+                /* The picture goes straight from the raw input into the frame's payload. */
+                if (out->planes[0].length < NULL_FRAME_HEADER_SIZE + payload ||
+                    !raw_convert(p, s->width, s->height, in, out->planes[0].iov, out->planes[0].n_iov,
+                                 NULL_FRAME_HEADER_SIZE, /* to_raw= */ false)) {
                         /* The output buffer cannot hold the frame: fail both, as a codec would. */
                         give_back(s, in, VIDEO_BUFFER_F_ERR, ts, NULL);
                         give_back(s, out, VIDEO_BUFFER_F_ERR, ts, NULL);
                         continue;
                 }
-                raw_copy(p, s->width, s->height, in, s->frame, /* to_buf= */ false);
                 null_frame_write_header(hdr, (uint16_t) s->width, (uint16_t) s->height, s->seq++);
                 buf_to_iov(out->planes[0].iov, out->planes[0].n_iov, 0, hdr, sizeof(hdr));
-                buf_to_iov(out->planes[0].iov, out->planes[0].n_iov, sizeof(hdr), s->frame, payload);
                 sizes[0] = (uint32_t) (sizeof(hdr) + payload);
                 give_back(s, in, 0, ts, NULL);
                 /* Every null frame stands alone: all are key frames. */
@@ -497,24 +607,16 @@ static void encoder_run(NullStream *s) {
         }
 }
 
-static int encoder_set_geometry(NullStream *s, uint32_t w, uint32_t h) {
+static void encoder_set_geometry(NullStream *s, uint32_t w, uint32_t h) {
         size_t payload = null_frame_payload_size(w, h);
         VideoParams *out = &s->params[VIDEO_QUEUE_OUTPUT];
 
-        if (s->frame_cap < payload) {
-                uint8_t *f = realloc(s->frame, payload);
-                if (!f)
-                        return -ENOMEM;
-                s->frame = f;
-                s->frame_cap = payload;
-        }
         s->width = w;
         s->height = h;
         out->frame_width = w;
         out->frame_height = h;
         out->planes[0].plane_size =
                 MAX(out->planes[0].plane_size, (uint32_t) (NULL_FRAME_HEADER_SIZE + payload));
-        return 0;
 }
 
 /* ---- ops -----------------------------------------------------------------------------------------------
@@ -583,9 +685,8 @@ static int null_stream_new(Backend *b,
         s->controls[VIDEO_CONTROL_BITRATE_PEAK] = 2000000;
         s->controls[VIDEO_CONTROL_BITRATE_MODE] = VIDEO_BITRATE_MODE_VBR;
         if (nb->encoder)
-                r = encoder_set_geometry(s, NULL_DEFAULT_WIDTH, NULL_DEFAULT_HEIGHT);
-        if (r >= 0)
-                r = raw_params_fix(&s->params[rq], NULL_DEFAULT_WIDTH, NULL_DEFAULT_HEIGHT);
+                encoder_set_geometry(s, NULL_DEFAULT_WIDTH, NULL_DEFAULT_HEIGHT);
+        r = raw_params_fix(&s->params[rq], NULL_DEFAULT_WIDTH, NULL_DEFAULT_HEIGHT);
         if (r < 0) {
                 sd_event_source_disable_unref(s->defer);
                 free(s->frame);
@@ -673,11 +774,9 @@ static int null_set_params(BackendStream *bs, VideoQueue q, const VideoParams *p
         r = raw_params_fix(&p, w, h);
         if (r < 0)
                 return r;
-        if (s->nb->encoder) {
-                r = encoder_set_geometry(s, w, h);
-                if (r < 0)
-                        return r;
-        } else {
+        if (s->nb->encoder)
+                encoder_set_geometry(s, w, h);
+        else {
                 s->width = w;
                 s->height = h;
         }

@@ -103,8 +103,12 @@ typedef struct V4l2Stream {
         Queue q[_VIDEO_QUEUE_MAX]; /* INPUT: V4L2 OUTPUT queue; OUTPUT: V4L2 CAPTURE queue */
         CaptureState cap;
         DrainState drain;
-        BufList stale;    /* decoder output buffers queued before a format change, held until clear */
-        bool await_clear; /* decoder: a format change caught output buffers; the guest clears next */
+        BufList stale;        /* decoder output buffers queued before a format change, held until clear */
+        bool await_clear;     /* decoder: a format change caught output buffers; the guest clears next */
+        bool out_since_clear; /* decoder: output buffers came since the last clear(OUTPUT) */
+        bool in_fed;          /* input went to the device since the stream began or was cleared */
+        struct v4l2_format cap_fmt; /* decoder: the capture format the output params come from */
+        struct v4l2_rect cap_compose;
         bool broken;
         bool events_subscribed;
         sd_event_source *io, *defer, *retry;
@@ -384,7 +388,10 @@ static int decoder_read_capture(V4l2Stream *s) {
         }
         memset(&p->crop, 0, sizeof(p->crop));
         queue_take_format(s, VIDEO_QUEUE_OUTPUT, &f);
+        s->cap_fmt = f;
+        memset(&s->cap_compose, 0, sizeof(s->cap_compose));
         if (xioctl(s, VIDIOC_G_SELECTION, &sel) >= 0 && sel.r.width > 0 && sel.r.height > 0) {
+                s->cap_compose = sel.r;
                 p->crop.left = (uint32_t) MAX(sel.r.left, 0);
                 p->crop.top = (uint32_t) MAX(sel.r.top, 0);
                 p->crop.width = sel.r.width;
@@ -717,6 +724,8 @@ static int queue_to_device(V4l2Stream *s, VideoQueue vq, unsigned index, VideoBu
                 return r;
         slot->buf = buf;
         q->n_queued++;
+        if (vq == VIDEO_QUEUE_INPUT)
+                s->in_fed = true;
         return 0;
 }
 
@@ -810,10 +819,19 @@ static int drain_send_stop(V4l2Stream *s) {
 
                 r = xioctl(s, VIDIOC_ENCODER_CMD, &cmd);
         }
-        if (r < 0)
+        /* -EBUSY: the device still drains (it kept the STOP across a CAPTURE restart). */
+        if (r < 0 && r != -EBUSY)
                 return r;
         s->drain = DRAIN_WAIT_LAST;
         return 0;
+}
+
+/* CAPTURE was stopped during a drain: v4l2-mem2mem forgets the STOP then (vicodec: no LAST buffer will
+ * come), so it goes out again once both queues stream (dev-decoder.rst: the drain goes on after a
+ * resolution change). */
+static void drain_capture_stopped(V4l2Stream *s) {
+        if (s->drain == DRAIN_WAIT_LAST)
+                s->drain = DRAIN_WAIT_INPUT;
 }
 
 /* A device may take USERPTR at REQBUFS and still refuse the memory at QBUF (vb2-dma-contig needs it
@@ -932,11 +950,59 @@ static int decoder_format_known(V4l2Stream *s) {
         /* backend.h: output buffers queued before the change are held until the guest clears them. */
         while ((buf = buflist_pop(&s->q[VIDEO_QUEUE_OUTPUT].pending)))
                 buflist_push(&s->stale, buf);
-        /* Until the guest's QUEUE_CLEAR(OUTPUT), what it queues is still of the old geometry. */
-        s->await_clear = s->stale.head;
+        /* Until the guest's QUEUE_CLEAR(OUTPUT), what it queues is still of the old geometry: also when
+         * none of its buffers was caught here (all with the guest, one of them the last frame), as it
+         * may queue one back before it sees the change (virtio-video-v3.md §7.7e). */
+        s->await_clear = s->stale.head || s->out_since_clear;
         s->cap = CAP_KNOWN;
         stream_post(s, EV_FORMAT, NULL, NULL, 0);
         return 0;
+}
+
+/* Decoder: whether the capture format the device reports now is the one the output params describe. A
+ * decoder may signal SOURCE_CHANGE again for the same stream: vicodec does for the first header it sees
+ * after every STREAMOFF(OUTPUT), that is after each seek, and it flags no LAST buffer then, as nothing
+ * changed (dev-decoder.rst "Dynamic Resolution Change" starts only on a parameter that differs). */
+static bool decoder_capture_unchanged(V4l2Stream *s) {
+        struct v4l2_selection sel = {
+                .type = V4L2_BUF_TYPE_VIDEO_CAPTURE,
+                .target = V4L2_SEL_TGT_COMPOSE,
+        };
+        struct v4l2_control ctrl = { .id = V4L2_CID_MIN_BUFFERS_FOR_CAPTURE };
+        uint32_t min_buffers = 1;
+        struct v4l2_format f;
+
+        if (s->cap == CAP_UNKNOWN)
+                return false;
+        /* The buffers the stream needs are a decoding parameter too (as decoder_read_capture() reads
+         * them). */
+        if (xioctl(s, VIDIOC_G_CTRL, &ctrl) >= 0 && ctrl.value > 0)
+                min_buffers = MIN((uint32_t) ctrl.value, (uint32_t) MAX_SLOTS);
+        if (min_buffers != s->params[VIDEO_QUEUE_OUTPUT].min_buffers)
+                return false;
+        fmt_init(s, &f, s->q[VIDEO_QUEUE_OUTPUT].type);
+        if (xioctl(s, VIDIOC_G_FMT, &f) < 0)
+                return false;
+        if (s->b->mplane) {
+                const struct v4l2_pix_format_mplane *a = &f.fmt.pix_mp, *b = &s->cap_fmt.fmt.pix_mp;
+
+                if (a->pixelformat != b->pixelformat || a->width != b->width || a->height != b->height ||
+                    a->num_planes != b->num_planes)
+                        return false;
+                for (unsigned i = 0; i < MIN((unsigned) a->num_planes, (unsigned) VIDEO_MAX_PLANES); i++)
+                        if (a->plane_fmt[i].sizeimage != b->plane_fmt[i].sizeimage ||
+                            a->plane_fmt[i].bytesperline != b->plane_fmt[i].bytesperline)
+                                return false;
+        } else {
+                const struct v4l2_pix_format *a = &f.fmt.pix, *b = &s->cap_fmt.fmt.pix;
+
+                if (a->pixelformat != b->pixelformat || a->width != b->width || a->height != b->height ||
+                    a->sizeimage != b->sizeimage || a->bytesperline != b->bytesperline)
+                        return false;
+        }
+        if (xioctl(s, VIDIOC_G_SELECTION, &sel) < 0)
+                memset(&sel.r, 0, sizeof(sel.r));
+        return memcmp(&sel.r, &s->cap_compose, sizeof(sel.r)) == 0;
 }
 
 static int handle_event(V4l2Stream *s, const struct v4l2_event *ev) {
@@ -944,6 +1010,10 @@ static int handle_event(V4l2Stream *s, const struct v4l2_event *ev) {
                 return 0; /* V4L2_EVENT_EOS: the LAST buffer says the same */
         if (!(ev->u.src_change.changes & V4L2_EVENT_SRC_CH_RESOLUTION))
                 return 0;
+        if (s->cap != CAP_RESCHANGE && decoder_capture_unchanged(s)) {
+                log_debug("Decoder signalled a source change to the same format, ignoring.");
+                return 0;
+        }
         /* While capture streams, the decoder first returns the frames of the old geometry and flags the
          * last one (dev-decoder.rst "Dynamic Resolution Change"). */
         if (s->q[VIDEO_QUEUE_OUTPUT].streaming) {
@@ -960,6 +1030,7 @@ static int decoder_resolution_change_done(V4l2Stream *s) {
         r = queue_streamoff(s, q, &s->stale);
         if (r < 0)
                 return r;
+        drain_capture_stopped(s);
         r = queue_free_buffers(s, q);
         if (r < 0)
                 return r;
@@ -981,6 +1052,26 @@ static int drain_over(V4l2Stream *s) {
                 buflist_push(&back, buf);
         q->pending = back;
         return 0;
+}
+
+static int process_events(V4l2Stream *s, bool *progress) {
+        int r;
+
+        if (!s->events_subscribed)
+                return 0;
+        for (;;) {
+                struct v4l2_event ev = {};
+
+                r = xioctl(s, VIDIOC_DQEVENT, &ev);
+                if (r == -ENOENT || r == -EAGAIN)
+                        return 0;
+                if (r < 0)
+                        return r;
+                *progress = true;
+                r = handle_event(s, &ev);
+                if (r < 0)
+                        return r;
+        }
 }
 
 static int dequeue_one(V4l2Stream *s, VideoQueue vq, bool *progress) {
@@ -1034,6 +1125,13 @@ static int dequeue_one(V4l2Stream *s, VideoQueue vq, bool *progress) {
                 return 1;
         }
 
+        /* The decoder queues SOURCE_CHANGE and flags LAST at the same moment, from its own context (vicodec:
+         * the next job's job_ready() in a kworker): the event may have come after our last look. */
+        if (is_decoder(s) && s->cap != CAP_RESCHANGE) {
+                r = process_events(s, progress);
+                if (r < 0)
+                        return r;
+        }
         if (s->cap == CAP_RESCHANGE) {
                 if (bytesused[0] > 0)
                         post_buffer(s, buf, flags, ts_lookup(s, &vb.timestamp), sizes);
@@ -1065,20 +1163,9 @@ static int dequeue_one(V4l2Stream *s, VideoQueue vq, bool *progress) {
 static int stream_process(V4l2Stream *s, bool *progress) {
         int r;
 
-        if (s->events_subscribed)
-                for (;;) {
-                        struct v4l2_event ev = {};
-
-                        r = xioctl(s, VIDIOC_DQEVENT, &ev);
-                        if (r == -ENOENT || r == -EAGAIN)
-                                break;
-                        if (r < 0)
-                                return r;
-                        *progress = true;
-                        r = handle_event(s, &ev);
-                        if (r < 0)
-                                return r;
-                }
+        r = process_events(s, progress);
+        if (r < 0)
+                return r;
         for (unsigned vq = 0; vq < _VIDEO_QUEUE_MAX; vq++)
                 for (;;) {
                         r = dequeue_one(s, (VideoQueue) vq, progress);
@@ -1349,9 +1436,33 @@ static int v4l2_set_params(BackendStream *bs, VideoQueue queue, const VideoParam
                                 p->num_planes > 0 ? p->planes[0].stride : 0);
                 if (r < 0)
                         return r == -EBUSY ? -EBUSY : -EINVAL;
-                if (p->crop.width > 0 && p->crop.left + p->crop.width <= in->frame_width &&
-                    p->crop.top + p->crop.height <= in->frame_height)
-                        in->crop = p->crop;
+                /* dev-encoder.rst "Initialization": the visible rectangle is the OUTPUT crop. What the
+                 * device took is what GET_PARAMS says (vicodec moves it to 0,0); without the selection
+                 * API the whole picture is encoded. */
+                if (p->crop.width > 0 && p->crop.height > 0 &&
+                    p->crop.left + p->crop.width <= in->frame_width &&
+                    p->crop.top + p->crop.height <= in->frame_height &&
+                    (p->crop.left || p->crop.top || p->crop.width != in->frame_width ||
+                     p->crop.height != in->frame_height)) {
+                        struct v4l2_selection sel = {
+                                .type = V4L2_BUF_TYPE_VIDEO_OUTPUT, /* also for the mplane API */
+                                .target = V4L2_SEL_TGT_CROP,
+                                .r = { (int32_t) p->crop.left, (int32_t) p->crop.top, p->crop.width,
+                                       p->crop.height },
+                        };
+
+                        if (xioctl(s, VIDIOC_S_SELECTION, &sel) >= 0 && sel.r.left >= 0 && sel.r.top >= 0 &&
+                            sel.r.width > 0 && sel.r.height > 0 &&
+                            (uint32_t) sel.r.left + sel.r.width <= in->frame_width &&
+                            (uint32_t) sel.r.top + sel.r.height <= in->frame_height) {
+                                in->crop.left = (uint32_t) sel.r.left;
+                                in->crop.top = (uint32_t) sel.r.top;
+                                in->crop.width = sel.r.width;
+                                in->crop.height = sel.r.height;
+                        } else
+                                log_debug("Encoder keeps the whole picture: no crop %ux%u+%u+%u.",
+                                          p->crop.width, p->crop.height, p->crop.left, p->crop.top);
+                }
                 if (p->frame_rate > 0) {
                         struct v4l2_streamparm parm = { .type = q->type };
 
@@ -1464,6 +1575,8 @@ static int v4l2_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         r = buffer_check(s, buf);
         if (r < 0)
                 return r;
+        if (buf->queue == VIDEO_QUEUE_OUTPUT)
+                s->out_since_clear = true;
 
         if (is_decoder(s) && buf->queue == VIDEO_QUEUE_OUTPUT && s->await_clear) {
                 buflist_push(&s->stale, buf);
@@ -1495,7 +1608,7 @@ static int v4l2_drain(BackendStream *bs) {
                 return -EBUSY;
         /* The codec never got input (or was reset by a clear): nothing can come out, so the EOS goes
          * straight to the next output buffer. */
-        if (!in->streaming && !in->pending.head) {
+        if (!s->in_fed && !in->pending.head) {
                 s->drain = DRAIN_NEED_EOS;
                 drain_finish_eos(s);
                 return 0;
@@ -1511,18 +1624,29 @@ static int v4l2_clear(BackendStream *bs, VideoQueue queue) {
         V4l2Stream *s = to_stream(bs);
         Queue *q;
         BufList l = {};
+        bool was_streaming;
         int r = 0;
 
         if ((unsigned) queue >= _VIDEO_QUEUE_MAX)
                 return -EINVAL;
         q = &s->q[queue];
+        was_streaming = q->streaming;
         if (!s->broken)
                 r = queue_streamoff(s, q, &l);
+        /* dev-decoder.rst "Seek": STREAMOFF and STREAMON of OUTPUT, then the new bitstream. Queued to a
+         * stopped OUTPUT queue instead, vicodec takes its first header for the stream's initial one: a
+         * SOURCE_CHANGE without the LAST buffer a new size needs. */
+        if (r >= 0 && !s->broken && queue == VIDEO_QUEUE_INPUT && is_decoder(s) && was_streaming)
+                r = queue_streamon(s, q);
+        if (queue == VIDEO_QUEUE_INPUT)
+                s->in_fed = false;
         give_back_all(s, &l);
         give_back_all(s, &q->pending);
         if (queue == VIDEO_QUEUE_OUTPUT) {
                 give_back_all(s, &s->stale);
                 s->await_clear = false;
+                s->out_since_clear = false;
+                drain_capture_stopped(s);
         }
         if (queue == VIDEO_QUEUE_INPUT && s->drain != DRAIN_NONE) {
                 /* STREAMOFF(OUTPUT) aborts a drain (dev-decoder.rst, dev-encoder.rst); backend.h: no
