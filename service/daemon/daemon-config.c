@@ -125,18 +125,20 @@ int daemon_config_load(DaemonConfig *c, const char *path, bool must_exist, char 
                         }
                         r = resolve_group(v, &gid);
                         if (r < 0)
-                                return fail(ret_error, -EINVAL, "%s: SocketGroup=%s: no such group", path, v);
+                                return fail(ret_error, -EINVAL, "%s: SocketGroup=%s: no such group", path,
+                                            v);
                         free(c->socket_group);
                         c->socket_group = TAKE_PTR(v);
                         c->socket_gid = gid;
                 } else if (strcmp(*k, "AllowedHostDevices") == 0) {
-                        _cleanup_(g_strfreevp) char **l = g_key_file_get_string_list(kf, "Daemon", *k, NULL,
-                                                                                  NULL);
+                        _cleanup_(g_strfreevp) char **l =
+                                g_key_file_get_string_list(kf, "Daemon", *k, NULL, NULL);
                         for (char **p = l; p && *p; p++)
                                 if ((*p)[0] != '/')
-                                        return fail(ret_error, -EINVAL,
-                                                    "%s: AllowedHostDevices=%s: '%s' is not an absolute path glob",
-                                                    path, v, *p);
+                                        return fail(
+                                                ret_error, -EINVAL,
+                                                "%s: AllowedHostDevices=%s: '%s' is not an absolute path glob",
+                                                path, v, *p);
                         g_strfreev(c->allowed_host_devices);
                         c->allowed_host_devices = l ? TAKE_PTR(l) : g_new0(char *, 1);
                 } else if (strcmp(*k, "MaxDevices") == 0) {
@@ -148,16 +150,17 @@ int daemon_config_load(DaemonConfig *c, const char *path, bool must_exist, char 
                 } else if (strcmp(*k, "LogLevel") == 0) {
                         r = log_level_from_string(v);
                         if (r < 0)
-                                return fail(ret_error, -EINVAL,
-                                            "%s: LogLevel=%s: expected err, warning, notice, info, debug or 0..7",
-                                            path, v);
+                                return fail(
+                                        ret_error, -EINVAL,
+                                        "%s: LogLevel=%s: expected err, warning, notice, info, debug or 0..7",
+                                        path, v);
                         c->log_level = r;
                 } else if (strcmp(*k, "IdleExitSec") == 0) {
                         r = parse_uint(v, UINT64_C(86400) * 365, &u);
                         if (r < 0)
                                 return fail(ret_error, -EINVAL,
-                                            "%s: IdleExitSec=%s: expected seconds (0 disables idle exit)", path,
-                                            v);
+                                            "%s: IdleExitSec=%s: expected seconds (0 disables idle exit)",
+                                            path, v);
                         c->idle_exit_usec = u * UINT64_C(1000000);
                 }
         }

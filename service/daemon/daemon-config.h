@@ -22,9 +22,9 @@
 #define DAEMON_DEFAULT_IDLE_EXIT_SEC 30u
 
 typedef struct DaemonConfig {
-        char *path;          /* the file read, or NULL when defaults are used */
-        char *socket_group;  /* NULL: keep the daemon's own group */
-        gid_t socket_gid;    /* valid when socket_group is set */
+        char *path;                  /* the file read, or NULL when defaults are used */
+        char *socket_group;          /* NULL: keep the daemon's own group */
+        gid_t socket_gid;            /* valid when socket_group is set */
         char **allowed_host_devices; /* NULL-terminated glob list */
         unsigned max_devices;
         int log_level;

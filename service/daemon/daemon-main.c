@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/bus-errors.h"
 #include "common/log.h"
 #include "config.h"
-#include "common/bus-errors.h"
 #include "daemon/daemon-main.h"
 #include "daemon/manager.h"
 
@@ -28,7 +28,14 @@ static void help(void) {
 }
 
 int daemon_main(int argc, char **argv, const HostProbe *probe) {
-        enum { ARG_VERSION = 0x100, ARG_BUS, ARG_BUS_ADDRESS, ARG_RUNTIME_DIR, ARG_CONFIG, ARG_NO_IDLE_EXIT };
+        enum {
+                ARG_VERSION = 0x100,
+                ARG_BUS,
+                ARG_BUS_ADDRESS,
+                ARG_RUNTIME_DIR,
+                ARG_CONFIG,
+                ARG_NO_IDLE_EXIT
+        };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -61,7 +68,8 @@ int daemon_main(int argc, char **argv, const HostProbe *probe) {
                         else if (strcmp(optarg, "session") == 0 || strcmp(optarg, "user") == 0)
                                 o.bus_user = true;
                         else {
-                                fprintf(stderr, "virtio-videod: --bus=%s: expected system or session\n", optarg);
+                                fprintf(stderr, "virtio-videod: --bus=%s: expected system or session\n",
+                                        optarg);
                                 return 1;
                         }
                         break;
@@ -70,7 +78,8 @@ int daemon_main(int argc, char **argv, const HostProbe *probe) {
                         break;
                 case ARG_RUNTIME_DIR:
                         if (!path_is_below(optarg, "/")) {
-                                fprintf(stderr, "virtio-videod: --runtime-dir=%s: expected an absolute, normalized path\n",
+                                fprintf(stderr,
+                                        "virtio-videod: --runtime-dir=%s: expected an absolute, normalized path\n",
                                         optarg);
                                 return 1;
                         }

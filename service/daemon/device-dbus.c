@@ -4,13 +4,17 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "common/log.h"
 #include "common/bus-errors.h"
+#include "common/log.h"
 #include "daemon/manager.h"
 
 int bus_device_detach(Device *d, sd_bus_message *message, uint64_t flags, sd_bus_error *error);
 
-int device_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+int device_object_find(sd_bus *bus,
+                       const char *path,
+                       const char *interface,
+                       void *userdata,
+                       void **found,
                        sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_free_ char *vm = NULL, *alias = NULL;
@@ -27,7 +31,8 @@ int device_object_find(sd_bus *bus, const char *path, const char *interface, voi
         return 1;
 }
 
-int device_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
+int device_node_enumerator(
+        sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error) {
         Manager *m = userdata;
         GHashTableIter it;
         Device *d;
@@ -92,36 +97,61 @@ static int method_open_connection(sd_bus_message *message, void *userdata, sd_bu
                                  d->spec.vm, d->spec.alias, d->spec.transport);
 }
 
-static int property_get_uuid(sd_bus *bus, const char *path, const char *interface, const char *property,
-                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_uuid(sd_bus *bus,
+                             const char *path,
+                             const char *interface,
+                             const char *property,
+                             sd_bus_message *reply,
+                             void *userdata,
+                             sd_bus_error *error) {
         Device *d = userdata;
 
         return sd_bus_message_append_array(reply, 'y', d->spec.uuid, d->spec.uuid_size);
 }
 
-static int property_get_role(sd_bus *bus, const char *path, const char *interface, const char *property,
-                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_role(sd_bus *bus,
+                             const char *path,
+                             const char *interface,
+                             const char *property,
+                             sd_bus_message *reply,
+                             void *userdata,
+                             sd_bus_error *error) {
         Device *d = userdata;
 
         return sd_bus_message_append(reply, "s", device_role_to_string(d->spec.role));
 }
 
-static int property_get_backend(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_backend(sd_bus *bus,
+                                const char *path,
+                                const char *interface,
+                                const char *property,
+                                sd_bus_message *reply,
+                                void *userdata,
+                                sd_bus_error *error) {
         Device *d = userdata;
 
         return sd_bus_message_append(reply, "s", backend_kind_to_string(d->spec.backend));
 }
 
-static int property_get_state(sd_bus *bus, const char *path, const char *interface, const char *property,
-                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_state(sd_bus *bus,
+                              const char *path,
+                              const char *interface,
+                              const char *property,
+                              sd_bus_message *reply,
+                              void *userdata,
+                              sd_bus_error *error) {
         Device *d = userdata;
 
         return sd_bus_message_append(reply, "s", device_state_to_string(d->state));
 }
 
-static int property_get_socket_group(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_socket_group(sd_bus *bus,
+                                     const char *path,
+                                     const char *interface,
+                                     const char *property,
+                                     sd_bus_message *reply,
+                                     void *userdata,
+                                     sd_bus_error *error) {
         Device *d = userdata;
         gid_t g = d->spec.socket_group;
 
@@ -130,15 +160,25 @@ static int property_get_socket_group(sd_bus *bus, const char *path, const char *
         return sd_bus_message_append(reply, "u", (uint32_t) g);
 }
 
-static int property_get_worker_pid(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_worker_pid(sd_bus *bus,
+                                   const char *path,
+                                   const char *interface,
+                                   const char *property,
+                                   sd_bus_message *reply,
+                                   void *userdata,
+                                   sd_bus_error *error) {
         Device *d = userdata;
 
         return sd_bus_message_append(reply, "u", (uint32_t) (d->worker_pid > 0 ? d->worker_pid : 0));
 }
 
-static int property_get_peer_machine(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_peer_machine(sd_bus *bus,
+                                     const char *path,
+                                     const char *interface,
+                                     const char *property,
+                                     sd_bus_message *reply,
+                                     void *userdata,
+                                     sd_bus_error *error) {
         /* machined lookups of peers are not implemented: never resolvable */
         return sd_bus_message_append(reply, "s", "");
 }
@@ -150,28 +190,81 @@ const sd_bus_vtable device_vtable[] = {
         SD_BUS_PROPERTY("VM", "s", NULL, offsetof(Device, spec.vm), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Alias", "s", NULL, offsetof(Device, spec.alias), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("VMUUID", "ay", property_get_uuid, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("HostDevice", "s", NULL, offsetof(Device, spec.host_device), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("HostDeviceDriver", "s", NULL, offsetof(Device, spec.driver), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("HostDeviceCard", "s", NULL, offsetof(Device, spec.card), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("HostDevice",
+                        "s",
+                        NULL,
+                        offsetof(Device, spec.host_device),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("HostDeviceDriver",
+                        "s",
+                        NULL,
+                        offsetof(Device, spec.driver),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("HostDeviceCard",
+                        "s",
+                        NULL,
+                        offsetof(Device, spec.card),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Role", "s", property_get_role, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Protocol", "s", NULL, offsetof(Device, spec.protocol), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Transport", "s", NULL, offsetof(Device, spec.transport), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("SocketPath", "s", NULL, offsetof(Device, spec.socket_path), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("SocketMode", "u", NULL, offsetof(Device, spec.socket_mode), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("SocketUser", "u", NULL, offsetof(Device, spec.socket_user), SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Protocol",
+                        "s",
+                        NULL,
+                        offsetof(Device, spec.protocol),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Transport",
+                        "s",
+                        NULL,
+                        offsetof(Device, spec.transport),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("SocketPath",
+                        "s",
+                        NULL,
+                        offsetof(Device, spec.socket_path),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("SocketMode",
+                        "u",
+                        NULL,
+                        offsetof(Device, spec.socket_mode),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("SocketUser",
+                        "u",
+                        NULL,
+                        offsetof(Device, spec.socket_user),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("SocketGroup", "u", property_get_socket_group, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Owner", "u", NULL, offsetof(Device, spec.owner), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("CreatedTimestamp", "t", NULL, offsetof(Device, spec.created_usec),
+        SD_BUS_PROPERTY("CreatedTimestamp",
+                        "t",
+                        NULL,
+                        offsetof(Device, spec.created_usec),
                         SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("ConnectedTimestamp", "t", NULL, offsetof(Device, connected_usec),
+        SD_BUS_PROPERTY("ConnectedTimestamp",
+                        "t",
+                        NULL,
+                        offsetof(Device, connected_usec),
                         SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("PeerPID", "u", NULL, offsetof(Device, peer_pid), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("PeerUID", "u", NULL, offsetof(Device, peer_uid), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_PROPERTY("PeerMachine", "s", property_get_peer_machine, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PeerPID",
+                        "u",
+                        NULL,
+                        offsetof(Device, peer_pid),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PeerUID",
+                        "u",
+                        NULL,
+                        offsetof(Device, peer_uid),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("PeerMachine",
+                        "s",
+                        property_get_peer_machine,
+                        0,
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("WorkerPID", "u", property_get_worker_pid, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-        SD_BUS_METHOD_WITH_ARGS("Detach", SD_BUS_ARGS("t", flags), SD_BUS_NO_RESULT, method_detach,
+        SD_BUS_METHOD_WITH_ARGS("Detach",
+                                SD_BUS_ARGS("t", flags),
+                                SD_BUS_NO_RESULT,
+                                method_detach,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("GetStatistics",
                                 SD_BUS_NO_ARGS,
@@ -190,13 +283,23 @@ const sd_bus_vtable device_vtable[] = {
  * privileged (no SD_BUS_VTABLE_UNPRIVILEGED): only root or the service's own user may change them. */
 static const char *log_target = "auto";
 
-static int property_get_log_level(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_log_level(sd_bus *bus,
+                                  const char *path,
+                                  const char *interface,
+                                  const char *property,
+                                  sd_bus_message *reply,
+                                  void *userdata,
+                                  sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", log_level_to_string(log_get_max_level()));
 }
 
-static int property_set_log_level(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                  sd_bus_message *value, void *userdata, sd_bus_error *error) {
+static int property_set_log_level(sd_bus *bus,
+                                  const char *path,
+                                  const char *interface,
+                                  const char *property,
+                                  sd_bus_message *value,
+                                  void *userdata,
+                                  sd_bus_error *error) {
         Manager *m = userdata;
         GHashTableIter it;
         Device *d;
@@ -217,13 +320,23 @@ static int property_set_log_level(sd_bus *bus, const char *path, const char *int
         return 0;
 }
 
-static int property_get_log_target(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_log_target(sd_bus *bus,
+                                   const char *path,
+                                   const char *interface,
+                                   const char *property,
+                                   sd_bus_message *reply,
+                                   void *userdata,
+                                   sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", log_target);
 }
 
-static int property_set_log_target(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                   sd_bus_message *value, void *userdata, sd_bus_error *error) {
+static int property_set_log_target(sd_bus *bus,
+                                   const char *path,
+                                   const char *interface,
+                                   const char *property,
+                                   sd_bus_message *value,
+                                   void *userdata,
+                                   sd_bus_error *error) {
         const char *s;
         int r;
 
@@ -242,8 +355,13 @@ static int property_set_log_target(sd_bus *bus, const char *path, const char *in
         return 0;
 }
 
-static int property_get_ident(sd_bus *bus, const char *path, const char *interface, const char *property,
-                              sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_ident(sd_bus *bus,
+                              const char *path,
+                              const char *interface,
+                              const char *property,
+                              sd_bus_message *reply,
+                              void *userdata,
+                              sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", program_invocation_short_name);
 }
 
@@ -277,7 +395,8 @@ int manager_connect_bus(Manager *m, const ManagerOptions *o) {
         if (r < 0)
                 return log_error_errno(r, "Failed to connect to the bus: %m");
 
-        r = sd_bus_add_object_vtable(m->bus, NULL, MANAGER_OBJECT_PATH, MANAGER_INTERFACE, manager_vtable, m);
+        r = sd_bus_add_object_vtable(m->bus, NULL, MANAGER_OBJECT_PATH, MANAGER_INTERFACE, manager_vtable,
+                                     m);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the Manager object: %m");
         r = sd_bus_add_fallback_vtable(m->bus, NULL, DEVICE_OBJECT_PREFIX, DEVICE_INTERFACE, device_vtable,
@@ -287,10 +406,14 @@ int manager_connect_bus(Manager *m, const ManagerOptions *o) {
         r = sd_bus_add_node_enumerator(m->bus, NULL, DEVICE_OBJECT_PREFIX, device_node_enumerator, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to register the device enumerator: %m");
-        r = sd_bus_add_object_vtable(m->bus, NULL, "/org/freedesktop/LogControl1", "org.freedesktop.LogControl1",
-                                     log_control_vtable, m);
+        r = sd_bus_add_object_vtable(m->bus, NULL, "/org/freedesktop/LogControl1",
+                                     "org.freedesktop.LogControl1", log_control_vtable, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to register LogControl1: %m");
+        /* losing the bus ends the daemon (systemd or the bus restarts it); never linger unreachable */
+        r = sd_bus_set_exit_on_disconnect(m->bus, true);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set exit on disconnect: %m");
         r = sd_bus_attach_event(m->bus, m->event, 0);
         if (r < 0)
                 return log_error_errno(r, "Failed to attach the bus to the event loop: %m");

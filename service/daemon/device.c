@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <assert.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -155,8 +155,8 @@ static void reply_stats(Device *d, const CtlStats *st) {
                 }
         }
         if (!q) {
-                log_debug("Worker of %s/%s sent statistics nobody asked for (cookie %u), ignoring.", d->spec.vm,
-                          d->spec.alias, st->cookie);
+                log_debug("Worker of %s/%s sent statistics nobody asked for (cookie %u), ignoring.",
+                          d->spec.vm, d->spec.alias, st->cookie);
                 return;
         }
         r = sd_bus_message_new_method_return(q->message, &reply);
@@ -164,8 +164,8 @@ static void reply_stats(Device *d, const CtlStats *st) {
                 r = sd_bus_message_append(reply, "a{sv}", 8, "Connections", "t", st->connections,
                                           "Disconnects", "t", st->disconnects, "StreamsCreated", "t",
                                           st->streams_created, "ActiveStreams", "u", st->active_streams,
-                                          "Errors", "t", st->errors, "BytesIn", "t", st->bytes_in, "BytesOut",
-                                          "t", st->bytes_out, "WorkerRestarts", "t",
+                                          "Errors", "t", st->errors, "BytesIn", "t", st->bytes_in,
+                                          "BytesOut", "t", st->bytes_out, "WorkerRestarts", "t",
                                           (uint64_t) d->restart_count);
         if (r >= 0)
                 r = sd_bus_send(NULL, reply, NULL);
@@ -181,8 +181,8 @@ static void handle_control_message(Device *d, const CtlMsg *msg) {
 
         switch (msg->type) {
         case CTL_MSG_HELLO:
-                log_debug("Worker %u of %s/%s is up (backend %s).", msg->hello.pid, d->spec.vm, d->spec.alias,
-                          msg->hello.backend);
+                log_debug("Worker %u of %s/%s is up (backend %s).", msg->hello.pid, d->spec.vm,
+                          d->spec.alias, msg->hello.backend);
                 d->worker_ready = true;
                 device_set_state(d, DEVICE_STATE_LISTENING);
                 break;
@@ -194,8 +194,8 @@ static void handle_control_message(Device *d, const CtlMsg *msg) {
                 device_set_state(d, DEVICE_STATE_CONNECTED);
                 break;
         case CTL_MSG_PEER_REJECTED:
-                log_warning("Refused peer pid %u uid %u on %s/%s: uid not allowed.", msg->peer.pid, msg->peer.uid,
-                            d->spec.vm, d->spec.alias);
+                log_warning("Refused peer pid %u uid %u on %s/%s: uid not allowed.", msg->peer.pid,
+                            msg->peer.uid, d->spec.vm, d->spec.alias);
                 m->n_peer_rejections++;
                 break;
         case CTL_MSG_PEER_DISCONNECTED:
@@ -253,10 +253,11 @@ static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r < 0) {
                 log_error_errno(r, "Failed to restart the worker of %s/%s: %m", d->spec.vm, d->spec.alias);
                 /* try again later, with the next back-off step */
-                uint64_t delay = MIN(RESTART_DELAY_MIN_USEC << MIN(d->restart_count, 10u), RESTART_DELAY_MAX_USEC);
+                uint64_t delay =
+                        MIN(RESTART_DELAY_MIN_USEC << MIN(d->restart_count, 10u), RESTART_DELAY_MAX_USEC);
                 d->restart_count++;
-                (void) sd_event_add_time_relative(d->manager->event, &d->restart_source, CLOCK_MONOTONIC, delay,
-                                                  0, on_restart_timer, d);
+                (void) sd_event_add_time_relative(d->manager->event, &d->restart_source, CLOCK_MONOTONIC,
+                                                  delay, 0, on_restart_timer, d);
         }
         return 0;
 }
@@ -437,16 +438,18 @@ int device_request_stats(Device *d, sd_bus_message *m) {
 
         if (d->control_fd < 0 || !d->worker_ready)
                 return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_FAILED,
-                                                  "The worker of %s/%s is not running (state %s)", d->spec.vm,
-                                                  d->spec.alias, device_state_to_string(d->state));
+                                                  "The worker of %s/%s is not running (state %s)",
+                                                  d->spec.vm, d->spec.alias,
+                                                  device_state_to_string(d->state));
         if (g_queue_get_length(d->stats_requests) >= STATS_REQUESTS_MAX)
                 return sd_bus_reply_method_errorf(m, SD_BUS_ERROR_LIMITS_EXCEEDED,
-                                                  "Too many statistics requests pending for %s/%s", d->spec.vm,
-                                                  d->spec.alias);
+                                                  "Too many statistics requests pending for %s/%s",
+                                                  d->spec.vm, d->spec.alias);
         msg.stats_cookie = ++d->next_stats_cookie;
         r = ctl_send(d->control_fd, &msg);
         if (r < 0)
-                return sd_bus_reply_method_errnof(m, r, "Failed to ask the worker of %s/%s for statistics: %m",
+                return sd_bus_reply_method_errnof(m, r,
+                                                  "Failed to ask the worker of %s/%s for statistics: %m",
                                                   d->spec.vm, d->spec.alias);
         q = calloc(1, sizeof(*q));
         if (!q)

@@ -10,9 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/bus-errors.h"
 #include "common/log.h"
 #include "config.h"
-#include "common/bus-errors.h"
 #include "daemon/manager.h"
 
 #define ALIAS_AUTO_MAX 1000
@@ -70,10 +70,13 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                 const char *key;
                 const char *type;
         } known[] = {
-                { "Alias", "s" },         { "Role", "s" },       { "Protocol", "s" },      { "VMUUID", "ay" },
-                { "Transport", "s" },     { "SocketPath", "s" }, { "SocketMode", "u" },    { "SocketGroup", "u" },
-                { "SocketUser", "u" },    { "AllowedPeerUIDs", "au" }, { "PeerMachine", "s" },
-                { "Exclusive", "b" },     { "BindToCaller", "b" }, { "Backend", "s" },
+                { "Alias", "s" },        { "Role", "s" },
+                { "Protocol", "s" },     { "VMUUID", "ay" },
+                { "Transport", "s" },    { "SocketPath", "s" },
+                { "SocketMode", "u" },   { "SocketGroup", "u" },
+                { "SocketUser", "u" },   { "AllowedPeerUIDs", "au" },
+                { "PeerMachine", "s" },  { "Exclusive", "b" },
+                { "BindToCaller", "b" }, { "Backend", "s" },
         };
         _cleanup_free_ char *role = NULL, *backend = NULL, *peer_machine = NULL;
         int r;
@@ -98,14 +101,15 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                         if (strcmp(key, known[i].key) == 0)
                                 break;
                 if (i >= ELEMENTSOF(known))
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'", key);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'",
+                                                 key);
                 r = sd_bus_message_peek_type(m, &type, &contents);
                 if (r < 0)
                         return r;
                 if (type != 'v' || strcmp(contents, known[i].type) != 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Option '%s' must be of type '%s', got '%s'", key, known[i].type,
-                                                 contents);
+                                                 "Option '%s' must be of type '%s', got '%s'", key,
+                                                 known[i].type, contents);
 
                 if (strcmp(key, "Alias") == 0) {
                         r = read_string_option(m, key, &a->spec.alias, error);
@@ -146,19 +150,23 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                                 return r;
                         if (key[6] == 'M') {
                                 if (u > 0777 || (u & 0600) != 0600)
-                                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                                 "Invalid SocketMode %04o: must be at most 0777 and include 0600",
-                                                                 u);
+                                        return sd_bus_error_setf(
+                                                error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "Invalid SocketMode %04o: must be at most 0777 and include 0600",
+                                                u);
                                 a->spec.socket_mode = u;
                         } else if (key[6] == 'G') {
                                 if (u == UINT32_MAX || !gid_is_ours(u))
-                                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                                 "SocketGroup %u is not one of the service's groups", u);
+                                        return sd_bus_error_setf(
+                                                error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "SocketGroup %u is not one of the service's groups", u);
                                 a->spec.socket_group = u;
                         } else {
                                 if (u == UINT32_MAX || (geteuid() != 0 && u != geteuid()))
-                                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                                 "SocketUser %u cannot be set: the service lacks CAP_CHOWN", u);
+                                        return sd_bus_error_setf(
+                                                error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "SocketUser %u cannot be set: the service lacks CAP_CHOWN",
+                                                u);
                                 a->spec.socket_user = u;
                         }
                 } else if (strcmp(key, "AllowedPeerUIDs") == 0) {
@@ -173,9 +181,10 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                                 return r;
                         n /= sizeof(uint32_t);
                         if (n > ALLOWED_UIDS_MAX)
-                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                         "AllowedPeerUIDs has %zu entries, at most %d are allowed", n,
-                                                         ALLOWED_UIDS_MAX);
+                                return sd_bus_error_setf(
+                                        error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "AllowedPeerUIDs has %zu entries, at most %d are allowed", n,
+                                        ALLOWED_UIDS_MAX);
                         free(a->spec.allowed_uids);
                         a->spec.allowed_uids = n ? calloc(n, sizeof(uid_t)) : NULL;
                         if (n && !a->spec.allowed_uids)
@@ -223,7 +232,8 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                                          "Invalid Backend '%s': expected v4l2, ffmpeg or null", backend);
         if (a->alias_given && !alias_is_valid(a->spec.alias))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Invalid alias '%s': expected 1 to 16 of a-z, 0-9, '_', '-'", a->spec.alias);
+                                         "Invalid alias '%s': expected 1 to 16 of a-z, 0-9, '_', '-'",
+                                         a->spec.alias);
         if (!a->spec.protocol)
                 a->spec.protocol = strdup("virtio-video");
         else if (strcmp(a->spec.protocol, "virtio-video") != 0)
@@ -234,10 +244,12 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                 a->spec.transport = strdup("server");
         else if (strcmp(a->spec.transport, "client") == 0 || strcmp(a->spec.transport, "fd") == 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                         "Transport '%s' is not supported by this version", a->spec.transport);
+                                         "Transport '%s' is not supported by this version",
+                                         a->spec.transport);
         else if (strcmp(a->spec.transport, "server") != 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "Invalid Transport '%s': expected server, client or fd", a->spec.transport);
+                                         "Invalid Transport '%s': expected server, client or fd",
+                                         a->spec.transport);
         if (!a->spec.protocol || !a->spec.transport)
                 return -ENOMEM;
         return 0;
@@ -286,9 +298,10 @@ static int validate_host_device(Manager *m, const char *host_device, AttachReque
                         return -ENOMEM;
                 if (!daemon_config_host_device_allowed(&m->config, host_device))
                         return sd_bus_error_setf(error, BUS_ERROR_HOST_DEVICE_NOT_ALLOWED,
-                                                 "Host device '%s' is not in AllowedHostDevices=", host_device);
-                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_HOST_DEVICE, "Host device '%s' does not exist",
-                                         host_device);
+                                                 "Host device '%s' is not in AllowedHostDevices=",
+                                                 host_device);
+                return sd_bus_error_setf(error, BUS_ERROR_NO_SUCH_HOST_DEVICE,
+                                         "Host device '%s' does not exist", host_device);
         }
         a->spec.host_device = canon;
         if (!daemon_config_host_device_allowed(&m->config, canon))
@@ -311,7 +324,8 @@ static int open_host_device(Manager *m, AttachRequest *a, int *ret_fd, sd_bus_er
 
         *ret_fd = -EBADF;
         if (a->spec.backend != BACKEND_V4L2) {
-                a->spec.role = a->role_requested == DEVICE_ROLE_AUTO ? DEVICE_ROLE_DECODER : a->role_requested;
+                a->spec.role =
+                        a->role_requested == DEVICE_ROLE_AUTO ? DEVICE_ROLE_DECODER : a->role_requested;
                 if (!worker_backend_name(a->spec.backend, a->spec.role))
                         return sd_bus_error_setf(error, BUS_ERROR_NOT_A_CODEC, "The %s backend has no %s",
                                                  backend_kind_to_string(a->spec.backend),
@@ -331,7 +345,8 @@ static int open_host_device(Manager *m, AttachRequest *a, int *ret_fd, sd_bus_er
         r = m->probe->probe(m->probe->userdata, fd, a->spec.host_device, &info);
         if (r == -ENOTTY || (r >= 0 && !info.m2m))
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_A_CODEC,
-                                         "Host device '%s' is not a V4L2 memory-to-memory codec", a->spec.host_device);
+                                         "Host device '%s' is not a V4L2 memory-to-memory codec",
+                                         a->spec.host_device);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Failed to query host device '%s': %m",
                                                a->spec.host_device);
@@ -343,8 +358,9 @@ static int open_host_device(Manager *m, AttachRequest *a, int *ret_fd, sd_bus_er
         if (!(info.roles & want))
                 return sd_bus_error_setf(error, BUS_ERROR_NOT_A_CODEC, "Host device '%s' (%s) is no %s",
                                          a->spec.host_device, info.card,
-                                         a->role_requested == DEVICE_ROLE_AUTO ? "decoder or encoder"
-                                                                               : device_role_to_string(a->spec.role));
+                                         a->role_requested == DEVICE_ROLE_AUTO
+                                                 ? "decoder or encoder"
+                                                 : device_role_to_string(a->spec.role));
         a->spec.driver = strdup(info.driver);
         a->spec.card = strdup(info.card);
         if (!a->spec.driver || !a->spec.card)
@@ -417,9 +433,11 @@ static int method_attach_device(sd_bus_message *message, void *userdata, sd_bus_
         if (r < 0)
                 return r;
         if (a.flags & ~(ATTACH_FLAG_REPLACE | ATTACH_FLAG_IF_MISSING))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid flags 0x%" PRIx64, a.flags);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid flags 0x%" PRIx64,
+                                         a.flags);
         if ((a.flags & ATTACH_FLAG_REPLACE) && (a.flags & ATTACH_FLAG_IF_MISSING))
-                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS, "REPLACE and IF_MISSING exclude each other");
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "REPLACE and IF_MISSING exclude each other");
         r = validate_host_device(m, host_device, &a, error);
         if (r < 0)
                 return r;
@@ -431,7 +449,8 @@ static int method_attach_device(sd_bus_message *message, void *userdata, sd_bus_
                                 a.spec.alias = strdup(buf);
                 }
                 if (!a.spec.alias)
-                        return sd_bus_error_setf(error, BUS_ERROR_TOO_MANY_DEVICES, "VM '%s' has no free alias", vm);
+                        return sd_bus_error_setf(error, BUS_ERROR_TOO_MANY_DEVICES,
+                                                 "VM '%s' has no free alias", vm);
         }
         r = validate_socket_path(m, &a, error);
         if (r < 0)
@@ -442,8 +461,9 @@ static int method_attach_device(sd_bus_message *message, void *userdata, sd_bus_
                 if (!device_matches(existing, &a))
                         return sd_bus_error_setf(error, BUS_ERROR_DEVICE_EXISTS,
                                                  "Device %s/%s exists with other parameters (%s, %s)", vm,
-                                                 a.spec.alias, existing->spec.host_device[0] ?
-                                                 existing->spec.host_device : "no host device",
+                                                 a.spec.alias,
+                                                 existing->spec.host_device[0] ? existing->spec.host_device
+                                                                               : "no host device",
                                                  backend_kind_to_string(existing->spec.backend));
                 return reply_device(message, existing);
         }
@@ -460,7 +480,8 @@ static int method_attach_device(sd_bus_message *message, void *userdata, sd_bus_
         details[6] = "verb";
         details[7] = "attach";
         details[8] = NULL;
-        r = polkit_check(m->polkit, message, "org.virtiovideo.video1.attach-device", details, UID_INVALID, error);
+        r = polkit_check(m->polkit, message, "org.virtiovideo.video1.attach-device", details, UID_INVALID,
+                         error);
         if (r < 0)
                 return r;
         if (r == 0)
@@ -493,7 +514,8 @@ static int method_attach_device(sd_bus_message *message, void *userdata, sd_bus_
         }
         r = manager_add_device(m, &a.spec, TAKE_FD(host_fd), -EBADF, true, &d);
         if (r < 0)
-                return sd_bus_error_set_errnof(error, r, "Failed to attach %s/%s: %m", vm, a.spec.alias ? a.spec.alias : "");
+                return sd_bus_error_set_errnof(error, r, "Failed to attach %s/%s: %m", vm,
+                                               a.spec.alias ? a.spec.alias : "");
         return reply_device(message, d);
 }
 
@@ -641,19 +663,23 @@ static int method_list_host_devices(sd_bus_message *message, void *userdata, sd_
 int bus_device_detach(Device *d, sd_bus_message *message, uint64_t flags, sd_bus_error *error);
 int bus_device_detach(Device *d, sd_bus_message *message, uint64_t flags, sd_bus_error *error) {
         Manager *m = d->manager;
-        const char *details[9] = { "vm", d->spec.vm, "alias", d->spec.alias, "host_device", d->spec.host_device,
-                                   "verb", "detach", NULL };
+        const char *details[9] = { "vm",          d->spec.vm,    "alias",
+                                   d->spec.alias, "host_device", d->spec.host_device,
+                                   "verb",        "detach",      NULL };
         int r;
 
         if (flags & ~DETACH_FLAG_FORCE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid flags 0x%" PRIx64, flags);
-        r = polkit_check(m->polkit, message, "org.virtiovideo.video1.detach-device", details, d->spec.owner, error);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid flags 0x%" PRIx64,
+                                         flags);
+        r = polkit_check(m->polkit, message, "org.virtiovideo.video1.detach-device", details, d->spec.owner,
+                         error);
         if (r <= 0)
                 return r < 0 ? r : 1;
         if (d->state == DEVICE_STATE_CONNECTED && !(flags & DETACH_FLAG_FORCE))
-                return sd_bus_error_setf(error, BUS_ERROR_DEVICE_CONNECTED,
-                                         "Device %s/%s has a connected peer (pid %u); unplug it first or use FORCE",
-                                         d->spec.vm, d->spec.alias, d->peer_pid);
+                return sd_bus_error_setf(
+                        error, BUS_ERROR_DEVICE_CONNECTED,
+                        "Device %s/%s has a connected peer (pid %u); unplug it first or use FORCE",
+                        d->spec.vm, d->spec.alias, d->peer_pid);
         r = manager_remove_device(m, d);
         return r < 0 ? r : 0;
 }
@@ -693,7 +719,8 @@ static int method_detach_vm(sd_bus_message *message, void *userdata, sd_bus_erro
         if (!vm_name_is_valid(vm))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid VM name '%s'", vm);
         if (flags & ~DETACH_FLAG_FORCE)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid flags 0x%" PRIx64, flags);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid flags 0x%" PRIx64,
+                                         flags);
 
         /* One authorization for the whole VM; the owner shortcut applies when the caller owns every
          * device of it. Then check everything first, so the call detaches all or nothing. */
@@ -708,14 +735,15 @@ static int method_detach_vm(sd_bus_message *message, void *userdata, sd_bus_erro
                         owner = UID_INVALID;
                 n++;
                 if (d->state == DEVICE_STATE_CONNECTED && !(flags & DETACH_FLAG_FORCE) && r >= 0)
-                        r = sd_bus_error_setf(&connected_error, BUS_ERROR_DEVICE_CONNECTED,
-                                              "Device %s/%s has a connected peer; unplug it first or use FORCE",
-                                              d->spec.vm, d->spec.alias);
+                        r = sd_bus_error_setf(
+                                &connected_error, BUS_ERROR_DEVICE_CONNECTED,
+                                "Device %s/%s has a connected peer; unplug it first or use FORCE",
+                                d->spec.vm, d->spec.alias);
         }
         if (n > 0) {
                 const char *details[5] = { "vm", vm, "verb", "detach-vm", NULL };
-                int k = polkit_check(m->polkit, message, "org.virtiovideo.video1.detach-device", details, owner,
-                                     error);
+                int k = polkit_check(m->polkit, message, "org.virtiovideo.video1.detach-device", details,
+                                     owner, error);
                 if (k <= 0) {
                         g_ptr_array_free(a, TRUE);
                         return k < 0 ? k : 1;
@@ -755,36 +783,62 @@ static int method_get_statistics(sd_bus_message *message, void *userdata, sd_bus
                                           "ConnectedDevices", "u", connected, "FailedDevices", "u", failed,
                                           "Attached", "t", m->n_attached_total, "Detached", "t",
                                           m->n_detached_total, "WorkerRestarts", "t", m->n_worker_restarts,
-                                          "PeerConnections", "t", m->n_peer_connections, "PeerRejections", "t",
-                                          m->n_peer_rejections);
+                                          "PeerConnections", "t", m->n_peer_connections, "PeerRejections",
+                                          "t", m->n_peer_rejections);
 }
 
-static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_version(sd_bus *bus,
+                                const char *path,
+                                const char *interface,
+                                const char *property,
+                                sd_bus_message *reply,
+                                void *userdata,
+                                sd_bus_error *error) {
         return sd_bus_message_append(reply, "s", PROJECT_VERSION);
 }
 
-static int property_get_features(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "as", 4, "virtio-video", "fdstore", "static-sockets", "worker-process");
+static int property_get_features(sd_bus *bus,
+                                 const char *path,
+                                 const char *interface,
+                                 const char *property,
+                                 sd_bus_message *reply,
+                                 void *userdata,
+                                 sd_bus_error *error) {
+        return sd_bus_message_append(reply, "as", 4, "virtio-video", "fdstore", "static-sockets",
+                                     "worker-process");
 }
 
-static int property_get_allowed(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_allowed(sd_bus *bus,
+                                const char *path,
+                                const char *interface,
+                                const char *property,
+                                sd_bus_message *reply,
+                                void *userdata,
+                                sd_bus_error *error) {
         Manager *m = userdata;
 
         return sd_bus_message_append_strv(reply, m->config.allowed_host_devices);
 }
 
-static int property_get_socket_dir(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_socket_dir(sd_bus *bus,
+                                   const char *path,
+                                   const char *interface,
+                                   const char *property,
+                                   sd_bus_message *reply,
+                                   void *userdata,
+                                   sd_bus_error *error) {
         Manager *m = userdata;
 
         return sd_bus_message_append(reply, "s", m->runtime_dir);
 }
 
-static int property_get_ndevices(sd_bus *bus, const char *path, const char *interface, const char *property,
-                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+static int property_get_ndevices(sd_bus *bus,
+                                 const char *path,
+                                 const char *interface,
+                                 const char *property,
+                                 sd_bus_message *reply,
+                                 void *userdata,
+                                 sd_bus_error *error) {
         Manager *m = userdata;
 
         return sd_bus_message_append(reply, "u", manager_n_devices(m));
@@ -793,7 +847,8 @@ static int property_get_ndevices(sd_bus *bus, const char *path, const char *inte
 int manager_send_ndevices_changed(Manager *m) {
         if (!m->bus)
                 return 0;
-        return sd_bus_emit_properties_changed(m->bus, MANAGER_OBJECT_PATH, MANAGER_INTERFACE, "NDevices", NULL);
+        return sd_bus_emit_properties_changed(m->bus, MANAGER_OBJECT_PATH, MANAGER_INTERFACE, "NDevices",
+                                              NULL);
 }
 
 const sd_bus_vtable manager_vtable[] = {

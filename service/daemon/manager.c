@@ -12,10 +12,10 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "common/bus-errors.h"
 #include "common/log-ids.h"
 #include "common/log.h"
 #include "config.h"
-#include "common/bus-errors.h"
 #include "daemon/manager.h"
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
@@ -45,21 +45,22 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
         r = daemon_config_load(&m->config, o->config_path ? o->config_path : DAEMON_CONFIG_DEFAULT_PATH,
                                o->config_path != NULL, &config_error);
         if (r < 0)
-                return log_error_errno(r, "Bad configuration: %s", config_error ? config_error : "(no message)");
+                return log_error_errno(r, "Bad configuration: %s",
+                                       config_error ? config_error : "(no message)");
         log_set_max_level(o->log_level >= 0 ? o->log_level : m->config.log_level);
 
         m->runtime_dir = strdup(o->runtime_dir ? o->runtime_dir : "/run/virtio-video");
         conf_dir = g_path_get_dirname(o->config_path ? o->config_path : DAEMON_CONFIG_DEFAULT_PATH);
         w = o->worker_path ? o->worker_path : getenv("VIRTIO_VIDEOD_WORKER");
         m->worker_path = strdup(w && *w ? w : WORKER_PATH);
-        if (!m->runtime_dir || !m->worker_path ||
-            asprintf(&m->socket_dir, "%s/vm", m->runtime_dir) < 0 ||
+        if (!m->runtime_dir || !m->worker_path || asprintf(&m->socket_dir, "%s/vm", m->runtime_dir) < 0 ||
             asprintf(&m->state_dir, "%s/devices", m->runtime_dir) < 0 ||
             asprintf(&m->static_dir, "%s/static", m->runtime_dir) < 0 ||
             asprintf(&m->static_conf_dir, "%s/static.d", conf_dir) < 0)
                 return log_oom();
         if (m->runtime_dir[0] != '/' || !path_is_below(m->socket_dir, "/"))
-                return log_error_errno(-EINVAL, "Runtime directory '%s' must be an absolute, normalized path.",
+                return log_error_errno(-EINVAL,
+                                       "Runtime directory '%s' must be an absolute, normalized path.",
                                        m->runtime_dir);
         m->use_fdstore = getenv("NOTIFY_SOCKET") != NULL;
 
@@ -114,7 +115,8 @@ void manager_notify_status(Manager *m) {
         while (g_hash_table_iter_next(&it, NULL, (void **) &d))
                 if (d->state == DEVICE_STATE_CONNECTED)
                         connected++;
-        (void) sd_notifyf(false, "STATUS=Serving %u devices, %u connected.", manager_n_devices(m), connected);
+        (void) sd_notifyf(false, "STATUS=Serving %u devices, %u connected.", manager_n_devices(m),
+                          connected);
 }
 
 int manager_fdstore_remove(Manager *m, const char *fdname) {
@@ -224,7 +226,8 @@ static void remove_socket(const char *path) {
         (void) rmdir(dir); /* only when it was the VM's last socket */
 }
 
-int manager_add_device(Manager *m, DeviceSpec *spec, int host_fd, int listen_fd, bool announce, Device **ret) {
+int manager_add_device(
+        Manager *m, DeviceSpec *spec, int host_fd, int listen_fd, bool announce, Device **ret) {
         Device *d = NULL;
         bool adopted = listen_fd >= 0;
         int r;
@@ -273,8 +276,9 @@ int manager_add_device(Manager *m, DeviceSpec *spec, int host_fd, int listen_fd,
                        d->spec.alias, d->worker_backend, d->spec.host_device[0] ? " on " : "",
                        d->spec.host_device, d->spec.socket_path);
                 if (m->bus)
-                        (void) sd_bus_emit_signal(m->bus, MANAGER_OBJECT_PATH, MANAGER_INTERFACE, "DeviceNew",
-                                                  "sso", d->spec.vm, d->spec.alias, d->object_path);
+                        (void) sd_bus_emit_signal(m->bus, MANAGER_OBJECT_PATH, MANAGER_INTERFACE,
+                                                  "DeviceNew", "sso", d->spec.vm, d->spec.alias,
+                                                  d->object_path);
                 (void) manager_send_ndevices_changed(m);
         } else
                 log_info("Restored %s/%s at %s.", d->spec.vm, d->spec.alias, d->spec.socket_path);
@@ -309,8 +313,8 @@ int manager_remove_device(Manager *m, Device *d) {
         g_hash_table_remove(m->devices, d->key);
         m->n_detached_total++;
         if (m->bus)
-                (void) sd_bus_emit_signal(m->bus, MANAGER_OBJECT_PATH, MANAGER_INTERFACE, "DeviceRemoved", "sso",
-                                          vm, alias, path);
+                (void) sd_bus_emit_signal(m->bus, MANAGER_OBJECT_PATH, MANAGER_INTERFACE, "DeviceRemoved",
+                                          "sso", vm, alias, path);
         (void) manager_send_ndevices_changed(m);
         manager_notify_status(m);
         return 0;
@@ -333,8 +337,10 @@ static int reopen_host_device(Manager *m, DeviceSpec *s, int *ret_fd) {
         r = m->probe->probe(m->probe->userdata, fd, s->host_device, &info);
         if (r < 0)
                 return log_error_errno(r, "Failed to probe %s: %m", s->host_device);
-        if (!info.m2m || !(info.roles & (s->role == DEVICE_ROLE_ENCODER ? HOST_ROLE_ENCODER : HOST_ROLE_DECODER)))
-                return log_error_errno(-ENOTTY, "%s is not a %s.", s->host_device, device_role_to_string(s->role));
+        if (!info.m2m ||
+            !(info.roles & (s->role == DEVICE_ROLE_ENCODER ? HOST_ROLE_ENCODER : HOST_ROLE_DECODER)))
+                return log_error_errno(-ENOTTY, "%s is not a %s.", s->host_device,
+                                       device_role_to_string(s->role));
         free(s->driver);
         free(s->card);
         s->driver = strdup(info.driver);
@@ -343,9 +349,11 @@ static int reopen_host_device(Manager *m, DeviceSpec *s, int *ret_fd) {
         return 0;
 }
 
+/* Takes fd in every case. */
 static int adopt_static(Manager *m, const char *instance, int fd) {
         _cleanup_(device_spec_done) DeviceSpec s = {};
         _cleanup_free_ char *conf = NULL, *error = NULL;
+        _cleanup_close_ int listen_fd = fd;
         struct sockaddr_un sa = {};
         socklen_t len = sizeof(sa);
         int host_fd, r;
@@ -358,15 +366,17 @@ static int adopt_static(Manager *m, const char *instance, int fd) {
         if (manager_find_device(m, s.vm, s.alias))
                 return log_error_errno(-EEXIST, "Ignoring static socket %s: %s/%s exists already.", instance,
                                        s.vm, s.alias);
-        if (getsockname(fd, (struct sockaddr *) &sa, &len) < 0 || sa.sun_family != AF_UNIX || !sa.sun_path[0])
-                return log_error_errno(-ENOTSOCK, "Ignoring static socket %s: not a named unix socket.", instance);
+        if (getsockname(listen_fd, (struct sockaddr *) &sa, &len) < 0 || sa.sun_family != AF_UNIX ||
+            !sa.sun_path[0])
+                return log_error_errno(-ENOTSOCK, "Ignoring static socket %s: not a named unix socket.",
+                                       instance);
         s.socket_path = strndup(sa.sun_path, sizeof(sa.sun_path));
         if (!s.socket_path)
                 return -ENOMEM;
         r = reopen_host_device(m, &s, &host_fd);
         if (r < 0)
                 return r;
-        return manager_add_device(m, &s, host_fd, fd, false, NULL);
+        return manager_add_device(m, &s, host_fd, TAKE_FD(listen_fd), false, NULL);
 }
 
 static void close_fd_value(void *p) {
@@ -391,10 +401,12 @@ static int restore_state(Manager *m, GHashTable *stored) {
                 if (asprintf(&path, "%s/%s", m->state_dir, de->d_name) < 0)
                         return -ENOMEM;
                 r = device_spec_load(path, &s, &error);
-                if (r >= 0 && (!path_is_below(s.socket_path, m->socket_dir) || manager_find_device(m, s.vm, s.alias)))
+                if (r >= 0 &&
+                    (!path_is_below(s.socket_path, m->socket_dir) || manager_find_device(m, s.vm, s.alias)))
                         r = -EINVAL;
                 if (r < 0) {
-                        log_error("Dropping bad state file %s: %s", path, error ? error : "invalid or duplicate");
+                        log_error("Dropping bad state file %s: %s", path,
+                                  error ? error : "invalid or duplicate");
                         (void) unlink(path);
                         continue;
                 }
@@ -443,9 +455,7 @@ int manager_startup(Manager *m) {
                         g_hash_table_insert(stored, strdup(name), GINT_TO_POINTER(fd));
                 } else if (strncmp(name, "static-", 7) == 0 && name[7] &&
                            sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) > 0 && !strchr(name, '/')) {
-                        r = adopt_static(m, name + 7, fd);
-                        if (r < 0)
-                                safe_close(fd);
+                        (void) adopt_static(m, name + 7, fd); /* logs; a bad one is dropped */
                 } else {
                         log_warning("Dropping unknown passed file descriptor '%s'.", name);
                         (void) manager_fdstore_remove(m, name);

@@ -46,14 +46,14 @@ typedef enum DeviceState {
 const char *device_state_to_string(DeviceState s);
 
 typedef struct ManagerOptions {
-        const char *runtime_dir;   /* default /run/virtio-video */
-        const char *config_path;   /* NULL: the default path, which may be missing */
-        const char *bus_address;   /* NULL: see bus_user */
-        bool bus_user;             /* session bus instead of the system bus */
+        const char *runtime_dir; /* default /run/virtio-video */
+        const char *config_path; /* NULL: the default path, which may be missing */
+        const char *bus_address; /* NULL: see bus_user */
+        bool bus_user;           /* session bus instead of the system bus */
         bool no_idle_exit;
-        int log_level;             /* -1: from the config */
-        const HostProbe *probe;    /* NULL: probe_v4l2 */
-        const char *worker_path;   /* NULL: $VIRTIO_VIDEOD_WORKER or WORKER_PATH */
+        int log_level;           /* -1: from the config */
+        const HostProbe *probe;  /* NULL: probe_v4l2 */
+        const char *worker_path; /* NULL: $VIRTIO_VIDEOD_WORKER or WORKER_PATH */
 } ManagerOptions;
 
 struct Device {
@@ -92,9 +92,9 @@ struct Manager {
         DaemonConfig config;
         const HostProbe *probe;
         char *runtime_dir;
-        char *socket_dir; /* <runtime>/vm */
-        char *state_dir;  /* <runtime>/devices */
-        char *static_dir; /* <runtime>/static */
+        char *socket_dir;      /* <runtime>/vm */
+        char *state_dir;       /* <runtime>/devices */
+        char *static_dir;      /* <runtime>/static */
         char *static_conf_dir; /* <dir of config>/static.d */
         char *worker_path;
         bool no_idle_exit;
@@ -127,7 +127,8 @@ unsigned manager_n_devices(Manager *m);
 
 /* Attach: validated spec in, device out (listening, worker started, persisted, signalled). host_fd may be
  * -EBADF for software backends. listen_fd: an adopted listener, or -EBADF to create one. */
-int manager_add_device(Manager *m, DeviceSpec *spec, int host_fd, int listen_fd, bool announce, Device **ret);
+int manager_add_device(
+        Manager *m, DeviceSpec *spec, int host_fd, int listen_fd, bool announce, Device **ret);
 /* Detach: stop the worker, close and unlink the socket, forget state and fd store entry, signal. */
 int manager_remove_device(Manager *m, Device *d);
 
@@ -148,8 +149,13 @@ int device_disconnect_peer(Device *d);
 extern const sd_bus_vtable manager_vtable[];
 extern const sd_bus_vtable device_vtable[];
 extern const sd_bus_vtable log_control_vtable[];
-int device_object_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+int device_object_find(sd_bus *bus,
+                       const char *path,
+                       const char *interface,
+                       void *userdata,
+                       void **found,
                        sd_bus_error *error);
-int device_node_enumerator(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
+int device_node_enumerator(
+        sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 int device_send_changed(Device *d, const char *property, ...);
 int manager_send_ndevices_changed(Manager *m);

@@ -106,10 +106,8 @@ static int query_callback(sd_bus_message *reply, void *userdata, sd_bus_error *r
         return 0;
 }
 
-static int start_query(PolkitRegistry *reg,
-                       sd_bus_message *m,
-                       const char *action,
-                       const char *const *details) {
+static int
+start_query(PolkitRegistry *reg, sd_bus_message *m, const char *action, const char *const *details) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL;
         Query *q;
         int r;
@@ -135,7 +133,8 @@ static int start_query(PolkitRegistry *reg,
         if (r < 0)
                 return r;
         r = sd_bus_message_append(call, "us",
-                                  (uint32_t) (sd_bus_message_get_allow_interactive_authorization(m) > 0), "");
+                                  (uint32_t) (sd_bus_message_get_allow_interactive_authorization(m) > 0),
+                                  "");
         if (r < 0)
                 return r;
 
@@ -196,16 +195,17 @@ int polkit_check(PolkitRegistry *reg,
 
                 g_hash_table_remove(reg->queries, m);
                 if (name)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
-                                                 "Authorization of %s could not be checked (%s: %s); access denied",
-                                                 action, name, message ? message : "");
+                        return sd_bus_error_setf(
+                                error, SD_BUS_ERROR_ACCESS_DENIED,
+                                "Authorization of %s could not be checked (%s: %s); access denied", action,
+                                name, message ? message : "");
                 if (authorized)
                         return 1;
                 if (challenge)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INTERACTIVE_AUTHORIZATION_REQUIRED,
                                                  "Interactive authentication required for %s", action);
-                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED, "Access denied: %s not authorized",
-                                         action);
+                return sd_bus_error_setf(error, SD_BUS_ERROR_ACCESS_DENIED,
+                                         "Access denied: %s not authorized", action);
         }
         if (q) {
                 /* still pending, or asked for something else: a client re-sent the message object?

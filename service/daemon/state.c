@@ -134,7 +134,8 @@ static int get_uint(GKeyFile *kf, const char *key, uint64_t max, uint64_t def, u
 }
 
 static int parse_uid_list(GKeyFile *kf, DeviceSpec *s) {
-        _cleanup_(g_strfreevp) char **l = g_key_file_get_string_list(kf, GROUP, "AllowedPeerUIDs", NULL, NULL);
+        _cleanup_(g_strfreevp) char **l =
+                g_key_file_get_string_list(kf, GROUP, "AllowedPeerUIDs", NULL, NULL);
         size_t n = l ? g_strv_length(l) : 0;
 
         if (n > ALLOWED_UIDS_MAX)
@@ -179,8 +180,8 @@ static int load_common(GKeyFile *kf, const char *path, DeviceSpec *s, char **ret
         if (!s->host_device)
                 s->host_device = strdup("");
         if (s->backend == BACKEND_V4L2 && s->host_device[0] != '/')
-                return fail(ret_error, "%s: HostDevice=%s: the v4l2 backend needs an absolute device path", path,
-                            s->host_device);
+                return fail(ret_error, "%s: HostDevice=%s: the v4l2 backend needs an absolute device path",
+                            path, s->host_device);
         if (parse_uid_list(kf, s) < 0)
                 return fail(ret_error, "%s: AllowedPeerUIDs=: expected up to %d numeric uids", path,
                             ALLOWED_UIDS_MAX);
@@ -246,7 +247,8 @@ int device_spec_load(const char *path, DeviceSpec *ret, char **ret_error) {
 }
 
 int device_spec_load_static(const char *path, const char *instance, DeviceSpec *ret, char **ret_error) {
-        static const char *const allowed[] = { "VM", "Alias", "HostDevice", "Role", "Backend", "AllowedPeerUIDs" };
+        static const char *const allowed[] = { "VM",   "Alias",   "HostDevice",
+                                               "Role", "Backend", "AllowedPeerUIDs" };
         _cleanup_(g_key_file_freep) GKeyFile *kf = g_key_file_new();
         _cleanup_(device_spec_done) DeviceSpec s = {};
         _cleanup_(g_strfreevp) char **groups = NULL, **keys = NULL;

@@ -58,11 +58,16 @@ static int parse_fd(const char *s) {
 
 int main(int argc, char **argv) {
         static const struct option options[] = {
-                { "socket-fd", required_argument, NULL, 's' }, { "control-fd", required_argument, NULL, 'c' },
-                { "backend", required_argument, NULL, 'b' },   { "device-fd", required_argument, NULL, 'd' },
-                { "allow-uid", required_argument, NULL, 'u' }, { "vm", required_argument, NULL, 'm' },
-                { "alias", required_argument, NULL, 'a' },     { "host-device", required_argument, NULL, 'h' },
-                { "verbose", no_argument, NULL, 'v' },         {},
+                { "socket-fd", required_argument, NULL, 's' },
+                { "control-fd", required_argument, NULL, 'c' },
+                { "backend", required_argument, NULL, 'b' },
+                { "device-fd", required_argument, NULL, 'd' },
+                { "allow-uid", required_argument, NULL, 'u' },
+                { "vm", required_argument, NULL, 'm' },
+                { "alias", required_argument, NULL, 'a' },
+                { "host-device", required_argument, NULL, 'h' },
+                { "verbose", no_argument, NULL, 'v' },
+                {},
         };
         unsigned uids[MAX_UIDS], n_uids = 0;
         const char *backend = NULL, *log = getenv("FAKE_WORKER_LOG");
@@ -107,9 +112,9 @@ int main(int argc, char **argv) {
         }
         if (listen_fd < 0 || ctl_fd < 0 || !backend)
                 die("--socket-fd, --control-fd and --backend are required");
-        if (strcmp(backend, "null") != 0 && strcmp(backend, "ffmpeg-decoder") != 0 &&
-            strcmp(backend, "ffmpeg-encoder") != 0 && strcmp(backend, "v4l2-decoder") != 0 &&
-            strcmp(backend, "v4l2-encoder") != 0)
+        if (strcmp(backend, "null") != 0 && strcmp(backend, "null-encoder") != 0 &&
+            strcmp(backend, "ffmpeg-decoder") != 0 && strcmp(backend, "ffmpeg-encoder") != 0 &&
+            strcmp(backend, "v4l2-decoder") != 0 && strcmp(backend, "v4l2-encoder") != 0)
                 die("unknown backend");
 
         CtlMsg hello = { .type = CTL_MSG_HELLO };
@@ -131,8 +136,10 @@ int main(int argc, char **argv) {
                 if (p[0].revents) {
                         CtlMsg m;
                         int r = ctl_recv(ctl_fd, &m);
-                        if (r == 0)
+                        if (r == 0 || r == -ECONNRESET)
                                 return 0; /* the manager went away */
+                        if (r == -EAGAIN || r == -EINTR)
+                                continue;
                         if (r < 0)
                                 die("bad control message");
                         switch (m.type) {

@@ -134,13 +134,26 @@ static void test_missing_file(void **state) {
 static void test_state_round_trip(void **state) {
         uid_t uids[2] = { 107, 1000 };
         DeviceSpec s = {
-                .vm = (char *) "vm one", .alias = (char *) "video3", .host_device = (char *) "/dev/video3",
-                .backend = BACKEND_V4L2, .role = DEVICE_ROLE_ENCODER, .protocol = (char *) "virtio-video",
-                .transport = (char *) "server", .socket_path = (char *) "/run/vv/vm/x/video3.sock",
-                .uuid = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 }, .uuid_size = 16,
-                .socket_mode = 0640, .socket_user = (uid_t) -1, .socket_group = 107, .owner = 1000,
-                .allowed_uids = uids, .n_allowed_uids = 2, .exclusive = true, .created_usec = 123456789,
-                .driver = (char *) "vicodec", .card = (char *) "vicodec card",
+                .vm = (char *) "vm one",
+                .alias = (char *) "video3",
+                .host_device = (char *) "/dev/video3",
+                .backend = BACKEND_V4L2,
+                .role = DEVICE_ROLE_ENCODER,
+                .protocol = (char *) "virtio-video",
+                .transport = (char *) "server",
+                .socket_path = (char *) "/run/vv/vm/x/video3.sock",
+                .uuid = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
+                .uuid_size = 16,
+                .socket_mode = 0640,
+                .socket_user = (uid_t) -1,
+                .socket_group = 107,
+                .owner = 1000,
+                .allowed_uids = uids,
+                .n_allowed_uids = 2,
+                .exclusive = true,
+                .created_usec = 123456789,
+                .driver = (char *) "vicodec",
+                .card = (char *) "vicodec card",
         };
         DeviceSpec l = {};
         char path[256], *e = NULL;
@@ -197,16 +210,16 @@ static void test_static_conf(void **state) {
         DeviceSpec l = {};
         char *e = NULL;
 
-        assert_int_equal(device_spec_load_static(write_file("s.conf", "[Device]\nVM=web\nBackend=null\n"), "web",
-                                                 &l, &e),
+        assert_int_equal(device_spec_load_static(write_file("s.conf", "[Device]\nVM=web\nBackend=null\n"),
+                                                 "web", &l, &e),
                          0);
         assert_string_equal(l.vm, "web");
         assert_string_equal(l.alias, "video0");
         assert_int_equal(l.role, DEVICE_ROLE_DECODER);
         assert_string_equal(l.static_instance, "web");
         device_spec_done(&l);
-        assert_int_equal(device_spec_load_static(write_file("s.conf", "[Device]\nVM=web\nSocketPath=/x\n"), "web",
-                                                 &l, &e),
+        assert_int_equal(device_spec_load_static(write_file("s.conf", "[Device]\nVM=web\nSocketPath=/x\n"),
+                                                 "web", &l, &e),
                          -EINVAL);
         assert_non_null(strstr(e, "SocketPath"));
         free(e);
