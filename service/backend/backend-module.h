@@ -41,15 +41,15 @@ typedef struct BackendModule {
 typedef const BackendModule *(*BackendModuleEntry)(void);
 
 /* In the module's one source file: BACKEND_MODULE_DEFINE(&foo_decoder_ops, &foo_encoder_ops); */
-#define BACKEND_MODULE_DEFINE(...)                                                                         \
-        __attribute__((visibility("default"))) const BackendModule *BACKEND_MODULE_ENTRY(void);            \
-        const BackendModule *BACKEND_MODULE_ENTRY(void) {                                                  \
-                static const BackendOps *const ops[] = { __VA_ARGS__, NULL };                              \
-                static const BackendModule module = {                                                      \
-                        .abi_version = BACKEND_MODULE_ABI_VERSION,                                         \
-                        .ops_size = sizeof(BackendOps),                                                    \
-                        .config_size = sizeof(BackendConfig),                                              \
-                        .ops = ops,                                                                        \
-                };                                                                                         \
-                return &module;                                                                            \
+#define BACKEND_MODULE_DEFINE(...)                                                              \
+        __attribute__((visibility("default"))) const BackendModule *BACKEND_MODULE_ENTRY(void); \
+        const BackendModule *BACKEND_MODULE_ENTRY(void) {                                       \
+                static const BackendOps *const ops[] = { __VA_ARGS__, NULL };                   \
+                static const BackendModule module = {                                           \
+                        .abi_version = BACKEND_MODULE_ABI_VERSION,                              \
+                        .ops_size = sizeof(BackendOps),                                         \
+                        .config_size = sizeof(BackendConfig),                                   \
+                        .ops = ops,                                                             \
+                };                                                                              \
+                return &module;                                                                 \
         }

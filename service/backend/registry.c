@@ -66,7 +66,8 @@ static bool family_of(const char *name, size_t len, char family[static FAMILY_MA
         if (n == 0 || n >= FAMILY_MAX)
                 return false;
         for (size_t i = 0; i < n; i++)
-                if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_'))
+                if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
+                      name[i] == '_'))
                         return false;
         memcpy(family, name, n);
         family[n] = '\0';
@@ -90,8 +91,8 @@ static int module_check(const char *path, const char *family, const BackendModul
             m->config_size != sizeof(BackendConfig))
                 return set_error("%s: module ABI version %u (ops %u, config %u bytes), this program needs "
                                  "version %u (%zu, %zu): the module is from another build",
-                                 path, m->abi_version, m->ops_size, m->config_size, BACKEND_MODULE_ABI_VERSION,
-                                 sizeof(BackendOps), sizeof(BackendConfig)),
+                                 path, m->abi_version, m->ops_size, m->config_size,
+                                 BACKEND_MODULE_ABI_VERSION, sizeof(BackendOps), sizeof(BackendConfig)),
                        -EPROTO;
         if (!m->ops)
                 return set_error("%s: the module offers no backend", path), -EINVAL;
@@ -103,8 +104,8 @@ static int module_check(const char *path, const char *family, const BackendModul
                 if (!o->name || !o->new || !o->free || !o->get_caps || !o->stream_new || !o->stream_free)
                         return set_error("%s: backend %u is incomplete", path, n), -EINVAL;
                 if (strncmp(o->name, family, flen) != 0 || (o->name[flen] != '\0' && o->name[flen] != '-'))
-                        return set_error("%s: backend '%s' is not of the module's family '%s'", path, o->name,
-                                         family),
+                        return set_error("%s: backend '%s' is not of the module's family '%s'", path,
+                                         o->name, family),
                                -EINVAL;
                 if (find_in(builtin, o->name))
                         return set_error("%s: backend '%s' is built in already", path, o->name), -EEXIST;
@@ -125,8 +126,8 @@ static const BackendModule *module_get(const char *family) {
                 if (strcmp(loaded[i].family, family) == 0)
                         return loaded[i].module;
 
-        k = snprintf(path, sizeof(path), "%s/" BACKEND_MODULE_PREFIX "%s" BACKEND_MODULE_SUFFIX, module_dir(),
-                     family);
+        k = snprintf(path, sizeof(path), "%s/" BACKEND_MODULE_PREFIX "%s" BACKEND_MODULE_SUFFIX,
+                     module_dir(), family);
         if (k < 0 || (size_t) k >= sizeof(path)) {
                 set_error("backend module directory %s: path too long", module_dir());
                 return NULL;
@@ -188,8 +189,8 @@ const BackendOps *backend_find(const char *name) {
                 return NULL;
         o = find_in(m->ops, name);
         if (!o)
-                set_error("%s/" BACKEND_MODULE_PREFIX "%s" BACKEND_MODULE_SUFFIX " has no backend '%s'", module_dir(),
-                          family, name);
+                set_error("%s/" BACKEND_MODULE_PREFIX "%s" BACKEND_MODULE_SUFFIX " has no backend '%s'",
+                          module_dir(), family, name);
         return o;
 }
 
@@ -208,7 +209,8 @@ static bool add_name(const char **names, unsigned *n, const char *name) {
 }
 
 static int module_file_filter(const struct dirent *de) {
-        size_t len = strlen(de->d_name), pl = strlen(BACKEND_MODULE_PREFIX), sl = strlen(BACKEND_MODULE_SUFFIX);
+        size_t len = strlen(de->d_name), pl = strlen(BACKEND_MODULE_PREFIX),
+               sl = strlen(BACKEND_MODULE_SUFFIX);
 
         return len > pl + sl && strncmp(de->d_name, BACKEND_MODULE_PREFIX, pl) == 0 &&
                strcmp(de->d_name + len - sl, BACKEND_MODULE_SUFFIX) == 0;
@@ -265,7 +267,7 @@ int backend_new(const char *name, const BackendConfig *config, sd_event *event, 
                 return -ENOENT;
         if (!event || !ret)
                 return -EINVAL;
-        r = ops->new(config ?: &dflt, event, &b);
+        r = ops->new (config ?: &dflt, event, &b);
         if (r < 0)
                 return r;
         b->ops = ops;

@@ -33,18 +33,21 @@ __attribute__((unused)) static const VideoCaps *test_get_caps(Backend *b) {
         return &((TestBackend *) b)->caps;
 }
 
-__attribute__((unused)) static int test_stream_new(Backend *b, uint32_t coded_format, const BackendStreamCallbacks *callbacks,
-                           void *userdata, BackendStream **ret) {
+__attribute__((unused)) static int test_stream_new(Backend *b,
+                                                   uint32_t coded_format,
+                                                   const BackendStreamCallbacks *callbacks,
+                                                   void *userdata,
+                                                   BackendStream **ret) {
         return -ENOSPC;
 }
 
 __attribute__((unused)) static void test_stream_free(BackendStream *s) {
 }
 
-#define OPS(n)                                                                                             \
-        {                                                                                                  \
-                .name = (n), .new = test_new, .free = test_free, .get_caps = test_get_caps,                \
-                .stream_new = test_stream_new, .stream_free = test_stream_free,                            \
+#define OPS(n)                                                                              \
+        {                                                                                   \
+                .name = (n), .new = test_new, .free = test_free, .get_caps = test_get_caps, \
+                .stream_new = test_stream_new, .stream_free = test_stream_free,             \
         }
 
 #if defined(TEST_MODULE_OK)
@@ -87,8 +90,12 @@ static int unresolved_new(const BackendConfig *config, sd_event *event, Backend 
         return test_module_no_such_symbol();
 }
 static const BackendOps unresolved_ops = {
-        .name = "unresolved-decoder", .new = unresolved_new, .free = test_free, .get_caps = test_get_caps,
-        .stream_new = test_stream_new, .stream_free = test_stream_free,
+        .name = "unresolved-decoder",
+        .new = unresolved_new,
+        .free = test_free,
+        .get_caps = test_get_caps,
+        .stream_new = test_stream_new,
+        .stream_free = test_stream_free,
 };
 BACKEND_MODULE_DEFINE(&unresolved_ops)
 

@@ -67,7 +67,8 @@ static void test_module_found_and_used(void **state) {
         assert_int_equal(backend_new("testmod-b", &config, e, &backend), 0);
         assert_ptr_equal(backend->ops, b);
         assert_int_equal(backend->ops->get_caps(backend)->role, VIDEO_ROLE_ENCODER);
-        assert_int_equal(backend->ops->get_caps(backend)->formats[VIDEO_QUEUE_INPUT][0].format, VIDEO_FORMAT_FWHT);
+        assert_int_equal(backend->ops->get_caps(backend)->formats[VIDEO_QUEUE_INPUT][0].format,
+                         VIDEO_FORMAT_FWHT);
         assert_int_equal(backend->ops->stream_new(backend, VIDEO_FORMAT_FWHT, NULL, NULL, &s), -ENOSPC);
         backend_free(backend);
 
@@ -86,7 +87,8 @@ static void test_missing_module(void **state) {
 
 static void test_wrong_abi(void **state) {
         assert_null(backend_find("badabi-decoder"));
-        assert_true(contains(backend_find_error(), TEST_MODULE_DIR "/backend-badabi.so: module ABI version"));
+        assert_true(
+                contains(backend_find_error(), TEST_MODULE_DIR "/backend-badabi.so: module ABI version"));
         /* refused again, not half-loaded the first time */
         assert_null(backend_find("badabi-decoder"));
         assert_true(contains(backend_find_error(), "another build"));
@@ -94,7 +96,8 @@ static void test_wrong_abi(void **state) {
 
 static void test_no_symbol(void **state) {
         assert_null(backend_find("nosym-decoder"));
-        assert_true(contains(backend_find_error(), TEST_MODULE_DIR "/backend-nosym.so is not a backend module"));
+        assert_true(
+                contains(backend_find_error(), TEST_MODULE_DIR "/backend-nosym.so is not a backend module"));
         assert_true(contains(backend_find_error(), BACKEND_MODULE_ENTRY_NAME));
 }
 
@@ -106,7 +109,8 @@ static void test_unresolved_symbol(void **state) {
 
 static void test_wrong_family(void **state) {
         assert_null(backend_find("wrongfam-decoder"));
-        assert_true(contains(backend_find_error(), "backend 'other-decoder' is not of the module's family 'wrongfam'"));
+        assert_true(contains(backend_find_error(),
+                             "backend 'other-decoder' is not of the module's family 'wrongfam'"));
         assert_null(backend_find("other-decoder"));
         assert_true(contains(backend_find_error(), "backend-other.so"));
 }
@@ -152,10 +156,12 @@ static void test_build_modules(void **state) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         static const char *const names[] = {
 #if HAVE_LIBAVCODEC
-                "ffmpeg-decoder", "ffmpeg-encoder",
+                "ffmpeg-decoder",
+                "ffmpeg-encoder",
 #endif
 #if HAVE_LIBV4L2
-                "v4l2-decoder", "v4l2-encoder",
+                "v4l2-decoder",
+                "v4l2-encoder",
 #endif
                 NULL,
         };
