@@ -121,6 +121,12 @@ int bench_spawn_worker(const char *backend, const char *socket_path, const char 
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
+                /* The workers' lifecycle lines would drown the tables: keep them for BENCH_VERBOSE=1. */
+                if (!getenv("BENCH_VERBOSE")) {
+                        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                        if (devnull >= 0)
+                                (void) dup2(devnull, STDERR_FILENO);
+                }
                 execv(worker, (char *const *) argv);
                 _exit(127);
         }
