@@ -174,8 +174,17 @@ int video_client_stream_create_full(VideoClient *c,
                                     uint32_t coded_format,
                                     const char *tag);
 /* Waits for the reply; every RESOURCE_QUEUE of the stream must have completed before it (-EPROTO).
- * Forgets the stream's resources (their guest memory is freed). */
+ * Forgets the stream's resources (their guest memory is freed). An OK reply (also through STREAM_DESTROY
+ * sent with video_client_send()) consumes the stream: its completions and events not taken yet (the
+ * buffers it cancelled, §7.7c) are dropped, and so are its events that come later (events have no order
+ * with the commandq), until a STREAM_CREATE of the same id is answered OK. */
 int video_client_stream_destroy(VideoClient *c, uint32_t stream_id);
+/* The same; *ret_completions (optional) gets how many completions of the stream it dropped, and
+ * *ret_cancelled (optional) how many of those carried the ERR flag (the cancelled buffers). */
+int video_client_stream_destroy_full(VideoClient *c,
+                                     uint32_t stream_id,
+                                     unsigned *ret_completions,
+                                     unsigned *ret_cancelled);
 /* STREAM_DRAIN without waiting, as the driver does; the reply is read later with
  * video_client_wait_reply() on *ret_tag (its type, not an errno, tells the outcome). */
 int video_client_stream_drain(VideoClient *c, uint32_t stream_id, uint64_t *ret_tag);
