@@ -34,6 +34,7 @@ typedef struct Decoder {
         size_t pos;     /* bytes of the bitstream queued */
         unsigned chunk; /* next chunk index */
         bool created, drain_sent, eos;
+        bool changing; /* between the resolution change event and the output buffers' destruction */
         uint64_t drain_tag;
 } Decoder;
 
@@ -100,6 +101,8 @@ static int queue_output(Decoder *d, Buf *b) {
         return 0;
 }
 
+static int on_completion(Decoder *d, const VcCompletion *v);
+
 /* §7.3 step 10: the event, then STREAMOFF(CAPTURE), REQBUFS(0), G_FMT, REQBUFS(m), QBUF. */
 static int on_resolution_change(Decoder *d) {
         bool ext = !d->o->legacy_params;
@@ -108,7 +111,19 @@ static int on_resolution_change(Decoder *d) {
         int r;
 
         if (d->n_out > 0) {
+                VcCompletion v;
+
+                /* Events and completions come on separate queues without order between them (§7.3): the
+                 * device may have completed old-size pictures after the event was seen. The clear's reply
+                 * comes after every buffer of the queue (§7.7c), so once it is here each one of ours has
+                 * come back: take them now, while the old geometry and the buffers still exist. A picture
+                 * among them is a frame of the old size (as the driver hands it to the application before
+                 * STREAMOFF); it is not queued again. */
+                d->changing = true;
                 r = check(video_client_queue_clear(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
+                while (r >= 0 && video_client_pop_completion(d->c, &v) > 0)
+                        r = on_completion(d, &v);
+                d->changing = false;
                 if (r < 0)
                         return r;
                 r = check(video_client_resource_destroy_all(d->c, d->o->stream_id,
@@ -244,7 +259,8 @@ static int on_output(Decoder *d, const VcCompletion *v) {
                 if (r < 0)
                         return r;
         }
-        return queue_output(d, b);
+        /* During a resolution change the buffer is about to be destroyed. */
+        return d->changing ? 0 : queue_output(d, b);
 }
 
 static int on_completion(Decoder *d, const VcCompletion *v) {

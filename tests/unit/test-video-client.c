@@ -46,6 +46,14 @@ typedef struct Fake {
         unsigned n_held;
         VhostElem *events[64];
         unsigned n_events;
+        /* A scripted decoder (script_handle()) instead of the replies above. */
+        bool script;
+        uint32_t width, height;
+        unsigned inputs;
+        bool cleared;
+        VhostElem *outs[MAX_HELD]; /* output buffers queued, oldest first */
+        unsigned n_outs;
+        VhostElem *drain;
 } Fake;
 
 static void reply(Fake *f, VhostElem *e, const void *buf, size_t len) {
@@ -72,6 +80,112 @@ static void complete_held(Fake *f) {
         f->n_held = 0;
 }
 
+static void raise_event(Fake *f, uint32_t type, uint32_t stream_id) {
+        struct virtio_video_event ev = { cpu_to_le32(type), cpu_to_le32(stream_id) };
+
+        assert_true(f->n_events > 0);
+        reply(f, f->events[--f->n_events], &ev, sizeof(ev));
+}
+
+static void complete_buffer(Fake *f, VhostElem *e, uint32_t flags, uint64_t timestamp) {
+        struct virtio_video_resource_queue_resp r = {
+                .hdr = { cpu_to_le32(VIRTIO_VIDEO_RESP_OK_RESOURCE_QUEUE), cpu_to_le32(0) },
+                .timestamp = cpu_to_le64(timestamp),
+                .flags = cpu_to_le32(flags),
+        };
+        reply(f, e, &r, sizeof(r));
+}
+
+/* Completes the oldest n queued output buffers with these flags. */
+static void complete_outs(Fake *f, unsigned n, uint32_t flags, uint64_t timestamp) {
+        assert_true(n <= f->n_outs);
+        for (unsigned i = 0; i < n; i++)
+                complete_buffer(f, f->outs[i], flags, timestamp);
+        memmove(f->outs, f->outs + n, (f->n_outs - n) * sizeof(f->outs[0]));
+        f->n_outs -= n;
+}
+
+/* A decoder that raises DECODER_RESOLUTION_CHANGED *before* it completes the last picture of the old size
+ * (events and completions travel on different queues, with no order between them, §7.3): the first input
+ * buffer gives the first geometry (32x32); the second one changes it to 64x48 at once, and the 32x32
+ * picture it still had comes back when the driver clears the output queue, as a frame before the
+ * cancelled buffers and the clear's reply (§7.7c). The drain is answered once two output buffers of the
+ * new size are queued: one 64x48 frame, then the EOS buffer. */
+static void script_handle(Fake *f, VhostElem *e, const uint8_t *req, uint32_t type) {
+        uint32_t qt, stream_id;
+        le32 v;
+
+        memcpy(&v, req + 4, sizeof(v));
+        stream_id = le32_to_cpu(v);
+        memcpy(&v, req + 8, sizeof(v));
+        qt = le32_to_cpu(v);
+        switch (type) {
+        case VIRTIO_VIDEO_CMD_GET_PARAMS_EXT: {
+                bool out = qt == VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT;
+                uint32_t size = out ? f->width * f->height * 3 / 2 : 4096;
+                struct virtio_video_get_params_ext_resp r = {
+                        .hdr = { cpu_to_le32(VIRTIO_VIDEO_RESP_OK_GET_PARAMS), cpu_to_le32(stream_id) },
+                        .params.base = {
+                                .queue_type = cpu_to_le32(qt),
+                                .format = cpu_to_le32(out ? 3 : 0x1002),
+                                .frame_width = cpu_to_le32(f->width),
+                                .frame_height = cpu_to_le32(f->height),
+                                .min_buffers = cpu_to_le32(1),
+                                .max_buffers = cpu_to_le32(32),
+                                .crop = { .width = cpu_to_le32(f->width), .height = cpu_to_le32(f->height) },
+                                .num_planes = cpu_to_le32(1),
+                                .plane_formats = { [0] = { .plane_size = cpu_to_le32(size),
+                                                           .stride = cpu_to_le32(out ? f->width : 0) } },
+                        },
+                        .params.resource_type = cpu_to_le32(VIRTIO_VIDEO_MEM_TYPE_GUEST_PAGES),
+                };
+                reply(f, e, &r, sizeof(r));
+                return;
+        }
+        case VIRTIO_VIDEO_CMD_RESOURCE_QUEUE:
+                if (qt == VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT) {
+                        assert_true(f->n_outs < MAX_HELD);
+                        f->outs[f->n_outs++] = e;
+                        if (f->drain && f->cleared && f->n_outs >= 2) {
+                                complete_outs(f, 1, 0, 2000);
+                                complete_outs(f, 1, VIRTIO_VIDEO_BUFFER_FLAG_EOS, 0);
+                                reply_type(f, f->drain, VIRTIO_VIDEO_RESP_OK_NODATA);
+                                f->drain = NULL;
+                        }
+                        return;
+                }
+                f->inputs++;
+                complete_buffer(f, e, 0, f->inputs * 1000);
+                if (f->inputs == 1) {
+                        f->width = f->height = 32;
+                        raise_event(f, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED, stream_id);
+                } else if (f->inputs == 2) {
+                        /* The new size is known before the old picture is handed out. */
+                        f->width = 64;
+                        f->height = 48;
+                        raise_event(f, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED, stream_id);
+                }
+                return;
+        case VIRTIO_VIDEO_CMD_QUEUE_CLEAR:
+                if (qt == VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT && f->inputs == 2 && !f->cleared && f->n_outs > 0) {
+                        f->cleared = true;
+                        complete_outs(f, 1, 0, 1000); /* the last 32x32 picture */
+                }
+                complete_outs(f, f->n_outs, VIRTIO_VIDEO_BUFFER_FLAG_ERR, 0);
+                reply_type(f, e, VIRTIO_VIDEO_RESP_OK_NODATA);
+                return;
+        case VIRTIO_VIDEO_CMD_STREAM_DRAIN:
+                f->drain = e;
+                return;
+        case VIRTIO_VIDEO_CMD_STREAM_DESTROY:
+                complete_outs(f, f->n_outs, VIRTIO_VIDEO_BUFFER_FLAG_ERR, 0);
+                reply_type(f, e, VIRTIO_VIDEO_RESP_OK_NODATA);
+                return;
+        default:
+                reply_type(f, e, VIRTIO_VIDEO_RESP_OK_NODATA);
+        }
+}
+
 static void fake_handle_elem(void *userdata, VhostElem *e) {
         Fake *f = userdata;
         uint8_t req[256] = {};
@@ -86,6 +200,10 @@ static void fake_handle_elem(void *userdata, VhostElem *e) {
         iov_to_buf(e->rd, e->n_rd, 0, req, sizeof(req));
         memcpy(&v, req, sizeof(v));
         type = le32_to_cpu(v);
+        if (f->script) {
+                script_handle(f, e, req, type);
+                return;
+        }
         if (type == f->drop_type || (type == VIRTIO_VIDEO_CMD_RESOURCE_QUEUE && f->n_held < MAX_HELD)) {
                 assert_true(f->n_held < MAX_HELD);
                 f->held[f->n_held++] = e;
@@ -129,7 +247,12 @@ static void fake_reset(void *userdata) {
                 vhost_elem_free(f->held[i]);
         for (unsigned i = 0; i < f->n_events; i++)
                 vhost_elem_free(f->events[i]);
-        f->n_held = f->n_events = 0;
+        for (unsigned i = 0; i < f->n_outs; i++)
+                vhost_elem_free(f->outs[i]);
+        if (f->drain)
+                vhost_elem_free(f->drain);
+        f->drain = NULL;
+        f->n_held = f->n_events = f->n_outs = 0;
 }
 
 static const VhostDeviceOps fake_ops = {
@@ -457,6 +580,67 @@ static void test_events_short_and_valid(void **state) {
         assert_int_equal(f->n_events, posted);
 }
 
+typedef struct Seen {
+        unsigned n;
+        uint32_t width[4], height[4];
+        uint64_t timestamp[4];
+} Seen;
+
+static int record_frame(void *userdata, const VcFrame *fr) {
+        Seen *x = userdata;
+
+        if (x->n >= ELEMENTSOF(x->width))
+                return -E2BIG;
+        x->width[x->n] = fr->width;
+        x->height[x->n] = fr->height;
+        x->timestamp[x->n] = fr->timestamp;
+        x->n++;
+        return 0;
+}
+
+/* A picture of the old size that completes after the resolution change event (script_handle()) is a
+ * frame of the old geometry, handed out before the output buffers are destroyed: neither rejected as a
+ * completion of an unknown buffer nor lost. */
+static void test_decode_frame_completed_after_resolution_event(void **state) {
+        Fake *f = *state;
+        static const uint8_t bitstream[20] = { 0 };
+        const size_t chunks[] = { 10, 10 };
+        Seen x = {};
+        VcDecodeResult res = {};
+
+        assert_int_equal(video_client_probe(f->c), 0);
+        f->script = true;
+        assert_int_equal(video_client_decode(f->c,
+                                             &(VcDecodeOptions){
+                                                     .stream_id = 1,
+                                                     .bitstream = bitstream,
+                                                     .size = sizeof(bitstream),
+                                                     .chunk_sizes = chunks,
+                                                     .n_chunks = ELEMENTSOF(chunks),
+                                                     .n_input_buffers = 1,
+                                                     .n_output_buffers = 3,
+                                                     .frame = record_frame,
+                                                     .userdata = &x,
+                                             },
+                                             &res),
+                         0);
+        assert_true(f->cleared);
+        assert_int_equal(res.resolution_changes, 2);
+        assert_int_equal(res.frames, 2);
+        assert_int_equal(x.n, 2);
+        assert_int_equal(x.width[0], 32);
+        assert_int_equal(x.height[0], 32);
+        assert_int_equal(x.timestamp[0], 1000);
+        assert_int_equal(x.width[1], 64);
+        assert_int_equal(x.height[1], 48);
+        assert_int_equal(x.timestamp[1], 2000);
+        /* The two other 32x32 buffers were cancelled by the clear. */
+        assert_int_equal(res.error_completions, 2);
+        assert_int_equal(res.width, 64);
+        assert_int_equal(res.height, 48);
+        assert_int_equal(res.drain_resp_type, VIRTIO_VIDEO_RESP_OK_NODATA);
+}
+
 static void test_resource_copy_bounds(void **state) {
         Fake *f = *state;
         uint32_t sizes[2] = { 100, 50 };
@@ -562,6 +746,8 @@ int main(void) {
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_silent_device_times_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_short_and_valid, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_decode_frame_completed_after_resolution_event, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_resource_copy_bounds, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resource_peek_in_place_or_null, setup, teardown),
         };
