@@ -336,6 +336,25 @@ static int decode_setup(Decoder *d) {
         return 0;
 }
 
+/* A drain answered with an error (nothing to drain, or cancelled) produces no EOS buffer (§4.4): waiting
+ * for one would only end with the timeout. The reply may come before or after the EOS buffer, both are
+ * fine (§4.4), so it is only looked at, not waited for. */
+static int check_drain(VideoClient *c, bool drain_sent, bool eos, uint64_t tag, uint32_t *ret_type) {
+        uint32_t t;
+        int r;
+
+        if (!drain_sent || eos)
+                return 0;
+        r = video_client_reply_type(c, tag, &t);
+        if (r <= 0)
+                return r;
+        if (t == VIRTIO_VIDEO_RESP_OK_NODATA)
+                return 0;
+        if (ret_type)
+                *ret_type = t;
+        return -EREMOTEIO;
+}
+
 static int decode_loop(Decoder *d) {
         int r;
 
@@ -375,6 +394,9 @@ static int decode_loop(Decoder *d) {
                                         return r;
                         }
                 }
+                r = check_drain(d->c, d->drain_sent, d->eos, d->drain_tag, &d->res->drain_resp_type);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -400,6 +422,8 @@ int video_client_decode(VideoClient *c, const VcDecodeOptions *o, VcDecodeResult
                 r = check(video_client_stream_destroy(c, o->stream_id));
         else if (d.created && transport_alive(r))
                 (void) video_client_stream_destroy(c, o->stream_id); /* best effort, like close() */
+        if (r < 0 && d.drain_sent && video_client_reply_type(c, d.drain_tag, NULL) > 0)
+                (void) video_client_wait_reply(c, d.drain_tag, NULL, 0, NULL); /* forget it */
         free(d.scratch);
         if (r < 0)
                 return r;
@@ -689,6 +713,8 @@ int video_client_encode(VideoClient *c, const VcEncodeOptions *o, VcEncodeResult
                         r = -EIO;
                 while (r >= 0 && (r = video_client_next_completion(c, &v, false)) > 0)
                         r = encode_on_completion(&e, &v);
+                if (r >= 0)
+                        r = check_drain(c, e.drain_sent, e.eos, e.drain_tag, NULL);
         }
         if (r >= 0 && e.drain_sent)
                 r = video_client_wait_reply(c, e.drain_tag, drain_resp, sizeof(drain_resp), NULL);
@@ -696,6 +722,8 @@ int video_client_encode(VideoClient *c, const VcEncodeOptions *o, VcEncodeResult
                 r = check(video_client_stream_destroy(c, o->stream_id));
         else if (e.created && transport_alive(r))
                 (void) video_client_stream_destroy(c, o->stream_id); /* best effort, like close() */
+        if (r < 0 && e.drain_sent && video_client_reply_type(c, e.drain_tag, NULL) > 0)
+                (void) video_client_wait_reply(c, e.drain_tag, NULL, 0, NULL); /* forget it */
         free(e.scratch);
         if (r < 0)
                 return r;

@@ -619,6 +619,18 @@ static int wait_reply_full(VideoClient *c,
         return overtaken ? -EPROTO : 0;
 }
 
+int video_client_reply_type(VideoClient *c, uint64_t tag, uint32_t *ret_type) {
+        ssize_t i = cmd_index(c, tag);
+
+        if (i < 0 || c->cmds[i]->type == VIRTIO_VIDEO_CMD_RESOURCE_QUEUE)
+                return -ENOENT; /* a RESOURCE_QUEUE's reply is a completion */
+        if (!c->cmds[i]->done)
+                return 0;
+        if (ret_type)
+                *ret_type = video_client_resp_type(c->cmds[i]->resp, c->cmds[i]->used_len);
+        return 1;
+}
+
 int video_client_wait_reply(VideoClient *c, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len) {
         return wait_reply_full(c, tag, resp, resp_cap, ret_len, NULL, NULL);
 }

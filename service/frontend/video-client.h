@@ -152,6 +152,10 @@ int video_client_send(VideoClient *c,
 /* Waits for the reply of a sent command, copies min(used length, resp_cap) bytes (resp may be NULL) and
  * sets *ret_len (optional) to the used length. The command is forgotten afterwards. */
 int video_client_wait_reply(VideoClient *c, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len);
+/* Whether the reply of a sent command has come, without waiting (the rings are not read either: call
+ * video_client_poll() or a wait first) and without forgetting the command: 1 with *ret_type (optional)
+ * set to the reply's type, 0 when it has not come yet, -ENOENT for a tag not waited for. */
+int video_client_reply_type(VideoClient *c, uint64_t tag, uint32_t *ret_type);
 /* send + wait_reply. */
 int video_client_command(VideoClient *c,
                          const void *req,
@@ -333,7 +337,11 @@ typedef struct VcDecodeResult {
  * SET_PARAMS(INPUT), input resources, bitstream chunks queued as buffers free up; on each
  * DECODER_RESOLUTION_CHANGED: QUEUE_CLEAR(OUTPUT) + RESOURCE_DESTROY_ALL(OUTPUT) when outputs exist,
  * GET_PARAMS(OUTPUT), new output resources, queued; STREAM_DRAIN after the last chunk, frames until the
- * EOS buffer, then STREAM_DESTROY. An error event for the stream ends it with -EIO. */
+ * EOS buffer, then STREAM_DESTROY. An error event for the stream ends it with -EIO; a STREAM_DRAIN
+ * answered with an error type (then no EOS buffer comes, §4.4) with -EREMOTEIO. Pictures of the old
+ * size that complete after a DECODER_RESOLUTION_CHANGED event (no order holds between the eventq and the
+ * commandq, §7.7e) are frames of the old geometry. The stream is destroyed on every outcome but a dead
+ * transport. */
 int video_client_decode(VideoClient *c, const VcDecodeOptions *o, VcDecodeResult *ret);
 
 typedef struct VcEncodeOptions {
@@ -364,5 +372,6 @@ typedef struct VcEncodeResult {
 } VcEncodeResult;
 
 /* A whole encoder session: STREAM_CREATE, params of both queues, resources, every picture queued as
- * input buffers free up, STREAM_DRAIN, coded buffers until EOS, STREAM_DESTROY. */
+ * input buffers free up, STREAM_DRAIN, coded buffers until EOS, STREAM_DESTROY. A STREAM_DRAIN answered
+ * with an error type ends it with -EREMOTEIO (no EOS buffer comes). */
 int video_client_encode(VideoClient *c, const VcEncodeOptions *o, VcEncodeResult *ret);

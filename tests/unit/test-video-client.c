@@ -54,6 +54,8 @@ typedef struct Fake {
         VhostElem *outs[MAX_HELD]; /* output buffers queued, oldest first */
         unsigned n_outs;
         VhostElem *drain;
+        uint32_t drain_reply; /* answer STREAM_DRAIN at once with this type (0: see script_handle()) */
+        unsigned destroys;
 } Fake;
 
 static void reply(Fake *f, VhostElem *e, const void *buf, size_t len) {
@@ -175,9 +177,13 @@ static void script_handle(Fake *f, VhostElem *e, const uint8_t *req, uint32_t ty
                 reply_type(f, e, VIRTIO_VIDEO_RESP_OK_NODATA);
                 return;
         case VIRTIO_VIDEO_CMD_STREAM_DRAIN:
-                f->drain = e;
+                if (f->drain_reply)
+                        reply_type(f, e, f->drain_reply);
+                else
+                        f->drain = e;
                 return;
         case VIRTIO_VIDEO_CMD_STREAM_DESTROY:
+                f->destroys++;
                 complete_outs(f, f->n_outs, VIRTIO_VIDEO_BUFFER_FLAG_ERR, 0);
                 reply_type(f, e, VIRTIO_VIDEO_RESP_OK_NODATA);
                 return;
@@ -641,6 +647,38 @@ static void test_decode_frame_completed_after_resolution_event(void **state) {
         assert_int_equal(res.drain_resp_type, VIRTIO_VIDEO_RESP_OK_NODATA);
 }
 
+/* A drain answered with an error produces no EOS buffer (§4.4): the session ends with -EREMOTEIO at once
+ * (not with the timeout) and destroys its stream; the next session on the client works. */
+static void test_decode_drain_error_reply_ends_session(void **state) {
+        Fake *f = *state;
+        static const uint8_t bitstream[10] = { 0 };
+        Seen x = {};
+        VcDecodeResult res = {};
+        VcDecodeOptions o = {
+                .stream_id = 2,
+                .bitstream = bitstream,
+                .size = sizeof(bitstream),
+                .n_input_buffers = 1,
+                .n_output_buffers = 2,
+                .frame = record_frame,
+                .userdata = &x,
+        };
+        VcCompletion v;
+        VcEvent e;
+
+        assert_int_equal(video_client_probe(f->c), 0);
+        f->script = true;
+        f->drain_reply = VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION;
+        assert_int_equal(video_client_decode(f->c, &o, &res), -EREMOTEIO);
+        assert_int_equal(f->destroys, 1);
+        assert_int_equal(x.n, 0);
+        /* Nothing of it is left behind. */
+        assert_int_equal(video_client_poll(f->c), 0);
+        assert_int_equal(video_client_pop_completion(f->c, &v), 0);
+        assert_int_equal(video_client_pop_event(f->c, &e), 0);
+        assert_int_equal(video_client_queued(f->c, 2, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT), 0);
+}
+
 static void test_resource_copy_bounds(void **state) {
         Fake *f = *state;
         uint32_t sizes[2] = { 100, 50 };
@@ -748,6 +786,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_events_short_and_valid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decode_frame_completed_after_resolution_event, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_decode_drain_error_reply_ends_session, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resource_copy_bounds, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resource_peek_in_place_or_null, setup, teardown),
         };
