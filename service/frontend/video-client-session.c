@@ -375,7 +375,9 @@ static int decode_loop(Decoder *d) {
                 r = video_client_wait_any(d->c);
                 if (r < 0)
                         return r;
-                /* Completions first: those collected with an event were made before it. */
+                /* Completions first: those the device made before an event are in by now. Old-size
+                 * pictures completed after a resolution change event are taken by
+                 * on_resolution_change() itself. */
                 for (;;) {
                         while (video_client_pop_completion(d->c, &v) > 0) {
                                 r = on_completion(d, &v);

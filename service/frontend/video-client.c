@@ -372,7 +372,8 @@ static int client_step(VideoClient *c) {
                         return r;
         }
         /* The eventq first: whatever the device completed on the commandq before it sent an event is
-         * then seen in the same step, so callers can handle completions before the events. */
+         * then seen no later than the event. Nothing more can be said (a completion seen with or after
+         * an event may have been made after it): callers must not depend on an order between the two. */
         for (unsigned k = VIRTIO_VIDEO_NUM_QUEUES; k-- > 0;) {
                 unsigned q = k;
                 for (;;) {

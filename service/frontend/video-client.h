@@ -276,7 +276,9 @@ int video_client_next_completion(VideoClient *c, VcCompletion *ret, bool wait);
 /* Takes the oldest event: 1, 0 or -ETIMEDOUT as above. */
 int video_client_next_event(VideoClient *c, VcEvent *ret, bool wait);
 /* Take what was already collected, without looking at the rings: 1 with *ret set, 0 when none. The rings
- * are read eventq first, so a completion collected together with an event was made before it. */
+ * are read eventq first, so a completion the device made before an event is collected no later than the
+ * event; but a completion collected with an event, or after it, may have been made before or after it:
+ * the two queues have no order (§7.7e). */
 int video_client_pop_completion(VideoClient *c, VcCompletion *ret);
 int video_client_pop_event(VideoClient *c, VcEvent *ret);
 /* Processes whatever the device has completed, without waiting. */

@@ -552,6 +552,51 @@ static void test_clear_reply_before_cancelled_buffers_is_eproto(void **state) {
         assert_int_equal(v.resource_id, 5);
 }
 
+/* A STREAM_DESTROY reply consumes its stream: completions that overtook it still belong to it (-EPROTO
+ * for the destroy, the device broke §7.7c, but nobody meets them later), and the stream's events that
+ * come after the reply (the eventq has no order with the commandq) are dropped until the id is created
+ * again. */
+static void test_destroy_consumes_late_completions_and_events(void **state) {
+        Fake *f = *state;
+        uint32_t size = 4096;
+        VcCompletion v;
+        VcEvent e;
+
+        assert_int_equal(video_client_probe(f->c), 0);
+        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 1, &size,
+                                                      1),
+                         0);
+        assert_int_equal(video_client_resource_queue(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 0, 1, &size),
+                         0);
+        assert_int_equal(video_client_resource_create(f->c, 2, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 6, 1, &size,
+                                                      1),
+                         0);
+        assert_int_equal(video_client_resource_queue(f->c, 2, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 6, 0, 1, &size),
+                         0);
+        for (int i = 0; i < 10 && f->n_held < 2 && sd_event_run(f->event, 0) >= 0; i++)
+                ;
+        assert_int_equal(f->n_held, 2);
+        /* The reply overtakes both held buffers; only stream 1's are the destroy's. */
+        assert_int_equal(video_client_stream_destroy(f->c, 1), -EPROTO);
+        complete_held(f);
+        raise_event(f, VIRTIO_VIDEO_EVENT_ERROR, 1);
+        raise_event(f, VIRTIO_VIDEO_EVENT_ERROR, 2);
+        assert_int_equal(video_client_next_completion(f->c, &v, true), 1);
+        assert_int_equal(v.stream_id, 2);
+        assert_int_equal(v.resource_id, 6);
+        assert_int_equal(video_client_next_event(f->c, &e, true), 1);
+        assert_int_equal(e.stream_id, 2);
+        assert_int_equal(video_client_poll(f->c), 0);
+        assert_int_equal(video_client_pop_completion(f->c, &v), 0);
+        assert_int_equal(video_client_pop_event(f->c, &e), 0);
+        assert_int_equal(video_client_queued(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT), 0);
+        /* Created again: its events are delivered again. */
+        assert_int_equal(video_client_stream_create(f->c, 1, 0x1002, "again"), 0);
+        raise_event(f, VIRTIO_VIDEO_EVENT_ERROR, 1);
+        assert_int_equal(video_client_next_event(f->c, &e, true), 1);
+        assert_int_equal(e.stream_id, 1);
+}
+
 static void test_silent_device_times_out(void **state) {
         Fake *f = *state;
         VcParams p;
@@ -781,6 +826,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_get_params_checks, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_query_control_count_checked, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clear_reply_before_cancelled_buffers_is_eproto, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_destroy_consumes_late_completions_and_events, setup,
                                                 teardown),
                 cmocka_unit_test_setup_teardown(test_silent_device_times_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_short_and_valid, setup, teardown),
