@@ -36,9 +36,9 @@ typedef struct VcCmd {
         size_t resp_cap;
         bool done;
         bool overtaken; /* its reply came before a RESOURCE_QUEUE it should have cancelled (§7.7c) */
-        bool orphan;    /* a RESOURCE_QUEUE of a stream destroyed before it completed: dropped on completion */
+        bool orphan; /* a RESOURCE_QUEUE of a stream destroyed before it completed: dropped on completion */
         unsigned purged, purged_err; /* STREAM_DESTROY: the stream's completions it took, those with ERR */
-        uint8_t *resp;  /* copy of the reply, resp_cap bytes */
+        uint8_t *resp;               /* copy of the reply, resp_cap bytes */
         size_t used_len;
 } VcCmd;
 
