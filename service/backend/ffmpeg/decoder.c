@@ -65,13 +65,6 @@ typedef struct TsMark {
         uint64_t timestamp;
 } TsMark;
 
-typedef struct DecoderBackend {
-        Backend base;
-        sd_event *event;
-        unsigned threads;
-        VideoCaps caps;
-} DecoderBackend;
-
 typedef enum DrainState {
         DRAIN_NONE,
         DRAIN_INPUT,   /* decoding the input queued before the drain */
@@ -82,7 +75,7 @@ typedef enum DrainState {
 
 typedef struct Decoder {
         FfStream s;
-        DecoderBackend *backend;
+        FfBackend *backend;
         uint32_t coded_format;
         enum AVCodecID codec_id;
         bool use_parser;
@@ -648,7 +641,7 @@ static int decoder_stream_new(Backend *b,
                               const BackendStreamCallbacks *callbacks,
                               void *userdata,
                               BackendStream **ret) {
-        DecoderBackend *db = (DecoderBackend *) b;
+        FfBackend *db = (FfBackend *) b;
         Decoder *d;
         int r = -EINVAL;
 
@@ -657,10 +650,7 @@ static int decoder_stream_new(Backend *b,
         d = calloc(1, sizeof(*d));
         if (!d)
                 return -ENOMEM;
-        d->s.base.backend = b;
-        d->s.class = &decoder_class;
-        d->s.cb = callbacks;
-        d->s.userdata = userdata;
+        ff_stream_init(&d->s, b, &decoder_class, callbacks, userdata);
         d->backend = db;
         d->coded_format = coded_format;
         for (size_t i = 0; i < ELEMENTSOF(dec_codecs); i++)
@@ -702,18 +692,6 @@ static int decoder_stream_new(Backend *b,
         d->s.params[VIDEO_QUEUE_OUTPUT].crop.width = 0; /* not known until the headers are parsed */
         d->s.params[VIDEO_QUEUE_OUTPUT].crop.height = 0;
         *ret = &d->s.base;
-        return 0;
-}
-
-static void decoder_stream_free(BackendStream *bs) {
-        if (bs)
-                ff_stream_free(&decoder_from(bs)->s);
-}
-
-static int decoder_get_params(BackendStream *bs, VideoQueue queue, VideoParams *ret) {
-        if ((unsigned) queue >= _VIDEO_QUEUE_MAX)
-                return -EINVAL;
-        *ret = decoder_from(bs)->s.params[queue];
         return 0;
 }
 
@@ -808,12 +786,9 @@ static int decoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         default:
                 return -EINVAL;
         }
-        w = ff_work_new(FF_CMD_QUEUE);
+        w = ff_stream_queue_work(&d->s, buf);
         if (!w)
                 return -ENOMEM;
-        w->queue = buf->queue;
-        w->buf = buf;
-        w->params = d->s.params[buf->queue];
         w->stale = stale;
         if (buf->queue == VIDEO_QUEUE_OUTPUT)
                 d->loop_out_seen = true;
@@ -821,45 +796,22 @@ static int decoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         return 0;
 }
 
-static int decoder_drain(BackendStream *bs) {
-        Decoder *d = decoder_from(bs);
-        FfWork *w;
-
-        if (d->s.draining)
-                return -EBUSY;
-        w = ff_work_new(FF_CMD_DRAIN);
-        if (!w)
-                return -ENOMEM;
-        w->gen = ++d->s.drain_seq;
-        d->s.draining = true;
-        ff_stream_submit(&d->s, w);
-        return 0;
-}
-
 static int decoder_clear(BackendStream *bs, VideoQueue queue) {
         Decoder *d = decoder_from(bs);
-        FfWork *w;
+        int r;
 
-        if ((unsigned) queue >= _VIDEO_QUEUE_MAX)
-                return -EINVAL;
-        w = ff_work_new(FF_CMD_CLEAR);
-        if (!w)
-                return -ENOMEM;
-        w->queue = queue;
-        if (queue == VIDEO_QUEUE_INPUT && d->s.draining) {
-                d->s.draining = false;
-                d->s.drain_cancelled = d->s.drain_seq;
-        }
+        r = ff_stream_clear(&d->s, queue);
+        if (r < 0)
+                return r;
+        /* loop_out_* are the loop thread's: resetting them after the submit is the same. */
         if (queue == VIDEO_QUEUE_OUTPUT)
                 d->loop_out_seen = d->loop_out_blocked = false;
-        ff_stream_submit(&d->s, w);
         return 0;
 }
 
 /* ---- backend --------------------------------------------------------------------------------------- */
 
-static void decoder_fill_caps(DecoderBackend *db) {
-        VideoCaps *c = &db->caps;
+static void decoder_fill_caps(VideoCaps *c) {
         const VideoFrameSize size = {
                 .width = { 16, 4096, 1 },
                 .height = { 16, 4096, 1 },
@@ -902,58 +854,22 @@ static void decoder_fill_caps(DecoderBackend *db) {
 }
 
 static int decoder_backend_new(const BackendConfig *config, sd_event *event, Backend **ret) {
-        DecoderBackend *db;
-
-        if (!event)
-                return -EINVAL;
-        ff_av_log_setup();
-        db = calloc(1, sizeof(*db));
-        if (!db)
-                return -ENOMEM;
-        db->base.ops = &backend_ffmpeg_decoder_ops;
-        db->event = event;
-        db->threads = config ? config->threads : 0;
-        decoder_fill_caps(db);
-        if (db->caps.n_formats[VIDEO_QUEUE_INPUT] == 0) {
-                free(db);
-                return log_debug_errno(-EOPNOTSUPP,
-                                       "ffmpeg-decoder: this libavcodec has no usable decoder.");
-        }
-        *ret = &db->base;
-        return 0;
-}
-
-static void decoder_backend_free(Backend *b) {
-        free(b);
-}
-
-static const VideoCaps *decoder_get_caps(Backend *b) {
-        return &((DecoderBackend *) b)->caps;
-}
-
-static int decoder_query_control(
-        Backend *b, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
-        const VideoCaps *c = decoder_get_caps(b);
-
-        for (unsigned i = 0; i < c->n_formats[VIDEO_QUEUE_INPUT]; i++)
-                if (c->formats[VIDEO_QUEUE_INPUT][i].format == format)
-                        return ff_profiles_list(control, format, true, values, max_values);
-        return -EOPNOTSUPP;
+        return ff_backend_new(&backend_ffmpeg_decoder_ops, config, event, decoder_fill_caps, ret);
 }
 
 const BackendOps backend_ffmpeg_decoder_ops = {
         .name = "ffmpeg-decoder",
         .new = decoder_backend_new,
-        .free = decoder_backend_free,
-        .get_caps = decoder_get_caps,
-        .query_control = decoder_query_control,
+        .free = ff_backend_free,
+        .get_caps = ff_backend_get_caps,
+        .query_control = ff_backend_query_control,
         .stream_new = decoder_stream_new,
-        .stream_free = decoder_stream_free,
-        .get_params = decoder_get_params,
+        .stream_free = ff_stream_op_free,
+        .get_params = ff_stream_op_get_params,
         .set_params = decoder_set_params,
         .get_control = decoder_get_control,
         .set_control = decoder_set_control,
         .queue_buffer = decoder_queue_buffer,
-        .drain = decoder_drain,
+        .drain = ff_stream_op_drain,
         .clear = decoder_clear,
 };

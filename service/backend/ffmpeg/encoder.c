@@ -49,13 +49,6 @@ static const struct {
 
 static const uint32_t enc_raw_formats[] = { VIDEO_FORMAT_NV12, VIDEO_FORMAT_YUV420, VIDEO_FORMAT_YVU420 };
 
-typedef struct EncoderBackend {
-        Backend base;
-        sd_event *event;
-        unsigned threads;
-        VideoCaps caps;
-} EncoderBackend;
-
 typedef struct EncoderConfig {
         uint32_t bitrate, peak, mode, profile, level;
         bool prepend_headers;
@@ -70,7 +63,7 @@ typedef enum EncDrain {
 
 typedef struct Encoder {
         FfStream s;
-        EncoderBackend *backend;
+        FfBackend *backend;
         uint32_t coded_format;
         const AVCodec *codec;
         bool is_x264;
@@ -502,7 +495,7 @@ static int encoder_stream_new(Backend *b,
                               const BackendStreamCallbacks *callbacks,
                               void *userdata,
                               BackendStream **ret) {
-        EncoderBackend *eb = (EncoderBackend *) b;
+        FfBackend *eb = (FfBackend *) b;
         const AVCodec *codec = encoder_find(coded_format);
         Encoder *e;
         int r;
@@ -514,10 +507,7 @@ static int encoder_stream_new(Backend *b,
         e = calloc(1, sizeof(*e));
         if (!e)
                 return -ENOMEM;
-        e->s.base.backend = b;
-        e->s.class = &encoder_class;
-        e->s.cb = callbacks;
-        e->s.userdata = userdata;
+        ff_stream_init(&e->s, b, &encoder_class, callbacks, userdata);
         e->backend = eb;
         e->coded_format = coded_format;
         e->codec = codec;
@@ -566,18 +556,6 @@ static int encoder_stream_new(Backend *b,
         };
         encoder_sync_output(e, 0);
         *ret = &e->s.base;
-        return 0;
-}
-
-static void encoder_stream_free(BackendStream *bs) {
-        if (bs)
-                ff_stream_free(&encoder_from(bs)->s);
-}
-
-static int encoder_get_params(BackendStream *bs, VideoQueue queue, VideoParams *ret) {
-        if ((unsigned) queue >= _VIDEO_QUEUE_MAX)
-                return -EINVAL;
-        *ret = encoder_from(bs)->s.params[queue];
         return 0;
 }
 
@@ -756,12 +734,9 @@ static int encoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         default:
                 return -EINVAL;
         }
-        w = ff_work_new(FF_CMD_QUEUE);
+        w = ff_stream_queue_work(&e->s, buf);
         if (!w)
                 return -ENOMEM;
-        w->queue = buf->queue;
-        w->buf = buf;
-        w->params = e->s.params[buf->queue];
         if (buf->queue == VIDEO_QUEUE_INPUT) {
                 w->force_keyframe = e->force_keyframe;
                 e->force_keyframe = false;
@@ -770,43 +745,9 @@ static int encoder_queue_buffer(BackendStream *bs, VideoBuffer *buf) {
         return 0;
 }
 
-static int encoder_drain(BackendStream *bs) {
-        Encoder *e = encoder_from(bs);
-        FfWork *w;
-
-        if (e->s.draining)
-                return -EBUSY;
-        w = ff_work_new(FF_CMD_DRAIN);
-        if (!w)
-                return -ENOMEM;
-        w->gen = ++e->s.drain_seq;
-        e->s.draining = true;
-        ff_stream_submit(&e->s, w);
-        return 0;
-}
-
-static int encoder_clear(BackendStream *bs, VideoQueue queue) {
-        Encoder *e = encoder_from(bs);
-        FfWork *w;
-
-        if ((unsigned) queue >= _VIDEO_QUEUE_MAX)
-                return -EINVAL;
-        w = ff_work_new(FF_CMD_CLEAR);
-        if (!w)
-                return -ENOMEM;
-        w->queue = queue;
-        if (queue == VIDEO_QUEUE_INPUT && e->s.draining) {
-                e->s.draining = false;
-                e->s.drain_cancelled = e->s.drain_seq;
-        }
-        ff_stream_submit(&e->s, w);
-        return 0;
-}
-
 /* ---- backend --------------------------------------------------------------------------------------- */
 
-static void encoder_fill_caps(EncoderBackend *eb) {
-        VideoCaps *c = &eb->caps;
+static void encoder_fill_caps(VideoCaps *c) {
         const VideoFrameSize size = {
                 .width = { 16, 4096, 2 },
                 .height = { 16, 4096, 2 },
@@ -847,58 +788,22 @@ static void encoder_fill_caps(EncoderBackend *eb) {
 }
 
 static int encoder_backend_new(const BackendConfig *config, sd_event *event, Backend **ret) {
-        EncoderBackend *eb;
-
-        if (!event)
-                return -EINVAL;
-        ff_av_log_setup();
-        eb = calloc(1, sizeof(*eb));
-        if (!eb)
-                return -ENOMEM;
-        eb->base.ops = &backend_ffmpeg_encoder_ops;
-        eb->event = event;
-        eb->threads = config ? config->threads : 0;
-        encoder_fill_caps(eb);
-        if (eb->caps.n_formats[VIDEO_QUEUE_OUTPUT] == 0) {
-                free(eb);
-                return log_debug_errno(-EOPNOTSUPP,
-                                       "ffmpeg-encoder: this libavcodec has no usable encoder.");
-        }
-        *ret = &eb->base;
-        return 0;
-}
-
-static void encoder_backend_free(Backend *b) {
-        free(b);
-}
-
-static const VideoCaps *encoder_get_caps(Backend *b) {
-        return &((EncoderBackend *) b)->caps;
-}
-
-static int encoder_query_control(
-        Backend *b, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
-        const VideoCaps *c = encoder_get_caps(b);
-
-        for (unsigned i = 0; i < c->n_formats[VIDEO_QUEUE_OUTPUT]; i++)
-                if (c->formats[VIDEO_QUEUE_OUTPUT][i].format == format)
-                        return ff_profiles_list(control, format, false, values, max_values);
-        return -EOPNOTSUPP;
+        return ff_backend_new(&backend_ffmpeg_encoder_ops, config, event, encoder_fill_caps, ret);
 }
 
 const BackendOps backend_ffmpeg_encoder_ops = {
         .name = "ffmpeg-encoder",
         .new = encoder_backend_new,
-        .free = encoder_backend_free,
-        .get_caps = encoder_get_caps,
-        .query_control = encoder_query_control,
+        .free = ff_backend_free,
+        .get_caps = ff_backend_get_caps,
+        .query_control = ff_backend_query_control,
         .stream_new = encoder_stream_new,
-        .stream_free = encoder_stream_free,
-        .get_params = encoder_get_params,
+        .stream_free = ff_stream_op_free,
+        .get_params = ff_stream_op_get_params,
         .set_params = encoder_set_params,
         .get_control = encoder_get_control,
         .set_control = encoder_set_control,
         .queue_buffer = encoder_queue_buffer,
-        .drain = encoder_drain,
-        .clear = encoder_clear,
+        .drain = ff_stream_op_drain,
+        .clear = ff_stream_op_clear,
 };

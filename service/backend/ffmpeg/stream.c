@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/macro.h"
+#include "profiles.h"
 #include "stream.h"
 
 /* libav* messages (corrupt streams: a guest can cause any number) go to our log at debug level, never
@@ -250,6 +251,17 @@ int ff_stream_start(FfStream *s, sd_event *event) {
         return 0;
 }
 
+void ff_stream_init(FfStream *s,
+                    Backend *b,
+                    const FfStreamClass *class,
+                    const BackendStreamCallbacks *callbacks,
+                    void *userdata) {
+        s->base.backend = b;
+        s->class = class;
+        s->cb = callbacks;
+        s->userdata = userdata;
+}
+
 void ff_stream_free(FfStream *s) {
         if (!s || s->free_requested)
                 return;
@@ -270,4 +282,124 @@ void ff_stream_free(FfStream *s) {
                 return;
         }
         ff_stream_destroy(s);
+}
+
+FfWork *ff_stream_queue_work(FfStream *s, VideoBuffer *buf) {
+        FfWork *w = ff_work_new(FF_CMD_QUEUE);
+
+        if (!w)
+                return NULL;
+        w->queue = buf->queue;
+        w->buf = buf;
+        w->params = s->params[buf->queue];
+        return w;
+}
+
+int ff_stream_drain(FfStream *s) {
+        FfWork *w;
+
+        if (s->draining)
+                return -EBUSY;
+        w = ff_work_new(FF_CMD_DRAIN);
+        if (!w)
+                return -ENOMEM;
+        w->gen = ++s->drain_seq;
+        s->draining = true;
+        ff_stream_submit(s, w);
+        return 0;
+}
+
+int ff_stream_clear(FfStream *s, VideoQueue queue) {
+        FfWork *w;
+
+        if ((unsigned) queue >= _VIDEO_QUEUE_MAX)
+                return -EINVAL;
+        w = ff_work_new(FF_CMD_CLEAR);
+        if (!w)
+                return -ENOMEM;
+        w->queue = queue;
+        if (queue == VIDEO_QUEUE_INPUT && s->draining) {
+                s->draining = false;
+                s->drain_cancelled = s->drain_seq;
+        }
+        ff_stream_submit(s, w);
+        return 0;
+}
+
+static FfStream *ff_stream_from(BackendStream *bs) {
+        return (FfStream *) bs;
+}
+
+void ff_stream_op_free(BackendStream *bs) {
+        if (bs)
+                ff_stream_free(ff_stream_from(bs));
+}
+
+int ff_stream_op_get_params(BackendStream *bs, VideoQueue queue, VideoParams *ret) {
+        if ((unsigned) queue >= _VIDEO_QUEUE_MAX)
+                return -EINVAL;
+        *ret = ff_stream_from(bs)->params[queue];
+        return 0;
+}
+
+int ff_stream_op_drain(BackendStream *bs) {
+        return ff_stream_drain(ff_stream_from(bs));
+}
+
+int ff_stream_op_clear(BackendStream *bs, VideoQueue queue) {
+        return ff_stream_clear(ff_stream_from(bs), queue);
+}
+
+/* ---- backend --------------------------------------------------------------------------------------- */
+
+static VideoQueue ff_backend_coded_queue(const VideoCaps *c) {
+        return c->role == VIDEO_ROLE_DECODER ? VIDEO_QUEUE_INPUT : VIDEO_QUEUE_OUTPUT;
+}
+
+int ff_backend_new(const BackendOps *ops,
+                   const BackendConfig *config,
+                   sd_event *event,
+                   void (*fill_caps)(VideoCaps *c),
+                   Backend **ret) {
+        FfBackend *fb;
+
+        if (!event)
+                return -EINVAL;
+        ff_av_log_setup();
+        fb = calloc(1, sizeof(*fb));
+        if (!fb)
+                return -ENOMEM;
+        fb->base.ops = ops;
+        fb->event = event;
+        fb->threads = config ? config->threads : 0;
+        fill_caps(&fb->caps);
+        if (fb->caps.n_formats[ff_backend_coded_queue(&fb->caps)] == 0) {
+                bool decoder = fb->caps.role == VIDEO_ROLE_DECODER;
+
+                free(fb);
+                return log_debug_errno(-EOPNOTSUPP, "%s: this libavcodec has no usable %s.", ops->name,
+                                       decoder ? "decoder" : "encoder");
+        }
+        *ret = &fb->base;
+        return 0;
+}
+
+void ff_backend_free(Backend *b) {
+        free(b);
+}
+
+const VideoCaps *ff_backend_get_caps(Backend *b) {
+        return &((FfBackend *) b)->caps;
+}
+
+int ff_backend_query_control(
+        Backend *b, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values) {
+        const VideoCaps *c = ff_backend_get_caps(b);
+        VideoQueue q = ff_backend_coded_queue(c);
+
+        for (unsigned i = 0; i < c->n_formats[q]; i++)
+                if (c->formats[q][i].format == format)
+                        return ff_profiles_list(control, format, c->role == VIDEO_ROLE_DECODER, values,
+                                                max_values);
+        return -EOPNOTSUPP;
 }

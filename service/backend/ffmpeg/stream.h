@@ -17,6 +17,27 @@
 
 typedef struct sd_event_source sd_event_source;
 
+/* What the decoder and encoder backends hold: caps filled in once at new. */
+typedef struct FfBackend {
+        Backend base;
+        sd_event *event;
+        unsigned threads;
+        VideoCaps caps;
+} FfBackend;
+
+/* Allocates an FfBackend for `ops`; fill_caps fills its caps, and without any coded format (on the
+ * decoder's input, the encoder's output queue) it fails with -EOPNOTSUPP. */
+int ff_backend_new(const BackendOps *ops,
+                   const BackendConfig *config,
+                   sd_event *event,
+                   void (*fill_caps)(VideoCaps *c),
+                   Backend **ret);
+/* BackendOps functions both backends use as they are. */
+void ff_backend_free(Backend *b);
+const VideoCaps *ff_backend_get_caps(Backend *b);
+int ff_backend_query_control(
+        Backend *b, VideoControl control, uint32_t format, uint32_t *values, unsigned max_values);
+
 typedef enum FfWorkType {
         /* loop -> codec thread */
         FF_CMD_QUEUE,
@@ -98,6 +119,12 @@ struct FfStream {
 /* Routes libav* log messages to our log (debug level); once per process. */
 void ff_av_log_setup(void);
 
+/* Loop thread: fills in what every stream has (the caller checked that callbacks has buffer_done). */
+void ff_stream_init(FfStream *s,
+                    Backend *b,
+                    const FfStreamClass *class,
+                    const BackendStreamCallbacks *callbacks,
+                    void *userdata);
 /* Loop thread. Sets up the eventfd, its source on `event` and the codec thread. */
 int ff_stream_start(FfStream *s, sd_event *event);
 /* Loop thread: ends the thread and frees s (through class->destroy). Safe from inside a callback. */
@@ -105,6 +132,18 @@ void ff_stream_free(FfStream *s);
 /* Loop thread: hands a command to the codec thread. */
 void ff_stream_submit(FfStream *s, FfWork *w);
 FfWork *ff_work_new(FfWorkType type);
+/* Loop thread: a QUEUE command for buf with the queue's current params, not yet submitted; NULL
+ * without memory. */
+FfWork *ff_stream_queue_work(FfStream *s, VideoBuffer *buf);
+/* Loop thread: the drain and clear commands (clear(INPUT) cancels a pending drain's completion). */
+int ff_stream_drain(FfStream *s);
+int ff_stream_clear(FfStream *s, VideoQueue queue);
+
+/* BackendOps functions for a BackendStream that is an FfStream (its base is the first member). */
+void ff_stream_op_free(BackendStream *bs);
+int ff_stream_op_get_params(BackendStream *bs, VideoQueue queue, VideoParams *ret);
+int ff_stream_op_drain(BackendStream *bs);
+int ff_stream_op_clear(BackendStream *bs, VideoQueue queue);
 
 /* Codec thread: completion helpers. */
 void ff_stream_complete(FfStream *s, FfWork *w);
