@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,34 +21,22 @@
 
 #include "backend/backend.h"
 #include "common/macro.h"
+#include "device-fixture.h"
 #include "frontend/frontend.h"
 #include "frontend/video-client.h"
 #include "null-stream.h"
-#include "vhost/vhost.h"
 #include "video/device.h"
 #include "video/virtio-video-proto.h"
 
 #define QT_IN VIRTIO_VIDEO_QUEUE_TYPE_INPUT
 #define QT_OUT VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT
 
-typedef struct Env {
-        sd_event *event;
-        Backend *backend;
-        VideoDevice *device;
-        VuFrontend *fe;
-        VideoClient *c;
-} Env;
-
-static int pump(void *userdata) {
-        return sd_event_run(userdata, 0);
-}
+typedef DeviceFixture Env;
 
 static int env_open(Env **ret, const char *backend_name) {
         BackendConfig bc = { .device_fd = -1 };
-        VuFrontendOptions fo;
-        VideoClientOptions co;
-        int fds[2], r;
         Env *env;
+        int r;
 
         env = calloc(1, sizeof(*env));
         assert_non_null(env);
@@ -60,25 +47,7 @@ static int env_open(Env **ret, const char *backend_name) {
                 free(env);
                 return r;
         }
-        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device),
-                         0);
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-        assert_int_equal(vhost_dev_serve_fd(video_device_get_vhost(env->device), fds[0]), 0);
-
-        vu_frontend_options_init(&fo);
-        fo.pump = pump;
-        fo.pump_userdata = env->event;
-        fo.config_size = sizeof(struct virtio_video_config);
-        fo.device_features =
-                (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
-        assert_int_equal(vu_frontend_new_from_fd(&fo, fds[1], &env->fe), 0);
-        assert_int_equal(vu_frontend_start(env->fe), 0);
-
-        video_client_options_init(&co);
-        co.pump = pump;
-        co.pump_userdata = env->event;
-        assert_int_equal(video_client_new(env->fe, &co, &env->c), 0);
-        assert_int_equal(video_client_probe(env->c), 0);
+        device_fixture_connect(env, 0);
         *ret = env;
         return 0;
 }
@@ -94,13 +63,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
         Env *env = *state;
 
-        video_client_free(env->c);
-        vu_frontend_free(env->fe);
-        /* Let the device see the hangup and drop its state, as it would in production. */
-        for (int i = 0; i < 100 && sd_event_run(env->event, 0) > 0; i++)
-                ;
-        video_device_free(env->device);
-        backend_free(env->backend);
+        device_fixture_disconnect(env);
         sd_event_unref(env->event);
         free(env);
         return 0;

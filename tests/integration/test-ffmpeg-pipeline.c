@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,64 +21,25 @@
 #include "av-media.h"
 #include "backend/backend.h"
 #include "common/macro.h"
-#include "frontend/frontend.h"
+#include "device-fixture.h"
 #include "frontend/video-client.h"
-#include "vhost/vhost.h"
-#include "video/device.h"
 #include "video/virtio-video-proto.h"
 
-typedef struct Env {
-        sd_event *event;
-        Backend *backend;
-        VideoDevice *device;
-        VuFrontend *fe;
-        VideoClient *c;
-} Env;
-
-static int pump(void *userdata) {
-        return sd_event_run(userdata, 0);
-}
+typedef DeviceFixture Env;
 
 static Env *env_open(const char *backend_name) {
         BackendConfig bc = { .device_fd = -1, .threads = 1 };
-        VuFrontendOptions fo;
-        VideoClientOptions co;
-        int fds[2];
         Env *env = calloc(1, sizeof(*env));
 
         assert_non_null(env);
         assert_int_equal(sd_event_new(&env->event), 0);
         assert_int_equal(backend_new(backend_name, &bc, env->event, &env->backend), 0);
-        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device),
-                         0);
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-        assert_int_equal(vhost_dev_serve_fd(video_device_get_vhost(env->device), fds[0]), 0);
-
-        vu_frontend_options_init(&fo);
-        fo.pump = pump;
-        fo.pump_userdata = env->event;
-        fo.config_size = sizeof(struct virtio_video_config);
-        fo.device_features =
-                (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
-        assert_int_equal(vu_frontend_new_from_fd(&fo, fds[1], &env->fe), 0);
-        assert_int_equal(vu_frontend_start(env->fe), 0);
-
-        video_client_options_init(&co);
-        co.pump = pump;
-        co.pump_userdata = env->event;
-        co.timeout_ms = 20000;
-        assert_int_equal(video_client_new(env->fe, &co, &env->c), 0);
-        assert_int_equal(video_client_probe(env->c), 0);
+        device_fixture_connect(env, 20000);
         return env;
 }
 
 static void env_close(Env *env) {
-        video_client_free(env->c);
-        vu_frontend_free(env->fe);
-        for (int i = 0; i < 100 && sd_event_run(env->event, 0) > 0; i++)
-                ;
-        video_device_free(env->device);
-        backend_free(env->backend);
+        device_fixture_disconnect(env);
         sd_event_unref(env->event);
         free(env);
 }

@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
 #include <cmocka.h>
 #include <linux/videodev2.h>
@@ -22,76 +21,40 @@
 #include "backend/v4l2/v4l2.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "device-fixture.h"
 #include "fake-v4l2.h"
-#include "frontend/frontend.h"
 #include "frontend/video-client.h"
 #include "null-stream.h"
-#include "vhost/vhost.h"
-#include "video/device.h"
 #include "video/virtio-video-proto.h"
 
 typedef struct Env {
-        sd_event *event;
+        DeviceFixture fx;
         FakeV4l2 *fake;
-        Backend *backend;
-        VideoDevice *device;
-        VuFrontend *fe;
-        VideoClient *c;
 } Env;
-
-static int pump(void *userdata) {
-        return sd_event_run(userdata, 0);
-}
 
 static Env *env_open(const FakeV4l2Config *cfg, bool force_copy) {
         BackendConfig bc = { .device_fd = -1, .force_copy = force_copy };
-        VuFrontendOptions fo;
-        VideoClientOptions co;
-        int fds[2];
         Env *env = calloc(1, sizeof(*env));
 
         assert_non_null(env);
-        assert_int_equal(sd_event_new(&env->event), 0);
+        assert_int_equal(sd_event_new(&env->fx.event), 0);
         env->fake = fake_v4l2_new(cfg);
         assert_non_null(env->fake);
         assert_int_equal(backend_v4l2_new_with_ops(&fake_v4l2_ops, env->fake,
                                                    cfg->encoder ? VIDEO_ROLE_ENCODER : VIDEO_ROLE_DECODER,
-                                                   &bc, env->event, &env->backend),
+                                                   &bc, env->fx.event, &env->fx.backend),
                          0);
-        assert_int_equal(video_device_new(env->event, env->backend, &(VideoDeviceOptions){}, &env->device),
-                         0);
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-        assert_int_equal(vhost_dev_serve_fd(video_device_get_vhost(env->device), fds[0]), 0);
-
-        vu_frontend_options_init(&fo);
-        fo.pump = pump;
-        fo.pump_userdata = env->event;
-        fo.config_size = sizeof(struct virtio_video_config);
-        fo.device_features =
-                (1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES) | (1u << VIRTIO_VIDEO_F_RESOURCE_NON_CONTIG);
-        assert_int_equal(vu_frontend_new_from_fd(&fo, fds[1], &env->fe), 0);
-        assert_int_equal(vu_frontend_start(env->fe), 0);
-
-        video_client_options_init(&co);
-        co.pump = pump;
-        co.pump_userdata = env->event;
-        assert_int_equal(video_client_new(env->fe, &co, &env->c), 0);
-        assert_int_equal(video_client_probe(env->c), 0);
+        device_fixture_connect(&env->fx, 0);
         return env;
 }
 
 static void env_close(Env *env) {
-        video_client_free(env->c);
-        vu_frontend_free(env->fe);
-        for (int i = 0; i < 100 && sd_event_run(env->event, 0) > 0; i++)
-                ;
-        video_device_free(env->device);
-        backend_free(env->backend);
+        device_fixture_disconnect(&env->fx);
         /* Every instance the streams opened is closed again, every mapping gone. */
         assert_int_equal(fake_v4l2_stats(env->fake)->open_instances, 0);
         assert_int_equal(fake_v4l2_stats(env->fake)->active_maps, 0);
         fake_v4l2_free(env->fake);
-        sd_event_unref(env->event);
+        sd_event_unref(env->fx.event);
         free(env);
 }
 
@@ -138,7 +101,7 @@ decode(const FakeV4l2Config *cfg, bool force_copy, unsigned entries_per_plane, u
         chunks[ELEMENTSOF(chunks) - 1] = s.size - (3 + 10 + 700 + 1 + 5000 + 5 + 4096 + 9000);
         o.bitstream = s.data;
         o.size = s.size;
-        assert_int_equal(video_client_decode(env->c, &o, &res), 0);
+        assert_int_equal(video_client_decode(env->fx.c, &o, &res), 0);
         assert_int_equal(res.frames, 5);
         assert_int_equal(x.next, 5);
         assert_int_equal(res.resolution_changes, 2);
@@ -193,9 +156,9 @@ static void test_decode_device_vanishes(void **state) {
         o.n_chunks = 3;
         x.vanish_at_frame_of = env->fake;
         /* The guest gets an error event for the stream; the device goes on serving commands. */
-        assert_int_equal(video_client_decode(env->c, &o, &res), -EIO);
+        assert_int_equal(video_client_decode(env->fx.c, &o, &res), -EIO);
         assert_true(x.next >= 1 && x.next < 3); /* frames already decoded may still arrive */
-        assert_true(video_client_stream_create(env->c, 4, VIDEO_FORMAT_FWHT, "after") >= 0x0300);
+        assert_true(video_client_stream_create(env->fx.c, 4, VIDEO_FORMAT_FWHT, "after") >= 0x0300);
         null_stream_done(&s);
         env_close(env);
 }
@@ -260,7 +223,7 @@ static void encode(const FakeV4l2Config *cfg, uint32_t raw_format) {
         };
         int32_t v;
 
-        assert_true(video_client_is_encoder(env->c));
+        assert_true(video_client_is_encoder(env->fx.c));
         for (unsigned i = 0; i < 4; i++) {
                 pics[i] = malloc(size);
                 assert_non_null(pics[i]);
@@ -269,7 +232,7 @@ static void encode(const FakeV4l2Config *cfg, uint32_t raw_format) {
                         i420_to_nv12(pics[i], 48, 32);
         }
         o.frames = (const uint8_t *const *) pics;
-        assert_int_equal(video_client_encode(env->c, &o, &res), 0);
+        assert_int_equal(video_client_encode(env->fx.c, &o, &res), 0);
         assert_int_equal(res.packets, 4);
         assert_int_equal(x.n, 4);
         assert_int_equal(res.keyframes, 1);
@@ -296,8 +259,8 @@ static void test_encoder_profiles_through_query_control(void **state) {
         uint32_t values[16];
         unsigned n = 0;
 
-        assert_int_equal(video_client_query_control(env->c, VIRTIO_VIDEO_CONTROL_PROFILE, VIDEO_FORMAT_H264,
-                                                    values, ELEMENTSOF(values), &n),
+        assert_int_equal(video_client_query_control(env->fx.c, VIRTIO_VIDEO_CONTROL_PROFILE,
+                                                    VIDEO_FORMAT_H264, values, ELEMENTSOF(values), &n),
                          0);
         assert_int_equal(n, 3);
         assert_int_equal(values[2], 0x103);
