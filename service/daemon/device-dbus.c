@@ -109,41 +109,19 @@ static int property_get_uuid(sd_bus *bus,
         return sd_bus_message_append_array(reply, 'y', d->spec.uuid, d->spec.uuid_size);
 }
 
-static int property_get_role(sd_bus *bus,
-                             const char *path,
-                             const char *interface,
-                             const char *property,
-                             sd_bus_message *reply,
-                             void *userdata,
-                             sd_bus_error *error) {
-        Device *d = userdata;
+/* A getter for an enum property: the vtable entry's offset points userdata at the field (as machined's
+ * BUS_DEFINE_PROPERTY_GET_ENUM does). */
+#define DEFINE_PROPERTY_GET_ENUM(function, type, to_string)                                             \
+        static int function(sd_bus *bus, const char *path, const char *interface, const char *property, \
+                            sd_bus_message *reply, void *userdata, sd_bus_error *error) {               \
+                const type *p = userdata;                                                               \
+                                                                                                        \
+                return sd_bus_message_append(reply, "s", to_string(*p));                                \
+        }
 
-        return sd_bus_message_append(reply, "s", device_role_to_string(d->spec.role));
-}
-
-static int property_get_backend(sd_bus *bus,
-                                const char *path,
-                                const char *interface,
-                                const char *property,
-                                sd_bus_message *reply,
-                                void *userdata,
-                                sd_bus_error *error) {
-        Device *d = userdata;
-
-        return sd_bus_message_append(reply, "s", backend_kind_to_string(d->spec.backend));
-}
-
-static int property_get_state(sd_bus *bus,
-                              const char *path,
-                              const char *interface,
-                              const char *property,
-                              sd_bus_message *reply,
-                              void *userdata,
-                              sd_bus_error *error) {
-        Device *d = userdata;
-
-        return sd_bus_message_append(reply, "s", device_state_to_string(d->state));
-}
+DEFINE_PROPERTY_GET_ENUM(property_get_role, DeviceRole, device_role_to_string)
+DEFINE_PROPERTY_GET_ENUM(property_get_backend, BackendKind, backend_kind_to_string)
+DEFINE_PROPERTY_GET_ENUM(property_get_state, DeviceState, device_state_to_string)
 
 static int property_get_socket_group(sd_bus *bus,
                                      const char *path,
@@ -205,8 +183,16 @@ const sd_bus_vtable device_vtable[] = {
                         NULL,
                         offsetof(Device, spec.card),
                         SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Backend", "s", property_get_backend, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Role", "s", property_get_role, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Backend",
+                        "s",
+                        property_get_backend,
+                        offsetof(Device, spec.backend),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Role",
+                        "s",
+                        property_get_role,
+                        offsetof(Device, spec.role),
+                        SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Protocol",
                         "s",
                         NULL,
@@ -239,7 +225,11 @@ const sd_bus_vtable device_vtable[] = {
                         NULL,
                         offsetof(Device, spec.created_usec),
                         SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("State", "s", property_get_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("State",
+                        "s",
+                        property_get_state,
+                        offsetof(Device, state),
+                        SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("ConnectedTimestamp",
                         "t",
                         NULL,
