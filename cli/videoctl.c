@@ -283,16 +283,24 @@ static const struct {
         { "ConnectedTimestamp", 't', offsetof(DeviceInfo, connected) },
 };
 
+/* GetAll of one interface, the reply entered into its a{sv}. */
+static int get_all_properties(
+        sd_bus *bus, const char *path, const char *iface, sd_bus_error *error, sd_bus_message **reply) {
+        int r;
+
+        r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", error,
+                               reply, "s", iface);
+        if (r < 0)
+                return r;
+        return sd_bus_message_enter_container(*reply, 'a', "{sv}");
+}
+
 static int device_info_get(sd_bus *bus, const char *path, DeviceInfo *ret, sd_bus_error *error) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         DeviceInfo info = {};
         int r;
 
-        r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", error,
-                               &reply, "s", DEVICE_IFACE);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        r = get_all_properties(bus, path, DEVICE_IFACE, error, &reply);
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
@@ -461,11 +469,7 @@ static int print_properties(sd_bus *bus, const char *path, const char *iface, sd
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
 
-        r = sd_bus_call_method(bus, BUS_NAME, path, "org.freedesktop.DBus.Properties", "GetAll", error,
-                               &reply, "s", iface);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        r = get_all_properties(bus, path, iface, error, &reply);
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
@@ -494,6 +498,26 @@ static int print_properties(sd_bus *bus, const char *path, const char *iface, sd
 }
 
 /* --- verbs --------------------------------------------------------------------------------------------- */
+
+/* Prints and frees t: JSON, or the table with a legend counting its rows (noun: one row, nouns: more). */
+static int print_listed(Table *t, const char *noun, const char *nouns) {
+        int r;
+
+        if (arg_json != TABLE_JSON_OFF)
+                r = table_print_json(t, stdout, arg_json);
+        else {
+                r = table_print(t, stdout, arg_legend);
+                if (arg_legend) {
+                        unsigned n = table_get_rows(t);
+                        if (n > 0)
+                                printf("\n%u %s listed.\n", n, n == 1 ? noun : nouns);
+                        else
+                                printf("No %s.\n", nouns);
+                }
+        }
+        table_free(t);
+        return r;
+}
 
 static int verb_list(sd_bus *bus, int argc, char **argv) {
         static const char *const headers[] = { "VM", "ALIAS", "HOST-DEVICE", "ROLE", "STATE", "SOCKET" };
@@ -534,20 +558,7 @@ static int verb_list(sd_bus *bus, int argc, char **argv) {
                 return fail("list", "devices", r, NULL);
         }
         table_sort(t, sort_cols, ELEMENTSOF(sort_cols));
-        if (arg_json != TABLE_JSON_OFF)
-                r = table_print_json(t, stdout, arg_json);
-        else {
-                r = table_print(t, stdout, arg_legend);
-                if (arg_legend) {
-                        unsigned n = table_get_rows(t);
-                        if (n > 0)
-                                printf("\n%u device%s listed.\n", n, n == 1 ? "" : "s");
-                        else
-                                printf("No devices.\n");
-                }
-        }
-        table_free(t);
-        return r;
+        return print_listed(t, "device", "devices");
 }
 
 static int verb_list_host_devices(sd_bus *bus, int argc, char **argv) {
@@ -581,20 +592,7 @@ static int verb_list_host_devices(sd_bus *bus, int argc, char **argv) {
                 return fail("list", "host devices", r, NULL);
         }
         table_sort(t, sort_cols, 1);
-        if (arg_json != TABLE_JSON_OFF)
-                r = table_print_json(t, stdout, arg_json);
-        else {
-                r = table_print(t, stdout, arg_legend);
-                if (arg_legend) {
-                        unsigned k = table_get_rows(t);
-                        if (k > 0)
-                                printf("\n%u host device%s listed.\n", k, k == 1 ? "" : "s");
-                        else
-                                printf("No host devices.\n");
-                }
-        }
-        table_free(t);
-        return r;
+        return print_listed(t, "host device", "host devices");
 }
 
 static int print_status(sd_bus *bus, const char *name, const char *path) {
@@ -749,6 +747,26 @@ static int append_option_string(sd_bus_message *m, const char *key, const char *
         return value ? sd_bus_message_append(m, "{sv}", key, "s", value) : 0;
 }
 
+/* An {sv} entry whose value is an array of the basic type `type` ("ay", "au"), size bytes at data. */
+static int
+append_option_array(sd_bus_message *m, const char *key, char type, const void *data, size_t size) {
+        const char sig[] = { 'a', type, '\0' };
+        int r;
+
+        r = sd_bus_message_open_container(m, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(m, "s", key);
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'v', sig);
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, type, data, size);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        return r;
+}
+
 static int build_attach_options(sd_bus_message *m, const char **ret_error) {
         int r;
 
@@ -769,17 +787,7 @@ static int build_attach_options(sd_bus_message *m, const char **ret_error) {
                         *ret_error = "invalid --uuid";
                         return -EINVAL;
                 }
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", "VMUUID");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "ay");
-                if (r >= 0)
-                        r = sd_bus_message_append_array(m, 'y', uuid, sizeof(uuid));
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
+                r = append_option_array(m, "VMUUID", 'y', uuid, sizeof(uuid));
                 if (r < 0)
                         return r;
         }
@@ -822,18 +830,8 @@ static int build_attach_options(sd_bus_message *m, const char **ret_error) {
                         return r;
         }
         if (arg_n_allow_uids > 0) {
-                r = sd_bus_message_open_container(m, 'e', "sv");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", "AllowedPeerUIDs");
-                if (r >= 0)
-                        r = sd_bus_message_open_container(m, 'v', "au");
-                if (r >= 0)
-                        r = sd_bus_message_append_array(m, 'u', arg_allow_uids,
-                                                        arg_n_allow_uids * sizeof(uint32_t));
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
-                if (r >= 0)
-                        r = sd_bus_message_close_container(m);
+                r = append_option_array(m, "AllowedPeerUIDs", 'u', arg_allow_uids,
+                                        arg_n_allow_uids * sizeof(uint32_t));
                 if (r < 0)
                         return r;
         }
