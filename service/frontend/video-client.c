@@ -161,28 +161,36 @@ int video_client_new(VuFrontend *fe, const VideoClientOptions *o, VideoClient **
 /* ---- dispatching completions ----------------------------------------------------------------------------
  */
 
+/* Room for element n of an array of *cap elements of size bytes (doubling, from 16): the array, moved
+ * or not, or NULL without memory (the old one stays). */
+static void *grow_array(void *array, size_t *cap, size_t n, size_t size) {
+        size_t new_cap;
+
+        if (n < *cap)
+                return array;
+        new_cap = MAX(*cap * 2, (size_t) 16);
+        array = reallocarray(array, new_cap, size);
+        if (array)
+                *cap = new_cap;
+        return array;
+}
+
 static int push_completion(VideoClient *c, const VcCompletion *v) {
-        if (c->n_completions == c->completions_cap) {
-                size_t n = MAX(c->completions_cap * 2, (size_t) 16);
-                VcCompletion *a = reallocarray(c->completions, n, sizeof(*a));
-                if (!a)
-                        return -ENOMEM;
-                c->completions = a;
-                c->completions_cap = n;
-        }
+        VcCompletion *a = grow_array(c->completions, &c->completions_cap, c->n_completions, sizeof(*a));
+
+        if (!a)
+                return -ENOMEM;
+        c->completions = a;
         c->completions[c->n_completions++] = *v;
         return 0;
 }
 
 static int push_event(VideoClient *c, const VcEvent *v) {
-        if (c->n_events == c->events_cap) {
-                size_t n = MAX(c->events_cap * 2, (size_t) 16);
-                VcEvent *a = reallocarray(c->events, n, sizeof(*a));
-                if (!a)
-                        return -ENOMEM;
-                c->events = a;
-                c->events_cap = n;
-        }
+        VcEvent *a = grow_array(c->events, &c->events_cap, c->n_events, sizeof(*a));
+
+        if (!a)
+                return -ENOMEM;
+        c->events = a;
         c->events[c->n_events++] = *v;
         return 0;
 }
