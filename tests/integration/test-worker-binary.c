@@ -29,8 +29,8 @@
 #include "frontend/video-client.h"
 #include "null-stream.h"
 #include "video/virtio-video-proto.h"
+#include "worker-process.h"
 
-#define SAFETY_TIMEOUT_MS 20000
 #define CHILD_CONTROL_FD 3
 #define CHILD_SOCKET_FD 4
 
@@ -43,15 +43,6 @@ typedef struct Child {
 } Child;
 
 static char tmpdir[64];
-
-static const char *worker_path(void) {
-        static char path[4096];
-        const char *root = getenv("BUILD_ROOT");
-
-        assert_non_null(root);
-        snprintf(path, sizeof(path), "%s/service/worker/vhost-user-video", root);
-        return path;
-}
 
 static void sock_path(char *buf, size_t size, const char *name) {
         snprintf(buf, size, "%s/%s", tmpdir, name);
@@ -171,14 +162,6 @@ static void expect_usage_error(const char *const *args, const char *needle) {
                 fail_msg("args '%s': status %d, stderr '%s' (wanted '%s')", args[0], child_exit_status(&c),
                          c.err, needle);
         child_done(&c);
-}
-
-static int ctl_wait_recv(int fd, CtlMsg *m) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-
-        if (poll(&p, 1, SAFETY_TIMEOUT_MS) <= 0)
-                return -ETIMEDOUT;
-        return ctl_recv(fd, m);
 }
 
 static bool exists(const char *path) {
@@ -847,9 +830,7 @@ static void test_allow_uid_rejects_other_peers(void **state) {
 }
 
 static int group_setup(void **state) {
-        snprintf(tmpdir, sizeof(tmpdir), "/tmp/vuv-test-XXXXXX");
-        assert_non_null(mkdtemp(tmpdir));
-        signal(SIGPIPE, SIG_IGN);
+        worker_tests_setup(tmpdir, sizeof(tmpdir), "/tmp/vuv-test-XXXXXX");
         return 0;
 }
 

@@ -32,11 +32,11 @@
 #include "frontend/video-client.h"
 #include "null-stream.h"
 #include "video/virtio-video-proto.h"
+#include "worker-process.h"
 #if HAVE_LIBAVCODEC
 #include "av-media.h"
 #endif
 
-#define SAFETY_TIMEOUT_MS 20000
 #define CHILD_CONTROL_FD 3
 #define CHILD_SOCKET_FD 4
 #define CHILD_STRAY_FD 5 /* inherited by mistake: the sandbox must close it */
@@ -49,23 +49,6 @@ typedef struct Worker {
         int err_fd; /* the worker's stderr */
         char path[100];
 } Worker;
-
-static const char *worker_path(void) {
-        static char path[4096];
-        const char *root = getenv("BUILD_ROOT");
-
-        assert_non_null(root);
-        snprintf(path, sizeof(path), "%s/service/worker/vhost-user-video", root);
-        return path;
-}
-
-static int ctl_wait_recv(int fd, CtlMsg *m) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-
-        if (poll(&p, 1, SAFETY_TIMEOUT_MS) <= 0)
-                return -ETIMEDOUT;
-        return ctl_recv(fd, m);
-}
 
 /* Starts the worker on <tmpdir>/<name> with the control socket on fd 3 and a stray pipe end on fd 5, and
  * waits for HELLO. */
@@ -631,9 +614,7 @@ static void test_ffmpeg_encoder_session_sandboxed(void **state) {
 #endif
 
 static int group_setup(void **state) {
-        snprintf(tmpdir, sizeof(tmpdir), "/tmp/vuv-sandbox-XXXXXX");
-        assert_non_null(mkdtemp(tmpdir));
-        signal(SIGPIPE, SIG_IGN);
+        worker_tests_setup(tmpdir, sizeof(tmpdir), "/tmp/vuv-sandbox-XXXXXX");
         return 0;
 }
 
