@@ -421,15 +421,8 @@ static bool decoder_output_frame(Decoder *d) {
 }
 
 static bool decoder_send_eos(Decoder *d) {
-        FfWork *w = ff_list_pop(&d->outputs);
-
-        if (!w)
+        if (!ff_stream_finish_drain(&d->s, &d->outputs, &d->drain_cmd))
                 return false;
-        memset(w->result.sizes, 0, sizeof(w->result.sizes));
-        ff_stream_buffer_done(&d->s, w, VIDEO_BUFFER_F_EOS, 0);
-        w = TAKE_PTR(d->drain_cmd);
-        w->type = FF_DONE_DRAIN;
-        ff_stream_complete(&d->s, w);
         d->drain = DRAIN_NONE;
         decoder_reset_codec(d);
         return true;
@@ -840,16 +833,8 @@ static void decoder_fill_caps(VideoCaps *c) {
                 f->frames[0] = size;
         }
         c->n_formats[VIDEO_QUEUE_INPUT] = n_in;
-        for (size_t i = 0; i < ELEMENTSOF(dec_raw_formats); i++) {
-                VideoFormatDesc *f = &c->formats[VIDEO_QUEUE_OUTPUT][i];
-
-                f->format = dec_raw_formats[i];
-                f->mask = (UINT64_C(1) << n_in) - 1;
-                f->planes_layout = VIDEO_PLANES_LAYOUT_SINGLE_BUFFER;
-                f->n_frames = 1;
-                f->frames[0] = size;
-        }
-        c->n_formats[VIDEO_QUEUE_OUTPUT] = ELEMENTSOF(dec_raw_formats);
+        ff_caps_set_raw_formats(c, VIDEO_QUEUE_OUTPUT, dec_raw_formats, ELEMENTSOF(dec_raw_formats), n_in,
+                                &size);
         c->controls = 0;
 }
 

@@ -239,15 +239,8 @@ static bool encoder_output_packet(Encoder *e) {
 }
 
 static bool encoder_send_eos(Encoder *e) {
-        FfWork *w = ff_list_pop(&e->outputs);
-
-        if (!w)
+        if (!ff_stream_finish_drain(&e->s, &e->outputs, &e->drain_cmd))
                 return false;
-        memset(w->result.sizes, 0, sizeof(w->result.sizes));
-        ff_stream_buffer_done(&e->s, w, VIDEO_BUFFER_F_EOS, 0);
-        w = TAKE_PTR(e->drain_cmd);
-        w->type = FF_DONE_DRAIN;
-        ff_stream_complete(&e->s, w);
         e->drain = ENC_DRAIN_NONE;
         return true;
 }
@@ -772,16 +765,8 @@ static void encoder_fill_caps(VideoCaps *c) {
                 f->frames[0] = size;
         }
         c->n_formats[VIDEO_QUEUE_OUTPUT] = n_out;
-        for (size_t i = 0; i < ELEMENTSOF(enc_raw_formats); i++) {
-                VideoFormatDesc *f = &c->formats[VIDEO_QUEUE_INPUT][i];
-
-                f->format = enc_raw_formats[i];
-                f->mask = (UINT64_C(1) << n_out) - 1;
-                f->planes_layout = VIDEO_PLANES_LAYOUT_SINGLE_BUFFER;
-                f->n_frames = 1;
-                f->frames[0] = size;
-        }
-        c->n_formats[VIDEO_QUEUE_INPUT] = ELEMENTSOF(enc_raw_formats);
+        ff_caps_set_raw_formats(c, VIDEO_QUEUE_INPUT, enc_raw_formats, ELEMENTSOF(enc_raw_formats), n_out,
+                                &size);
         c->controls = 1u << VIDEO_CONTROL_BITRATE | 1u << VIDEO_CONTROL_PROFILE | 1u << VIDEO_CONTROL_LEVEL |
                       1u << VIDEO_CONTROL_FORCE_KEYFRAME | 1u << VIDEO_CONTROL_BITRATE_MODE |
                       1u << VIDEO_CONTROL_BITRATE_PEAK | 1u << VIDEO_CONTROL_PREPEND_SPSPPS_TO_IDR;

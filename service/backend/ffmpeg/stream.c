@@ -116,6 +116,19 @@ void ff_stream_error(FfStream *s, int error) {
         ff_stream_complete(s, w);
 }
 
+bool ff_stream_finish_drain(FfStream *s, FfList *outputs, FfWork **drain_cmd) {
+        FfWork *w = ff_list_pop(outputs);
+
+        if (!w)
+                return false;
+        memset(w->result.sizes, 0, sizeof(w->result.sizes));
+        ff_stream_buffer_done(s, w, VIDEO_BUFFER_F_EOS, 0);
+        w = TAKE_PTR(*drain_cmd);
+        w->type = FF_DONE_DRAIN;
+        ff_stream_complete(s, w);
+        return true;
+}
+
 void ff_stream_cancel_list(FfStream *s, FfList *l) {
         FfWork *w;
 
@@ -382,6 +395,24 @@ int ff_backend_new(const BackendOps *ops,
         }
         *ret = &fb->base;
         return 0;
+}
+
+void ff_caps_set_raw_formats(VideoCaps *c,
+                             VideoQueue q,
+                             const uint32_t *formats,
+                             size_t n,
+                             unsigned n_coded,
+                             const VideoFrameSize *size) {
+        for (size_t i = 0; i < n; i++) {
+                VideoFormatDesc *f = &c->formats[q][i];
+
+                f->format = formats[i];
+                f->mask = (UINT64_C(1) << n_coded) - 1;
+                f->planes_layout = VIDEO_PLANES_LAYOUT_SINGLE_BUFFER;
+                f->n_frames = 1;
+                f->frames[0] = *size;
+        }
+        c->n_formats[q] = n;
 }
 
 void ff_backend_free(Backend *b) {

@@ -32,6 +32,14 @@ int ff_backend_new(const BackendOps *ops,
                    sd_event *event,
                    void (*fill_caps)(VideoCaps *c),
                    Backend **ret);
+/* For fill_caps: the raw formats on queue q, each one going with all n_coded coded formats of the other
+ * queue, in one buffer (single-buffer planes layout), of one frame size range. */
+void ff_caps_set_raw_formats(VideoCaps *c,
+                             VideoQueue q,
+                             const uint32_t *formats,
+                             size_t n,
+                             unsigned n_coded,
+                             const VideoFrameSize *size);
 /* BackendOps functions both backends use as they are. */
 void ff_backend_free(Backend *b);
 const VideoCaps *ff_backend_get_caps(Backend *b);
@@ -149,5 +157,8 @@ int ff_stream_op_clear(BackendStream *bs, VideoQueue queue);
 void ff_stream_complete(FfStream *s, FfWork *w);
 void ff_stream_buffer_done(FfStream *s, FfWork *w, uint32_t flags, uint64_t timestamp);
 void ff_stream_error(FfStream *s, int error);
+/* Ends a drain: the next buffer of outputs comes back empty with EOS, then *drain_cmd (taken) becomes the
+ * DRAIN_DONE completion. False, with nothing done, while outputs is empty. */
+bool ff_stream_finish_drain(FfStream *s, FfList *outputs, FfWork **drain_cmd);
 /* Gives back every buffer of a list with F_ERR. */
 void ff_stream_cancel_list(FfStream *s, FfList *l);
