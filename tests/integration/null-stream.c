@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/macro.h"
 #include "null-stream.h"
 #include "video/virtio-video-proto.h"
 
@@ -111,4 +112,17 @@ bool null_frame_matches(const VcFrame *f, uint32_t w, uint32_t h, uint32_t seq) 
                         if (sample(f, 1, x, y) != cb(x, y, seq) || sample(f, 2, x, y) != cr(x, y, seq))
                                 return false;
         return true;
+}
+
+bool null_packet_matches(const uint8_t *data, size_t size, uint32_t w, uint32_t h, uint32_t seq) {
+        size_t payload = (size_t) w * h * 3 / 2;
+        _cleanup_free_ uint8_t *pic = malloc(payload);
+
+        if (!pic || size != NULL_FRAME_HEADER_SIZE + payload)
+                return false;
+        if (memcmp(data, "VVNF", 4) != 0 || (data[4] | data[5] << 8) != (int) w ||
+            (data[6] | data[7] << 8) != (int) h)
+                return false;
+        null_picture(w, h, seq, pic);
+        return memcmp(data + NULL_FRAME_HEADER_SIZE, pic, payload) == 0;
 }

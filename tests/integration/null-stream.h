@@ -33,3 +33,7 @@ void null_picture(uint32_t w, uint32_t h, uint32_t seq, uint8_t *out);
 /* True when a decoded frame (NV12 or YUV420 in one, two or three planes, with the strides of the
  * frame) holds picture seq of w x h. */
 bool null_frame_matches(const VcFrame *f, uint32_t w, uint32_t h, uint32_t seq);
+
+/* True when an encoded packet is one null frame of w x h holding picture seq: the header with that size,
+ * then the picture unchanged. */
+bool null_packet_matches(const uint8_t *data, size_t size, uint32_t w, uint32_t h, uint32_t seq);

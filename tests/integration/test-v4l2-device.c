@@ -173,16 +173,8 @@ typedef struct Packets {
 static int
 check_packet(void *userdata, const uint8_t *data, size_t size, uint64_t timestamp, uint32_t flags) {
         Packets *x = userdata;
-        size_t payload = (size_t) x->w * x->h * 3 / 2;
-        _cleanup_free_ uint8_t *pic = malloc(payload);
 
-        if (!pic || x->n >= ELEMENTSOF(x->timestamps) || size != NULL_FRAME_HEADER_SIZE + payload)
-                return -EBADMSG;
-        if (memcmp(data, "VVNF", 4) != 0 || (data[4] | data[5] << 8) != (int) x->w ||
-            (data[6] | data[7] << 8) != (int) x->h)
-                return -EBADMSG;
-        null_picture(x->w, x->h, x->n + 1, pic);
-        if (memcmp(data + NULL_FRAME_HEADER_SIZE, pic, payload) != 0)
+        if (x->n >= ELEMENTSOF(x->timestamps) || !null_packet_matches(data, size, x->w, x->h, x->n + 1))
                 return -EBADMSG;
         x->flags[x->n] = flags;
         x->timestamps[x->n++] = timestamp;
