@@ -2054,6 +2054,8 @@ static void wait_worker_pid_not(const char *dev, uint32_t old) {
         }
 }
 
+static bool device_exists(const char *vm, const char *alias);
+
 static void test_fd_transport(void **state) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         char *dev = NULL, *s, *sock = NULL;
@@ -2097,6 +2099,28 @@ static void test_fd_transport(void **state) {
         assert_int_equal(open_connection(dev, &e, &fd2), 0);
         wait_worker_pid_not(dev, pid2);
         wait_state(dev, "connected");
+        /* IF_MISSING on the existing device: the same device with a new connection, the old one closed */
+        {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                const char *o;
+                int nfd;
+                char buf[1];
+                struct pollfd p = { .fd = fd2, .events = POLLIN };
+
+                pid1 = get_u32(dev, DEVICE_IFACE, "WorkerPID");
+                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                               "AttachDeviceWithConnection", &e, &reply, "ssa{sv}t", "fdvm", "", 2,
+                                               "Backend", "s", "null", "Alias", "s", "video0", UINT64_C(2)) >= 0);
+                assert_true(sd_bus_message_read(reply, "oh", &o, &nfd) > 0);
+                assert_string_equal(o, dev);
+                assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
+                assert_int_equal(read(fd2, buf, 1), 0);
+                close(fd2);
+                fd2 = fcntl(nfd, F_DUPFD_CLOEXEC, 3);
+                assert_true(fd2 >= 0);
+                wait_worker_pid_not(dev, pid1);
+                wait_state(dev, "connected");
+        }
 
         /* a connected device needs FORCE; then the worker's end closes */
         expect_error(detach(T.client, "fdvm", "video0", 0, &e), &e, "org.virtiovideo.video1.DeviceConnected");
@@ -2123,6 +2147,22 @@ static void test_fd_transport(void **state) {
                                         "s", "/tmp/x.sock", UINT64_C(0)),
                      &e, SD_BUS_ERROR_INVALID_ARGS);
         assert_int_equal(detach(T.client, "fdvm", "video1", 0, &e), 0);
+
+        /* an fd device does not outlive the service: its connection ends with it */
+        assert_int_equal(attach_with_connection("fdvm", "video2", &e, &fd), 0);
+        free(dev);
+        path_of("fdvm", "video2", &dev);
+        wait_state(dev, "connected");
+        daemon_stop();
+        daemon_start();
+        assert_false(device_exists("fdvm", "video2"));
+        {
+                char buf[1];
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
+                assert_int_equal(read(fd, buf, 1), 0);
+        }
+        close(fd);
         g_free(sock);
         free(dev);
 }
@@ -2202,6 +2242,12 @@ static void test_client_transport(void **state) {
         assert_int_equal(get_u32(dev, DEVICE_IFACE, "PeerPID"), (uint32_t) getpid());
         /* QEMU drops the connection (restart): the worker connects again */
         close(cfd);
+        cfd = accept_within_deadline(lfd);
+        wait_state(dev, "connected");
+        close(cfd);
+        /* a restart of the service keeps the device, which connects again */
+        daemon_stop();
+        daemon_start();
         cfd = accept_within_deadline(lfd);
         wait_state(dev, "connected");
         close(cfd);
