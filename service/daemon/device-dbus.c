@@ -96,16 +96,17 @@ static int method_open_connection(sd_bus_message *message, void *userdata, sd_bu
         int r;
 
         if (!device_is_fd_transport(d))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                         "Device %s/%s uses the %s transport; OpenConnection needs the fd transport",
-                                         d->spec.vm, d->spec.alias, d->spec.transport);
+                return sd_bus_error_setf(
+                        error, SD_BUS_ERROR_NOT_SUPPORTED,
+                        "Device %s/%s uses the %s transport; OpenConnection needs the fd transport",
+                        d->spec.vm, d->spec.alias, d->spec.transport);
         {
-                const char *details[9] = { "vm",          d->spec.vm,    "alias",
-                                           d->spec.alias, "host_device", d->spec.host_device,
+                const char *details[9] = { "vm",          d->spec.vm,        "alias",
+                                           d->spec.alias, "host_device",     d->spec.host_device,
                                            "verb",        "open-connection", NULL };
                 /* the attach action: a new connection is what attaching with one gave */
-                r = polkit_check(d->manager->polkit, message, "org.virtiovideo.video1.attach-device", details,
-                                 d->spec.owner, error);
+                r = polkit_check(d->manager->polkit, message, "org.virtiovideo.video1.attach-device",
+                                 details, d->spec.owner, error);
                 if (r <= 0)
                         return r < 0 ? r : 1;
         }

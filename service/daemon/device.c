@@ -205,8 +205,8 @@ static int on_machine_reply(sd_bus_message *reply, void *userdata, sd_bus_error 
         }
         if (name && strcmp(name, d->spec.peer_machine) == 0) {
                 log_id(LOG_INFO, LOG_MESSAGE_PEER_CONNECTED,
-                       "Peer pid %u uid %u of machine %s connected to %s/%s.", p.pid, p.uid, name, d->spec.vm,
-                       d->spec.alias);
+                       "Peer pid %u uid %u of machine %s connected to %s/%s.", p.pid, p.uid, name,
+                       d->spec.vm, d->spec.alias);
                 d->peer_machine = TAKE_PTR(name);
                 peer_accept(d, &p);
                 (void) device_send_changed(d, "PeerMachine", NULL);
@@ -234,14 +234,15 @@ static void peer_connected(Device *d, const CtlPeer *p) {
                                              "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager",
                                              "GetMachineByPID", on_machine_reply, d, "u", p->pid);
         if (!d->spec.peer_machine || device_is_fd_transport(d)) {
-                log_id(LOG_INFO, LOG_MESSAGE_PEER_CONNECTED, "Peer pid %u uid %u connected to %s/%s.", p->pid,
-                       p->uid, d->spec.vm, d->spec.alias);
+                log_id(LOG_INFO, LOG_MESSAGE_PEER_CONNECTED, "Peer pid %u uid %u connected to %s/%s.",
+                       p->pid, p->uid, d->spec.vm, d->spec.alias);
                 peer_accept(d, p);
                 return;
         }
         if (r < 0) {
-                log_warning_errno(r, "Refused peer pid %u uid %u on %s/%s: cannot ask machined for its machine: %m",
-                                  p->pid, p->uid, d->spec.vm, d->spec.alias);
+                log_warning_errno(
+                        r, "Refused peer pid %u uid %u on %s/%s: cannot ask machined for its machine: %m",
+                        p->pid, p->uid, d->spec.vm, d->spec.alias);
                 m->n_peer_rejections++;
                 (void) device_disconnect_peer(d);
         }
@@ -367,10 +368,11 @@ static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void log_exit(const siginfo_t *si, int level, const char *vm, const char *alias) {
         if (si->si_code != CLD_EXITED && si->si_status == SIGSYS)
-                log_full(level == LOG_DEBUG ? LOG_DEBUG : LOG_ERR,
-                         "Worker %d of %s/%s was killed: it was refused a system call in its sandbox (SIGSYS; "
-                         "its log names the call).",
-                         (int) si->si_pid, vm, alias);
+                log_full(
+                        level == LOG_DEBUG ? LOG_DEBUG : LOG_ERR,
+                        "Worker %d of %s/%s was killed: it was refused a system call in its sandbox (SIGSYS; "
+                        "its log names the call).",
+                        (int) si->si_pid, vm, alias);
         else if (si->si_code == CLD_EXITED)
                 log_full(level, "Worker %d of %s/%s exited with status %d.", (int) si->si_pid, vm, alias,
                          si->si_status);
@@ -496,7 +498,8 @@ int device_start_worker(Device *d) {
                 return r;
         }
         if (pid == 0)
-                exec_worker(argv, device_is_fd_transport(d) ? d->conn_fd : d->listen_fd, pair[1], d->host_fd);
+                exec_worker(argv, device_is_fd_transport(d) ? d->conn_fd : d->listen_fd, pair[1],
+                            d->host_fd);
 
         g_strfreev(argv);
         safe_close(pair[1]);

@@ -220,12 +220,10 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
         if (r < 0)
                 return r;
 
-        if (a->spec.peer_machine && !a->spec.peer_machine[0])
-                {
+        if (a->spec.peer_machine && !a->spec.peer_machine[0]) {
                 free(a->spec.peer_machine); /* "" means no check */
                 a->spec.peer_machine = NULL;
-        }
-        else if (a->spec.peer_machine && !vm_name_is_valid(a->spec.peer_machine))
+        } else if (a->spec.peer_machine && !vm_name_is_valid(a->spec.peer_machine))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid PeerMachine '%s'",
                                          a->spec.peer_machine);
         a->role_requested = role ? device_role_from_string(role) : DEVICE_ROLE_AUTO;
@@ -582,8 +580,7 @@ static int attach_common(sd_bus_message *message, Manager *m, bool with_connecti
                         return r;
         }
         /* fd transport: pair[1] is served by the worker, pair[0] goes to the caller (QEMU). */
-        r = manager_add_device(m, &a.spec, TAKE_FD(host_fd), TAKE_FD(worker_conn_fd),
-                               true, &d);
+        r = manager_add_device(m, &a.spec, TAKE_FD(host_fd), TAKE_FD(worker_conn_fd), true, &d);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Failed to attach %s/%s: %m", vm,
                                                a.spec.alias ? a.spec.alias : "");

@@ -312,7 +312,10 @@ int manager_add_device(
         if (announce) {
                 log_id(LOG_INFO, LOG_MESSAGE_DEVICE_ATTACHED, "Attached %s/%s (%s%s%s) %s %s.", d->spec.vm,
                        d->spec.alias, d->worker_backend, d->spec.host_device[0] ? " on " : "",
-                       d->spec.host_device, client ? "connecting to" : fd_transport ? "over" : "at",
+                       d->spec.host_device,
+                       client         ? "connecting to"
+                       : fd_transport ? "over"
+                                      : "at",
                        fd_transport ? "a connection" : d->spec.socket_path);
                 if (m->bus)
                         (void) sd_bus_emit_signal(m->bus, MANAGER_OBJECT_PATH, MANAGER_INTERFACE,
@@ -441,8 +444,9 @@ static int restore_state(Manager *m, GHashTable *stored) {
                 if (asprintf(&path, "%s/%s", m->state_dir, de->d_name) < 0)
                         return -ENOMEM;
                 r = device_spec_load(path, &s, &error);
-                if (r >= 0 && ((strcmp(s.transport, "server") == 0 && !path_is_below(s.socket_path, m->socket_dir)) ||
-                               manager_find_device(m, s.vm, s.alias)))
+                if (r >= 0 &&
+                    ((strcmp(s.transport, "server") == 0 && !path_is_below(s.socket_path, m->socket_dir)) ||
+                     manager_find_device(m, s.vm, s.alias)))
                         r = -EINVAL;
                 if (r < 0) {
                         log_error("Dropping bad state file %s: %s", path,

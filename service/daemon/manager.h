@@ -76,11 +76,11 @@ struct Device {
         int conn_fd;   /* fd transport: the worker's end of the current pair, until the worker has it */
         int host_fd;
 
-        sd_bus_track *track;             /* BindToCaller */
-        sd_event_source *unbind_source;  /* deferred detach once the caller left */
-        sd_bus_slot *machine_slot;       /* pending machined lookup of the peer */
-        CtlPeer pending_peer;            /* the peer being looked up */
-        char *peer_machine;              /* machined name of the peer, or NULL */
+        sd_bus_track *track;            /* BindToCaller */
+        sd_event_source *unbind_source; /* deferred detach once the caller left */
+        sd_bus_slot *machine_slot;      /* pending machined lookup of the peer */
+        CtlPeer pending_peer;           /* the peer being looked up */
+        char *peer_machine;             /* machined name of the peer, or NULL */
 
         pid_t worker_pid;
         uint64_t worker_started_usec;

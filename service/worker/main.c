@@ -68,8 +68,8 @@ static int run(WorkerOptions *o) {
          * own messages about it out (with --verbose everything is shown). */
         if (o->log_level < LOG_DEBUG)
                 log_set_max_level(LOG_CRIT);
-        where = o->socket_path      ? o->socket_path
-                : o->connect_path   ? o->connect_path
+        where = o->socket_path          ? o->socket_path
+                : o->connect_path       ? o->connect_path
                 : o->connection_fd >= 0 ? "an inherited connection"
                                         : "an inherited socket";
         r = worker_new(event, o, &w, error, sizeof(error));
@@ -82,8 +82,7 @@ static int run(WorkerOptions *o) {
                 log_info("Serving a virtio-video %s (backend '%s') on %s%s.",
                          video_device_virtio_id(worker_get_device(w)) == VIDEO_DEVICE_ID_ENCODER ? "encoder"
                                                                                                  : "decoder",
-                         o->backend, where,
-                         o->sandbox ? ", sandboxed" : "");
+                         o->backend, where, o->sandbox ? ", sandboxed" : "");
                 /* Everything is set up and nothing has been accepted yet: no frontend ever talks to an
                  * unsandboxed worker. (The line above also opened the journal socket, if logging there.) */
                 if (o->sandbox) {

@@ -177,7 +177,8 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 return parse_fd_arg("--connection-fd", arg, &o->connection_fd, error, size);
         case ARG_CONNECT_PATH:
                 if (arg[0] != '/')
-                        return fail(-EINVAL, error, size, "--connect-path '%s' is not an absolute path", arg);
+                        return fail(-EINVAL, error, size, "--connect-path '%s' is not an absolute path",
+                                    arg);
                 if (strlen(arg) > WORKER_SOCKET_PATH_MAX)
                         return fail(-EINVAL, error, size,
                                     "socket path '%s' is too long (%zu bytes, at most %d)", arg, strlen(arg),
@@ -246,11 +247,13 @@ static int check_combination(WorkerOptions *o, char *error, size_t size) {
                 return 0;
         n = !!o->socket_path + (o->socket_fd >= 0) + (o->connection_fd >= 0) + !!o->connect_path;
         if (n > 1)
-                return fail(-EINVAL, error, size,
-                            "--socket-path, --socket-fd, --connection-fd and --connect-path are mutually exclusive");
+                return fail(
+                        -EINVAL, error, size,
+                        "--socket-path, --socket-fd, --connection-fd and --connect-path are mutually exclusive");
         if (n == 0)
-                return fail(-EINVAL, error, size,
-                            "one of --socket-path, --socket-fd, --connection-fd or --connect-path is required");
+                return fail(
+                        -EINVAL, error, size,
+                        "one of --socket-path, --socket-fd, --connection-fd or --connect-path is required");
         if (!o->backend)
                 return fail(-EINVAL, error, size, "--backend is required");
         if (o->device_fd >= 0 && !backend_is_v4l2(o->backend))
@@ -258,18 +261,20 @@ static int check_combination(WorkerOptions *o, char *error, size_t size) {
                             o->backend);
         if (o->socket_fd >= 0 && (o->socket_fd == o->control_fd || o->socket_fd == o->device_fd))
                 return fail(-EINVAL, error, size, "--socket-fd, --control-fd and --device-fd must differ");
-        if (o->connection_fd >= 0 &&
-            (o->connection_fd == o->control_fd || o->connection_fd == o->device_fd))
-                return fail(-EINVAL, error, size, "--connection-fd, --control-fd and --device-fd must differ");
+        if (o->connection_fd >= 0 && (o->connection_fd == o->control_fd || o->connection_fd == o->device_fd))
+                return fail(-EINVAL, error, size,
+                            "--connection-fd, --control-fd and --device-fd must differ");
         if (o->control_fd >= 0 && o->control_fd == o->device_fd)
                 return fail(-EINVAL, error, size, "--control-fd and --device-fd must differ");
         return 0;
 }
 
 int worker_options_parse(int argc, char **argv, WorkerOptions *ret, char *error, size_t size) {
-        WorkerOptions o = {
-                .socket_fd = -1, .connection_fd = -1, .device_fd = -1, .control_fd = -1, .log_level = LOG_INFO
-        };
+        WorkerOptions o = { .socket_fd = -1,
+                            .connection_fd = -1,
+                            .device_fd = -1,
+                            .control_fd = -1,
+                            .log_level = LOG_INFO };
         int c, r;
 
         if (error && size > 0)

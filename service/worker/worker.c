@@ -27,10 +27,10 @@ struct Worker {
         sd_event *event;
         Backend *backend;
         VideoDevice *device;
-        int socket_fd;  /* inherited listening socket until handed to the transport */
-        int control_fd; /* -1 without a manager */
-        int connection_fd;     /* --connection-fd until handed to the transport */
-        char *connect_path;    /* --connect-path: we are the client of a frontend's server socket */
+        int socket_fd;      /* inherited listening socket until handed to the transport */
+        int control_fd;     /* -1 without a manager */
+        int connection_fd;  /* --connection-fd until handed to the transport */
+        char *connect_path; /* --connect-path: we are the client of a frontend's server socket */
         sd_event_source *reconnect_source;
         uint64_t reconnect_delay_usec;
         sd_event_source *control_source;

@@ -341,8 +341,8 @@ static void *pk_thread(void *arg) {
         if (sd_bus_add_object_vtable(bus, NULL, "/org/freedesktop/PolicyKit1/Authority",
                                      "org.freedesktop.PolicyKit1.Authority", pk_vtable, NULL) < 0 ||
             sd_bus_request_name(bus, "org.freedesktop.PolicyKit1", 0) < 0 ||
-            sd_bus_add_object_vtable(bus, NULL, "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager",
-                                     mach_vtable, NULL) < 0 ||
+            sd_bus_add_object_vtable(bus, NULL, "/org/freedesktop/machine1",
+                                     "org.freedesktop.machine1.Manager", mach_vtable, NULL) < 0 ||
             sd_bus_request_name(bus, "org.freedesktop.machine1", 0) < 0) {
                 fprintf(stderr, "The fake polkit authority failed to start\n");
                 abort();
@@ -2109,8 +2109,9 @@ static void test_fd_transport(void **state) {
 
                 pid1 = get_u32(dev, DEVICE_IFACE, "WorkerPID");
                 assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
-                                               "AttachDeviceWithConnection", &e, &reply, "ssa{sv}t", "fdvm", "", 2,
-                                               "Backend", "s", "null", "Alias", "s", "video0", UINT64_C(2)) >= 0);
+                                               "AttachDeviceWithConnection", &e, &reply, "ssa{sv}t", "fdvm",
+                                               "", 2, "Backend", "s", "null", "Alias", "s", "video0",
+                                               UINT64_C(2)) >= 0);
                 assert_true(sd_bus_message_read(reply, "oh", &o, &nfd) > 0);
                 assert_string_equal(o, dev);
                 assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
@@ -2123,7 +2124,8 @@ static void test_fd_transport(void **state) {
         }
 
         /* a connected device needs FORCE; then the worker's end closes */
-        expect_error(detach(T.client, "fdvm", "video0", 0, &e), &e, "org.virtiovideo.video1.DeviceConnected");
+        expect_error(detach(T.client, "fdvm", "video0", 0, &e), &e,
+                     "org.virtiovideo.video1.DeviceConnected");
         assert_int_equal(detach(T.client, "fdvm", "video0", 1, &e), 0);
         {
                 char buf[1];
@@ -2138,13 +2140,14 @@ static void test_fd_transport(void **state) {
         free(dev);
         path_of("fdvm", "video1", &dev);
         expect_error(open_connection(dev, &e, &fd), &e, SD_BUS_ERROR_NOT_SUPPORTED);
-        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDeviceWithConnection",
-                                        &e, NULL, "ssa{sv}t", "fdvm", "", 2, "Backend", "s", "null", "Transport",
-                                        "s", "server", UINT64_C(0)),
+        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                        "AttachDeviceWithConnection", &e, NULL, "ssa{sv}t", "fdvm", "", 2,
+                                        "Backend", "s", "null", "Transport", "s", "server", UINT64_C(0)),
                      &e, SD_BUS_ERROR_INVALID_ARGS);
-        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDeviceWithConnection",
-                                        &e, NULL, "ssa{sv}t", "fdvm", "", 2, "Backend", "s", "null", "SocketPath",
-                                        "s", "/tmp/x.sock", UINT64_C(0)),
+        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                        "AttachDeviceWithConnection", &e, NULL, "ssa{sv}t", "fdvm", "", 2,
+                                        "Backend", "s", "null", "SocketPath", "s", "/tmp/x.sock",
+                                        UINT64_C(0)),
                      &e, SD_BUS_ERROR_INVALID_ARGS);
         assert_int_equal(detach(T.client, "fdvm", "video1", 0, &e), 0);
 
@@ -2167,12 +2170,13 @@ static void test_fd_transport(void **state) {
         free(dev);
 }
 
-static int attach_client(const char *vm, const char *alias, const char *path, const char *machine, sd_bus_error *e) {
+static int
+attach_client(const char *vm, const char *alias, const char *path, const char *machine, sd_bus_error *e) {
         if (machine)
-                return sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", e, NULL,
-                                          "ssa{sv}t", vm, "", 5, "Backend", "s", "null", "Alias", "s", alias,
-                                          "Transport", "s", "client", "SocketPath", "s", path, "PeerMachine",
-                                          "s", machine, UINT64_C(0));
+                return sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", e,
+                                          NULL, "ssa{sv}t", vm, "", 5, "Backend", "s", "null", "Alias", "s",
+                                          alias, "Transport", "s", "client", "SocketPath", "s", path,
+                                          "PeerMachine", "s", machine, UINT64_C(0));
         return sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", e, NULL,
                                   "ssa{sv}t", vm, "", 4, "Backend", "s", "null", "Alias", "s", alias,
                                   "Transport", "s", "client", "SocketPath", "s", path, UINT64_C(0));
@@ -2209,7 +2213,8 @@ static void test_client_transport(void **state) {
         snprintf(qsock, sizeof(qsock), "%s/vm.sock", qdir);
 
         /* the path rules: absolute and normalized, the directory exists, a socket if it exists, not ours */
-        expect_error(attach_client("cl", "video0", "relative.sock", NULL, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(attach_client("cl", "video0", "relative.sock", NULL, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
         snprintf(bad, sizeof(bad), "%s/../qemu/vm.sock", qdir);
         expect_error(attach_client("cl", "video0", bad, NULL, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
         snprintf(bad, sizeof(bad), "%s/missing/vm.sock", qdir);
@@ -2270,8 +2275,8 @@ static void test_client_transport(void **state) {
 
 static bool device_exists(const char *vm, const char *alias) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-        int r = sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, NULL, "ss", vm,
-                                   alias);
+        int r = sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, NULL, "ss",
+                                   vm, alias);
         if (r < 0)
                 assert_string_equal(e.name, "org.virtiovideo.video1.NoSuchDevice");
         return r >= 0;
@@ -2284,11 +2289,11 @@ static void test_bind_to_caller(void **state) {
         unsigned removed;
 
         assert_true(sd_bus_call_method(other, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, NULL,
-                                       "ssa{sv}t", "bound", "", 3, "Backend", "s", "null", "Alias", "s", "video0",
-                                       "BindToCaller", "b", 1, UINT64_C(0)) >= 0);
+                                       "ssa{sv}t", "bound", "", 3, "Backend", "s", "null", "Alias", "s",
+                                       "video0", "BindToCaller", "b", 1, UINT64_C(0)) >= 0);
         assert_true(sd_bus_call_method(other, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, NULL,
-                                       "ssa{sv}t", "bound", "", 3, "Backend", "s", "null", "Alias", "s", "video1",
-                                       "BindToCaller", "b", 0, UINT64_C(0)) >= 0);
+                                       "ssa{sv}t", "bound", "", 3, "Backend", "s", "null", "Alias", "s",
+                                       "video1", "BindToCaller", "b", 0, UINT64_C(0)) >= 0);
         assert_true(device_exists("bound", "video0"));
         removed = T.device_removed;
         /* the caller leaves the bus: its bound device goes, the other stays */
@@ -2322,8 +2327,8 @@ static uint64_t manager_stat(const char *name) {
         const char *key;
         uint64_t v = UINT64_MAX;
 
-        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetStatistics", &e, &reply,
-                                       "") >= 0);
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetStatistics", &e,
+                                       &reply, "") >= 0);
         assert_true(sd_bus_message_enter_container(reply, 'a', "{sv}") > 0);
         while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
                 assert_true(sd_bus_message_read(reply, "s", &key) > 0);
@@ -2346,8 +2351,8 @@ static void test_peer_machine(void **state) {
 
         /* PeerMachine=vm-good: a peer of that machine gets in, PeerMachine is filled */
         assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, NULL,
-                                       "ssa{sv}t", "pm", "", 3, "Backend", "s", "null", "Alias", "s", "video0",
-                                       "PeerMachine", "s", "vm-good", UINT64_C(0)) >= 0);
+                                       "ssa{sv}t", "pm", "", 3, "Backend", "s", "null", "Alias", "s",
+                                       "video0", "PeerMachine", "s", "vm-good", UINT64_C(0)) >= 0);
         path_of("pm", "video0", &dev);
         socket = get_string(dev, "SocketPath");
         mach_script(getpid(), "vm-good");

@@ -354,7 +354,8 @@ static void test_bad_flags_exit_1_with_one_line(void **state) {
         }
         {
                 const char *a[] = { "--backend=null", NULL };
-                expect_usage_error(a, "one of --socket-path, --socket-fd, --connection-fd or --connect-path");
+                expect_usage_error(a,
+                                   "one of --socket-path, --socket-fd, --connection-fd or --connect-path");
         }
         {
                 const char *a[] = { "--backend=null", "-s", ok, "--socket-fd=4", NULL };

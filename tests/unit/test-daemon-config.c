@@ -83,8 +83,8 @@ static void test_worker_sandbox_values(void **state) {
                 const char *content;
                 bool want;
         } cases[] = {
-                { "[Daemon]\nWorkerSandbox=yes\n", true },   { "[Daemon]\nWorkerSandbox=true\n", true },
-                { "[Daemon]\nWorkerSandbox=1\n", true },     { "[Daemon]\nWorkerSandbox=no\n", false },
+                { "[Daemon]\nWorkerSandbox=yes\n", true },    { "[Daemon]\nWorkerSandbox=true\n", true },
+                { "[Daemon]\nWorkerSandbox=1\n", true },      { "[Daemon]\nWorkerSandbox=no\n", false },
                 { "[Daemon]\nWorkerSandbox=false\n", false }, { "[Daemon]\nWorkerSandbox=0\n", false },
         };
 

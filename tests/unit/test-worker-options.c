@@ -124,7 +124,8 @@ static void test_refusals(void **state) {
         expect_refused("needs an argument", "-s", NULL);
         expect_refused("unknown backend 'h264'", "-b", "h264", "-s", "/x", NULL);
         expect_refused("null", "-b", "h264", "-s", "/x", NULL); /* the message lists what exists */
-        expect_refused("one of --socket-path, --socket-fd, --connection-fd or --connect-path", "-b", "null", NULL);
+        expect_refused("one of --socket-path, --socket-fd, --connection-fd or --connect-path", "-b", "null",
+                       NULL);
         expect_refused("mutually exclusive", "-b", "null", "-s", "/x", "--socket-fd=3", NULL);
         expect_refused("--backend is required", "-s", "/x", NULL);
         expect_refused("too long", "-b", "null", "-s", long_path, NULL);
