@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backend/backend.h"
+#include "backend/null/null-format.h"
 #include "cli/probe.h"
 #include "common/macro.h"
 #include "frontend/frontend.h"
@@ -52,30 +53,6 @@ static const char *format_name(uint32_t f) {
         default:
                 return "unknown";
         }
-}
-
-/* A stream in the null backend's test codec (16-byte header + I420 picture per frame), with a moving
- * gradient so that frames differ. */
-static uint8_t *make_null_stream(unsigned frames, unsigned w, unsigned h, size_t *ret_size) {
-        size_t payload = (size_t) w * h * 3 / 2, frame = 16 + payload;
-        uint8_t *s = malloc(frame * frames);
-
-        if (!s)
-                return NULL;
-        for (unsigned k = 0; k < frames; k++) {
-                uint8_t *p = s + k * frame;
-                uint32_t size_le = htole32((uint32_t) payload), seq_le = htole32(k);
-                uint16_t w_le = htole16((uint16_t) w), h_le = htole16((uint16_t) h);
-                memcpy(p, "VVNF", 4);
-                memcpy(p + 4, &w_le, 2);
-                memcpy(p + 6, &h_le, 2);
-                memcpy(p + 8, &size_le, 4);
-                memcpy(p + 12, &seq_le, 4);
-                for (size_t i = 0; i < payload; i++)
-                        p[16 + i] = (uint8_t) (i * 7 + k * 13);
-        }
-        *ret_size = frame * frames;
-        return s;
 }
 
 static int read_file(const char *path, uint8_t **ret, size_t *ret_size) {
@@ -200,7 +177,7 @@ int probe_device(const char *socket_path,
                 if (r < 0)
                         return r;
         } else if (!encoder && strcmp(cfg->device_name, "null") == 0) {
-                stream = make_null_stream(PROBE_FRAMES, PROBE_WIDTH, PROBE_HEIGHT, &stream_size);
+                stream = null_coded_stream_new(PROBE_FRAMES, PROBE_WIDTH, PROBE_HEIGHT, &stream_size);
                 if (!stream)
                         return -ENOMEM;
         }

@@ -345,7 +345,51 @@ fail:
         return r;
 }
 
-/* Formats the variant the message points at (basic types, arrays of basic types, ay as hex). */
+typedef union BasicValue {
+        const char *s;
+        uint8_t y;
+        uint16_t q;
+        uint32_t u;
+        int32_t i;
+        uint64_t t;
+        int64_t x;
+        int b;
+} BasicValue;
+
+#define PRINTABLE_BASIC_TYPES "sobuiytxq"
+
+/* One basic value as `show` prints it. */
+static void print_basic(FILE *f, char type, const BasicValue *v) {
+        switch (type) {
+        case 's':
+        case 'o':
+                fputs(v->s, f);
+                break;
+        case 'y':
+                fprintf(f, "%u", (unsigned) v->y);
+                break;
+        case 'q':
+                fprintf(f, "%u", (unsigned) v->q);
+                break;
+        case 'u':
+                fprintf(f, "%" PRIu32, v->u);
+                break;
+        case 'i':
+                fprintf(f, "%" PRIi32, v->i);
+                break;
+        case 't':
+                fprintf(f, "%" PRIu64, v->t);
+                break;
+        case 'x':
+                fprintf(f, "%" PRIi64, v->x);
+                break;
+        default:
+                fputs(v->b ? "yes" : "no", f);
+        }
+}
+
+/* Formats the variant the message points at: basic types, arrays of them space-separated, and byte
+ * arrays as one hex string (a UUID reads as one). */
 static int format_variant(sd_bus_message *m, char **ret) {
         const char *contents;
         char type;
@@ -367,20 +411,11 @@ static int format_variant(sd_bus_message *m, char **ret) {
         if (!f)
                 return -ENOMEM;
 
-        if (type == 'a' && contents && strlen(contents) == 1 && strchr("sobuiytxq", contents[0])) {
+        BasicValue v;
+        if (type == 'a' && contents && strlen(contents) == 1 && strchr(PRINTABLE_BASIC_TYPES, contents[0])) {
                 char et = contents[0];
                 r = sd_bus_message_enter_container(m, 'a', contents);
-                for (bool first = true; r >= 0;) {
-                        union {
-                                const char *s;
-                                uint8_t y;
-                                uint32_t u;
-                                int32_t i;
-                                uint64_t t;
-                                int64_t x;
-                                uint16_t q;
-                                int b;
-                        } v;
+                for (bool first = true; r >= 0; first = false) {
                         r = sd_bus_message_read_basic(m, et, &v);
                         if (r <= 0)
                                 break;
@@ -388,83 +423,22 @@ static int format_variant(sd_bus_message *m, char **ret) {
                                 fprintf(f, "%02x", v.y);
                         else {
                                 fputs(first ? "" : " ", f);
-                                switch (et) {
-                                case 's':
-                                case 'o':
-                                        fputs(v.s, f);
-                                        break;
-                                case 'u':
-                                        fprintf(f, "%" PRIu32, v.u);
-                                        break;
-                                case 'i':
-                                        fprintf(f, "%" PRIi32, v.i);
-                                        break;
-                                case 't':
-                                        fprintf(f, "%" PRIu64, v.t);
-                                        break;
-                                case 'x':
-                                        fprintf(f, "%" PRIi64, v.x);
-                                        break;
-                                case 'q':
-                                        fprintf(f, "%u", (unsigned) v.q);
-                                        break;
-                                default:
-                                        fputs(v.b ? "yes" : "no", f);
-                                }
+                                print_basic(f, et, &v);
                         }
-                        first = false;
                 }
                 if (r >= 0)
                         r = sd_bus_message_exit_container(m);
-        } else if (type && strchr("sobuiytxq", type)) {
-                union {
-                        const char *s;
-                        uint8_t y;
-                        uint32_t u;
-                        int32_t i;
-                        uint64_t t;
-                        int64_t x;
-                        uint16_t q;
-                        int b;
-                } v;
+        } else if (type && strchr(PRINTABLE_BASIC_TYPES, type)) {
                 r = sd_bus_message_read_basic(m, type, &v);
                 if (r >= 0)
-                        switch (type) {
-                        case 's':
-                        case 'o':
-                                fputs(v.s, f);
-                                break;
-                        case 'y':
-                                fprintf(f, "%u", (unsigned) v.y);
-                                break;
-                        case 'u':
-                                fprintf(f, "%" PRIu32, v.u);
-                                break;
-                        case 'i':
-                                fprintf(f, "%" PRIi32, v.i);
-                                break;
-                        case 't':
-                                fprintf(f, "%" PRIu64, v.t);
-                                break;
-                        case 'x':
-                                fprintf(f, "%" PRIi64, v.x);
-                                break;
-                        case 'q':
-                                fprintf(f, "%u", (unsigned) v.q);
-                                break;
-                        default:
-                                fputs(v.b ? "yes" : "no", f);
-                        }
+                        print_basic(f, type, &v);
         } else {
                 fputs("[unprintable]", f);
                 r = sd_bus_message_skip(m, contents);
         }
         fclose(f);
-        if (r < 0) {
-                free(s);
-                return r;
-        }
-        r = sd_bus_message_exit_container(m);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
         if (r < 0) {
                 free(s);
                 return r;

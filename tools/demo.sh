@@ -60,7 +60,7 @@ if [ "$(id -u)" -ne 0 ]; then
         pids+=($!)
         for _ in $(seq 100); do grep -q ready "$tmp/polkit.out" 2>/dev/null && break; sleep 0.1; done
 fi
-VIRTIO_VIDEOD_WORKER="$out/service/worker/vhost-user-video" \
+VIRTIO_VIDEOD_WORKER="$out/service/worker/vhost-user-video" VIRTIO_VIDEO_BACKEND_DIR="$out/service/backend" \
         "$out/service/daemon/virtio-videod" --bus-address="$DBUS_SYSTEM_BUS_ADDRESS" \
         --runtime-dir="$tmp/run" --no-idle-exit 2>"$tmp/daemon.log" &
 pids+=($!)

@@ -230,9 +230,16 @@ struct BackendStream {
         Backend *backend;
 };
 
-/* The registry (backend/registry.c): the backends this build has. */
+/* The registry (backend/registry.c): the backends this build has. The null backends are built in; a
+ * name "<family>-..." that is not is looked up in the module backend-<family>.so (backend-module.h), loaded
+ * on first use from $VIRTIO_VIDEO_BACKEND_DIR when set, else from BACKEND_MODULE_DIR (config.h). Modules
+ * stay loaded. Not thread-safe: call from one thread (the worker's main thread). */
 const BackendOps *backend_find(const char *name);
-/* NULL-terminated list of the names this build has, for --help and errors. */
+/* Why the last backend_find() (or backend_new()) found nothing for a name it had to load a module for:
+ * the module file and the loader's message. NULL when that lookup needed no module. */
+const char *backend_find_error(void);
+/* NULL-terminated list of the built-in names and those of the modules that load, for --help and errors
+ * (loads every module of the directory). */
 const char *const *backend_names(void);
 int backend_new(const char *name, const BackendConfig *config, sd_event *event, Backend **ret);
 Backend *backend_free(Backend *b);

@@ -34,6 +34,7 @@ typedef struct Decoder {
         size_t pos;     /* bytes of the bitstream queued */
         unsigned chunk; /* next chunk index */
         bool created, drain_sent, eos;
+        bool changing; /* between the resolution change event and the output buffers' destruction */
         uint64_t drain_tag;
 } Decoder;
 
@@ -100,6 +101,8 @@ static int queue_output(Decoder *d, Buf *b) {
         return 0;
 }
 
+static int on_completion(Decoder *d, const VcCompletion *v);
+
 /* §7.3 step 10: the event, then STREAMOFF(CAPTURE), REQBUFS(0), G_FMT, REQBUFS(m), QBUF. */
 static int on_resolution_change(Decoder *d) {
         bool ext = !d->o->legacy_params;
@@ -108,7 +111,19 @@ static int on_resolution_change(Decoder *d) {
         int r;
 
         if (d->n_out > 0) {
+                VcCompletion v;
+
+                /* Events and completions come on separate queues without order between them (§7.3): the
+                 * device may have completed old-size pictures after the event was seen. The clear's reply
+                 * comes after every buffer of the queue (§7.7c), so once it is here each one of ours has
+                 * come back: take them now, while the old geometry and the buffers still exist. A picture
+                 * among them is a frame of the old size (as the driver hands it to the application before
+                 * STREAMOFF); it is not queued again. */
+                d->changing = true;
                 r = check(video_client_queue_clear(d->c, d->o->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
+                while (r >= 0 && video_client_pop_completion(d->c, &v) > 0)
+                        r = on_completion(d, &v);
+                d->changing = false;
                 if (r < 0)
                         return r;
                 r = check(video_client_resource_destroy_all(d->c, d->o->stream_id,
@@ -244,7 +259,8 @@ static int on_output(Decoder *d, const VcCompletion *v) {
                 if (r < 0)
                         return r;
         }
-        return queue_output(d, b);
+        /* During a resolution change the buffer is about to be destroyed. */
+        return d->changing ? 0 : queue_output(d, b);
 }
 
 static int on_completion(Decoder *d, const VcCompletion *v) {
@@ -320,6 +336,25 @@ static int decode_setup(Decoder *d) {
         return 0;
 }
 
+/* A drain answered with an error (nothing to drain, or cancelled) produces no EOS buffer (§4.4): waiting
+ * for one would only end with the timeout. The reply may come before or after the EOS buffer, both are
+ * fine (§4.4), so it is only looked at, not waited for. */
+static int check_drain(VideoClient *c, bool drain_sent, bool eos, uint64_t tag, uint32_t *ret_type) {
+        uint32_t t;
+        int r;
+
+        if (!drain_sent || eos)
+                return 0;
+        r = video_client_reply_type(c, tag, &t);
+        if (r <= 0)
+                return r;
+        if (t == VIRTIO_VIDEO_RESP_OK_NODATA)
+                return 0;
+        if (ret_type)
+                *ret_type = t;
+        return -EREMOTEIO;
+}
+
 static int decode_loop(Decoder *d) {
         int r;
 
@@ -340,7 +375,9 @@ static int decode_loop(Decoder *d) {
                 r = video_client_wait_any(d->c);
                 if (r < 0)
                         return r;
-                /* Completions first: those collected with an event were made before it. */
+                /* Completions first: those the device made before an event are in by now. Old-size
+                 * pictures completed after a resolution change event are taken by
+                 * on_resolution_change() itself. */
                 for (;;) {
                         while (video_client_pop_completion(d->c, &v) > 0) {
                                 r = on_completion(d, &v);
@@ -359,6 +396,9 @@ static int decode_loop(Decoder *d) {
                                         return r;
                         }
                 }
+                r = check_drain(d->c, d->drain_sent, d->eos, d->drain_tag, &d->res->drain_resp_type);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -384,6 +424,8 @@ int video_client_decode(VideoClient *c, const VcDecodeOptions *o, VcDecodeResult
                 r = check(video_client_stream_destroy(c, o->stream_id));
         else if (d.created && transport_alive(r))
                 (void) video_client_stream_destroy(c, o->stream_id); /* best effort, like close() */
+        if (r < 0 && d.drain_sent && video_client_reply_type(c, d.drain_tag, NULL) > 0)
+                (void) video_client_wait_reply(c, d.drain_tag, NULL, 0, NULL); /* forget it */
         free(d.scratch);
         if (r < 0)
                 return r;
@@ -673,6 +715,8 @@ int video_client_encode(VideoClient *c, const VcEncodeOptions *o, VcEncodeResult
                         r = -EIO;
                 while (r >= 0 && (r = video_client_next_completion(c, &v, false)) > 0)
                         r = encode_on_completion(&e, &v);
+                if (r >= 0)
+                        r = check_drain(c, e.drain_sent, e.eos, e.drain_tag, NULL);
         }
         if (r >= 0 && e.drain_sent)
                 r = video_client_wait_reply(c, e.drain_tag, drain_resp, sizeof(drain_resp), NULL);
@@ -680,6 +724,8 @@ int video_client_encode(VideoClient *c, const VcEncodeOptions *o, VcEncodeResult
                 r = check(video_client_stream_destroy(c, o->stream_id));
         else if (e.created && transport_alive(r))
                 (void) video_client_stream_destroy(c, o->stream_id); /* best effort, like close() */
+        if (r < 0 && e.drain_sent && video_client_reply_type(c, e.drain_tag, NULL) > 0)
+                (void) video_client_wait_reply(c, e.drain_tag, NULL, 0, NULL); /* forget it */
         free(e.scratch);
         if (r < 0)
                 return r;

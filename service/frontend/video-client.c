@@ -36,7 +36,9 @@ typedef struct VcCmd {
         size_t resp_cap;
         bool done;
         bool overtaken; /* its reply came before a RESOURCE_QUEUE it should have cancelled (§7.7c) */
-        uint8_t *resp;  /* copy of the reply, resp_cap bytes */
+        bool orphan; /* a RESOURCE_QUEUE of a stream destroyed before it completed: dropped on completion */
+        unsigned purged, purged_err; /* STREAM_DESTROY: the stream's completions it took, those with ERR */
+        uint8_t *resp;               /* copy of the reply, resp_cap bytes */
         size_t used_len;
 } VcCmd;
 
@@ -62,6 +64,10 @@ struct VideoClient {
         uint64_t *event_gpa;
         unsigned n_event_buffers;
         unsigned bad_events;
+
+        /* Streams destroyed (OK reply) and not created again: their late events are dropped. */
+        uint32_t *dead_streams;
+        size_t n_dead_streams;
 };
 
 void video_client_options_init(VideoClientOptions *o) {
@@ -122,6 +128,7 @@ VideoClient *video_client_free(VideoClient *c) {
         free(c->event_gpa);
         free(c->completions);
         free(c->events);
+        free(c->dead_streams);
         free(c->caps[0]);
         free(c->caps[1]);
         free(c);
@@ -210,6 +217,60 @@ static bool queue_still_pending(VideoClient *c, const VcCmd *by) {
         return false;
 }
 
+static ssize_t dead_index(VideoClient *c, uint32_t stream_id) {
+        for (size_t i = 0; i < c->n_dead_streams; i++)
+                if (c->dead_streams[i] == stream_id)
+                        return (ssize_t) i;
+        return -1;
+}
+
+/* STREAM_DESTROY answered OK: everything of the stream the device produced belongs to the destroy
+ * (§7.7c: its queued buffers are completed, cancelled, before the reply), not to whoever asks for
+ * completions next, and a later stream may reuse the id. Events and completions travel on different
+ * queues without ordering between them, so an event of the stream may still come after the reply: it is
+ * dropped until the id is created again. */
+static int stream_destroyed(VideoClient *c, VcCmd *destroy) {
+        uint32_t id = destroy->stream_id;
+        size_t j = 0;
+
+        for (size_t i = 0; i < c->n_completions; i++) {
+                const VcCompletion *v = &c->completions[i];
+                if (v->stream_id != id) {
+                        c->completions[j++] = *v;
+                        continue;
+                }
+                destroy->purged++;
+                if (v->flags & VIRTIO_VIDEO_BUFFER_FLAG_ERR)
+                        destroy->purged_err++;
+        }
+        c->n_completions = j;
+        j = 0;
+        for (size_t i = 0; i < c->n_events; i++)
+                if (c->events[i].stream_id != id)
+                        c->events[j++] = c->events[i];
+        c->n_events = j;
+        /* Only with a reply that overtook them (-EPROTO for the caller): their completions come later. */
+        for (size_t i = 0; i < c->n_cmds; i++)
+                if (c->cmds[i]->type == VIRTIO_VIDEO_CMD_RESOURCE_QUEUE && !c->cmds[i]->done &&
+                    c->cmds[i]->stream_id == id)
+                        c->cmds[i]->orphan = true;
+        if (dead_index(c, id) < 0) {
+                uint32_t *a = reallocarray(c->dead_streams, c->n_dead_streams + 1, sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                c->dead_streams = a;
+                c->dead_streams[c->n_dead_streams++] = id;
+        }
+        return 0;
+}
+
+static void stream_created(VideoClient *c, uint32_t stream_id) {
+        ssize_t i = dead_index(c, stream_id);
+
+        if (i >= 0)
+                c->dead_streams[i] = c->dead_streams[--c->n_dead_streams];
+}
+
 static int handle_cmd_used(VideoClient *c, const VuUsed *u) {
         ssize_t i = cmd_index(c, u->tag);
         VcCmd *cmd;
@@ -244,13 +305,18 @@ static int handle_cmd_used(VideoClient *c, const VuUsed *u) {
                         v.flags = le32_to_cpu(rr.flags);
                         v.size = le32_to_cpu(rr.size);
                 }
-                r = push_completion(c, &v);
+                r = cmd->orphan ? 0 : push_completion(c, &v);
                 cmd_remove(c, (size_t) i);
                 return r;
         }
-        if (is_cancelling(cmd->type) &&
-            video_client_resp_type(cmd->resp, cmd->used_len) == VIRTIO_VIDEO_RESP_OK_NODATA)
+        if (video_client_resp_type(cmd->resp, cmd->used_len) != VIRTIO_VIDEO_RESP_OK_NODATA)
+                return 0;
+        if (is_cancelling(cmd->type))
                 cmd->overtaken = queue_still_pending(c, cmd);
+        if (cmd->type == VIRTIO_VIDEO_CMD_STREAM_DESTROY)
+                return stream_destroyed(c, cmd);
+        if (cmd->type == VIRTIO_VIDEO_CMD_STREAM_CREATE)
+                stream_created(c, cmd->stream_id);
         return 0;
 }
 
@@ -285,10 +351,13 @@ static int handle_event_used(VideoClient *c, const VuUsed *u) {
                 if (!p)
                         return -EFAULT;
                 memcpy(&ev, p, sizeof(ev));
-                r = push_event(c, &(VcEvent){ .event_type = le32_to_cpu(ev.event_type),
-                                              .stream_id = le32_to_cpu(ev.stream_id) });
-                if (r < 0)
-                        return r;
+                /* A late event of a destroyed stream (see stream_destroyed()) is nobody's. */
+                if (dead_index(c, le32_to_cpu(ev.stream_id)) < 0) {
+                        r = push_event(c, &(VcEvent){ .event_type = le32_to_cpu(ev.event_type),
+                                                      .stream_id = le32_to_cpu(ev.stream_id) });
+                        if (r < 0)
+                                return r;
+                }
         }
         return post_event_buffer(c, (unsigned) i);
 }
@@ -303,7 +372,8 @@ static int client_step(VideoClient *c) {
                         return r;
         }
         /* The eventq first: whatever the device completed on the commandq before it sent an event is
-         * then seen in the same step, so callers can handle completions before the events. */
+         * then seen no later than the event. Nothing more can be said (a completion seen with or after
+         * an event may have been made after it): callers must not depend on an order between the two. */
         for (unsigned k = VIRTIO_VIDEO_NUM_QUEUES; k-- > 0;) {
                 unsigned q = k;
                 for (;;) {
@@ -516,7 +586,13 @@ static bool cond_cmd_done(VideoClient *c, const void *arg) {
         return i < 0 || c->cmds[i]->done;
 }
 
-int video_client_wait_reply(VideoClient *c, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len) {
+static int wait_reply_full(VideoClient *c,
+                           uint64_t tag,
+                           void *resp,
+                           size_t resp_cap,
+                           size_t *ret_len,
+                           unsigned *ret_purged,
+                           unsigned *ret_purged_err) {
         ssize_t i;
         bool overtaken;
         int r;
@@ -535,9 +611,29 @@ int video_client_wait_reply(VideoClient *c, uint64_t tag, void *resp, size_t res
         }
         if (ret_len)
                 *ret_len = c->cmds[i]->used_len;
+        if (ret_purged)
+                *ret_purged = c->cmds[i]->purged;
+        if (ret_purged_err)
+                *ret_purged_err = c->cmds[i]->purged_err;
         overtaken = c->cmds[i]->overtaken;
         cmd_remove(c, (size_t) i);
         return overtaken ? -EPROTO : 0;
+}
+
+int video_client_reply_type(VideoClient *c, uint64_t tag, uint32_t *ret_type) {
+        ssize_t i = cmd_index(c, tag);
+
+        if (i < 0 || c->cmds[i]->type == VIRTIO_VIDEO_CMD_RESOURCE_QUEUE)
+                return -ENOENT; /* a RESOURCE_QUEUE's reply is a completion */
+        if (!c->cmds[i]->done)
+                return 0;
+        if (ret_type)
+                *ret_type = video_client_resp_type(c->cmds[i]->resp, c->cmds[i]->used_len);
+        return 1;
+}
+
+int video_client_wait_reply(VideoClient *c, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len) {
+        return wait_reply_full(c, tag, resp, resp_cap, ret_len, NULL, NULL);
 }
 
 int video_client_command(VideoClient *c,
@@ -822,14 +918,39 @@ static void forget_resources(VideoClient *c, uint32_t stream_id, bool all_queues
         c->n_res = j;
 }
 
-int video_client_stream_destroy(VideoClient *c, uint32_t stream_id) {
+int video_client_stream_destroy_full(VideoClient *c,
+                                     uint32_t stream_id,
+                                     unsigned *ret_completions,
+                                     unsigned *ret_cancelled) {
         struct virtio_video_stream_destroy q = { .hdr = hdr(VIRTIO_VIDEO_CMD_STREAM_DESTROY, stream_id) };
+        uint8_t resp[sizeof(struct virtio_video_cmd_hdr)];
+        unsigned purged = 0, purged_err = 0;
+        uint64_t tag;
+        size_t len;
+        uint32_t t;
         int r;
 
-        r = simple_command(c, &q, sizeof(q), NULL, 0);
-        if (r == 0)
-                forget_resources(c, stream_id, true, 0);
-        return r;
+        r = video_client_send(c, &q, sizeof(q), NULL, 0, sizeof(resp), &tag);
+        if (r < 0)
+                return r;
+        r = wait_reply_full(c, tag, resp, sizeof(resp), &len, &purged, &purged_err);
+        if (ret_completions)
+                *ret_completions = purged;
+        if (ret_cancelled)
+                *ret_cancelled = purged_err;
+        if (r < 0)
+                return r;
+        if (len < sizeof(struct virtio_video_cmd_hdr))
+                return -EBADMSG;
+        t = video_client_resp_type(resp, len);
+        if (t != VIRTIO_VIDEO_RESP_OK_NODATA)
+                return (int) t;
+        forget_resources(c, stream_id, true, 0);
+        return 0;
+}
+
+int video_client_stream_destroy(VideoClient *c, uint32_t stream_id) {
+        return video_client_stream_destroy_full(c, stream_id, NULL, NULL);
 }
 
 int video_client_stream_drain(VideoClient *c, uint32_t stream_id, uint64_t *ret_tag) {

@@ -152,6 +152,10 @@ int video_client_send(VideoClient *c,
 /* Waits for the reply of a sent command, copies min(used length, resp_cap) bytes (resp may be NULL) and
  * sets *ret_len (optional) to the used length. The command is forgotten afterwards. */
 int video_client_wait_reply(VideoClient *c, uint64_t tag, void *resp, size_t resp_cap, size_t *ret_len);
+/* Whether the reply of a sent command has come, without waiting (the rings are not read either: call
+ * video_client_poll() or a wait first) and without forgetting the command: 1 with *ret_type (optional)
+ * set to the reply's type, 0 when it has not come yet, -ENOENT for a tag not waited for. */
+int video_client_reply_type(VideoClient *c, uint64_t tag, uint32_t *ret_type);
 /* send + wait_reply. */
 int video_client_command(VideoClient *c,
                          const void *req,
@@ -174,8 +178,17 @@ int video_client_stream_create_full(VideoClient *c,
                                     uint32_t coded_format,
                                     const char *tag);
 /* Waits for the reply; every RESOURCE_QUEUE of the stream must have completed before it (-EPROTO).
- * Forgets the stream's resources (their guest memory is freed). */
+ * Forgets the stream's resources (their guest memory is freed). An OK reply (also through STREAM_DESTROY
+ * sent with video_client_send()) consumes the stream: its completions and events not taken yet (the
+ * buffers it cancelled, §7.7c) are dropped, and so are its events that come later (events have no order
+ * with the commandq), until a STREAM_CREATE of the same id is answered OK. */
 int video_client_stream_destroy(VideoClient *c, uint32_t stream_id);
+/* The same; *ret_completions (optional) gets how many completions of the stream it dropped, and
+ * *ret_cancelled (optional) how many of those carried the ERR flag (the cancelled buffers). */
+int video_client_stream_destroy_full(VideoClient *c,
+                                     uint32_t stream_id,
+                                     unsigned *ret_completions,
+                                     unsigned *ret_cancelled);
 /* STREAM_DRAIN without waiting, as the driver does; the reply is read later with
  * video_client_wait_reply() on *ret_tag (its type, not an errno, tells the outcome). */
 int video_client_stream_drain(VideoClient *c, uint32_t stream_id, uint64_t *ret_tag);
@@ -263,7 +276,9 @@ int video_client_next_completion(VideoClient *c, VcCompletion *ret, bool wait);
 /* Takes the oldest event: 1, 0 or -ETIMEDOUT as above. */
 int video_client_next_event(VideoClient *c, VcEvent *ret, bool wait);
 /* Take what was already collected, without looking at the rings: 1 with *ret set, 0 when none. The rings
- * are read eventq first, so a completion collected together with an event was made before it. */
+ * are read eventq first, so a completion the device made before an event is collected no later than the
+ * event; but a completion collected with an event, or after it, may have been made before or after it:
+ * the two queues have no order (§7.7e). */
 int video_client_pop_completion(VideoClient *c, VcCompletion *ret);
 int video_client_pop_event(VideoClient *c, VcEvent *ret);
 /* Processes whatever the device has completed, without waiting. */
@@ -324,7 +339,11 @@ typedef struct VcDecodeResult {
  * SET_PARAMS(INPUT), input resources, bitstream chunks queued as buffers free up; on each
  * DECODER_RESOLUTION_CHANGED: QUEUE_CLEAR(OUTPUT) + RESOURCE_DESTROY_ALL(OUTPUT) when outputs exist,
  * GET_PARAMS(OUTPUT), new output resources, queued; STREAM_DRAIN after the last chunk, frames until the
- * EOS buffer, then STREAM_DESTROY. An error event for the stream ends it with -EIO. */
+ * EOS buffer, then STREAM_DESTROY. An error event for the stream ends it with -EIO; a STREAM_DRAIN
+ * answered with an error type (then no EOS buffer comes, §4.4) with -EREMOTEIO. Pictures of the old
+ * size that complete after a DECODER_RESOLUTION_CHANGED event (no order holds between the eventq and the
+ * commandq, §7.7e) are frames of the old geometry. The stream is destroyed on every outcome but a dead
+ * transport. */
 int video_client_decode(VideoClient *c, const VcDecodeOptions *o, VcDecodeResult *ret);
 
 typedef struct VcEncodeOptions {
@@ -355,5 +374,6 @@ typedef struct VcEncodeResult {
 } VcEncodeResult;
 
 /* A whole encoder session: STREAM_CREATE, params of both queues, resources, every picture queued as
- * input buffers free up, STREAM_DRAIN, coded buffers until EOS, STREAM_DESTROY. */
+ * input buffers free up, STREAM_DRAIN, coded buffers until EOS, STREAM_DESTROY. A STREAM_DRAIN answered
+ * with an error type ends it with -EREMOTEIO (no EOS buffer comes). */
 int video_client_encode(VideoClient *c, const VcEncodeOptions *o, VcEncodeResult *ret);

@@ -192,10 +192,12 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 return parse_fd_arg("--device-fd", arg, &o->device_fd, error, size);
         case 'b':
                 if (!backend_find(arg)) {
-                        char names[256] = "";
+                        char names[256] = "", why[800] = "";
+                        if (backend_find_error())
+                                snprintf(why, sizeof(why), ": %s", backend_find_error());
                         append_backend_names(names, sizeof(names));
-                        return fail(-EINVAL, error, size, "unknown backend '%s' (this build has: %s)", arg,
-                                    names);
+                        return fail(-EINVAL, error, size, "unknown backend '%s'%s (this build has: %s)", arg,
+                                    why, names);
                 }
                 return set_string(&o->backend, arg);
         case ARG_CONTROL_FD:

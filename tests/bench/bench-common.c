@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/null/null-format.h"
 #include "bench-common.h"
 #include "common/macro.h"
 #include "config.h"
@@ -100,6 +101,8 @@ int bench_json_close(BenchJson *j) {
 }
 
 const char *bench_worker_path(void) {
+        /* with the backend modules of the same build, unless told otherwise (backend/backend-module.h) */
+        (void) setenv("VIRTIO_VIDEO_BACKEND_DIR", BENCH_BACKEND_DIR, /* overwrite= */ 0);
         return getenv("VHOST_USER_VIDEO") ?: BENCH_WORKER_PATH;
 }
 
@@ -111,12 +114,20 @@ int bench_spawn_worker(const char *backend, const char *socket_path, const char 
         for (unsigned i = 0; extra && extra[i] && n < ELEMENTSOF(argv) - 1; i++)
                 argv[n++] = extra[i];
         argv[n] = NULL;
+        const char *worker = bench_worker_path();
+
         (void) unlink(socket_path);
         pid = fork();
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
-                execv(bench_worker_path(), (char *const *) argv);
+                /* The workers' lifecycle lines would drown the tables: keep them for BENCH_VERBOSE=1. */
+                if (!getenv("BENCH_VERBOSE")) {
+                        int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                        if (devnull >= 0)
+                                (void) dup2(devnull, STDERR_FILENO);
+                }
+                execv(worker, (char *const *) argv);
                 _exit(127);
         }
         /* Wait (bounded) for the socket to appear. */
@@ -217,23 +228,6 @@ uint64_t bench_rss_kib(pid_t pid) {
 }
 
 uint8_t *bench_null_stream(unsigned frames, unsigned w, unsigned h, size_t *ret_size, size_t *ret_frame_size) {
-        size_t payload = (size_t) w * h * 3 / 2, frame = 16 + payload;
-        uint8_t *s = malloc(frame * frames);
-
-        if (!s)
-                return NULL;
-        for (unsigned k = 0; k < frames; k++) {
-                uint8_t *p = s + k * frame;
-                uint32_t size_le = htole32((uint32_t) payload), seq_le = htole32(k);
-                uint16_t w_le = htole16((uint16_t) w), h_le = htole16((uint16_t) h);
-                memcpy(p, "VVNF", 4);
-                memcpy(p + 4, &w_le, 2);
-                memcpy(p + 6, &h_le, 2);
-                memcpy(p + 8, &size_le, 4);
-                memcpy(p + 12, &seq_le, 4);
-                memset(p + 16, (int) (k * 13), payload);
-        }
-        *ret_size = frame * frames;
-        *ret_frame_size = frame;
-        return s;
+        *ret_frame_size = NULL_FRAME_HEADER_SIZE + null_frame_payload_size(w, h);
+        return null_coded_stream_new(frames, (uint16_t) w, (uint16_t) h, ret_size);
 }

@@ -36,7 +36,8 @@ void bench_json_str(BenchJson *j, const char *key, const char *value);
 void bench_json_bool(BenchJson *j, const char *key, bool value);
 int bench_json_close(BenchJson *j); /* prints the path it wrote */
 
-/* The worker binary: $VHOST_USER_VIDEO, else the one of this build. */
+/* The worker binary: $VHOST_USER_VIDEO, else the one of this build; sets $VIRTIO_VIDEO_BACKEND_DIR to this
+ * build's backend modules unless set. */
 const char *bench_worker_path(void);
 /* Starts `vhost-user-video --backend <backend> --socket-path <path> [extra...]` and waits until the socket
  * exists. extra: NULL-terminated, may be NULL. */

@@ -479,9 +479,8 @@ static void test_stream_destroy_with_buffers_queued(void **state) {
         const uint32_t w[] = { 16 }, h[] = { 16 };
         NullStream s = {};
         VcCompletion v;
-        unsigned errs = 0;
+        unsigned errs = 0, all = 0;
         VcParams p;
-        int r;
 
         build_stream(&s, 1, w, h);
         open_stream(env, 12, 2, 4096, 500);
@@ -490,14 +489,11 @@ static void test_stream_destroy_with_buffers_queued(void **state) {
         setup_outputs(env, 12, 2, 510);
         /* A partial frame keeps input 501 inside the decoder. */
         queue_input(env, 12, 501, s.data + NULL_FRAME_HEADER_SIZE, 8, 2000);
-        assert_int_equal(video_client_stream_destroy(env->c, 12), 0);
-        while ((r = video_client_next_completion(env->c, &v, false)) > 0)
-                if (v.queue_type == QT_OUT || v.resource_id == 501) {
-                        if (v.flags & VIRTIO_VIDEO_BUFFER_FLAG_ERR)
-                                errs++;
-                }
-        assert_int_equal(r, 0);
-        assert_true(errs >= 2);
+        /* The cancelled completions belong to the destroy: it counts them and nobody gets them later. */
+        assert_int_equal(video_client_stream_destroy_full(env->c, 12, &all, &errs), 0);
+        assert_true(errs >= 2); /* both outputs (and input 501 if the decoder still held it) */
+        assert_true(all >= errs);
+        assert_int_equal(video_client_next_completion(env->c, &v, false), 0);
         assert_int_equal(video_client_queued(env->c, 12, QT_OUT), 0);
         assert_int_equal(video_client_queued(env->c, 12, QT_IN), 0);
         /* The id is free again and the old one is gone. */
@@ -846,6 +842,48 @@ static void test_err_unsupported_control(void **state) {
 }
 
 /* A device that keeps serving after every one of those errors: a full decode still works. */
+/* Sessions one after the other on one client: the buffers each session's STREAM_DESTROY cancels (the
+ * output buffers still queued after EOS) are consumed by that destroy, not met by the next session. The
+ * first three reuse stream id 1, with a resolution change each (64x48, then 32x16, then 64x48 again). */
+static void test_decode_sessions_back_to_back(void **state) {
+        Env *env = *state;
+        const uint32_t wa[] = { 64, 64, 64 }, ha[] = { 48, 48, 48 }, wb[] = { 32, 32 }, hb[] = { 16, 16 };
+        const uint32_t ids[] = { 1, 1, 1, 5 };
+
+        for (unsigned k = 0; k < ELEMENTSOF(ids); k++) {
+                const uint32_t *w = k % 2 ? wb : wa, *h = k % 2 ? hb : ha;
+                unsigned n = k % 2 ? 2 : 3;
+                NullStream s = {};
+                Expect x = { .s = &s, .w = w, .h = h };
+                VcDecodeResult res;
+                VcDecodeOptions o = {
+                        .stream_id = ids[k],
+                        .frame = check_frame,
+                        .userdata = &x,
+                        .n_output_buffers = 4,
+                };
+
+                build_stream(&s, n, w, h);
+                o.bitstream = s.data;
+                o.size = s.size;
+                assert_int_equal(video_client_decode(env->c, &o, &res), 0);
+                assert_int_equal(res.frames, n);
+                assert_int_equal(x.next, n);
+                assert_int_equal(res.resolution_changes, 1);
+                assert_int_equal(res.error_completions, 0);
+                assert_int_equal(res.drain_resp_type, VIRTIO_VIDEO_RESP_OK_NODATA);
+                /* Nothing of the destroyed stream is left for anyone. */
+                assert_int_equal(video_client_poll(env->c), 0);
+                {
+                        VcCompletion v;
+                        VcEvent e;
+                        assert_int_equal(video_client_pop_completion(env->c, &v), 0);
+                        assert_int_equal(video_client_pop_event(env->c, &e), 0);
+                }
+                null_stream_done(&s);
+        }
+}
+
 static void test_decode_after_errors(void **state) {
         test_err_invalid_parameter(state);
         test_err_invalid_resource_id(state);
@@ -936,6 +974,42 @@ static void test_encoder_session_with_controls(void **state) {
         }
 }
 
+/* Encoder sessions one after the other on one client, reusing the stream id: the output buffers still
+ * queued after EOS are cancelled by each STREAM_DESTROY and must not reach the next session. */
+static void test_encoder_sessions_back_to_back(void **state) {
+        Env *env = *state;
+        size_t size = 32 * 16 * 3 / 2;
+        uint8_t *pics[2];
+
+        for (unsigned i = 0; i < 2; i++) {
+                pics[i] = malloc(size);
+                assert_non_null(pics[i]);
+                null_picture(32, 16, i + 1, pics[i]);
+        }
+        for (unsigned k = 0; k < 3; k++) {
+                Packets x = { .w = 32, .h = 16 };
+                VcEncodeResult res;
+                VcEncodeOptions o = {
+                        .stream_id = 3,
+                        .raw_format = 4, /* YUV420 */
+                        .width = 32,
+                        .height = 16,
+                        .frames = (const uint8_t *const *) pics,
+                        .frame_size = size,
+                        .n_frames = 2,
+                        .n_output_buffers = 4,
+                        .packet = check_packet,
+                        .userdata = &x,
+                };
+
+                assert_int_equal(video_client_encode(env->c, &o, &res), 0);
+                assert_int_equal(res.packets, 2);
+                assert_int_equal(x.n, 2);
+        }
+        for (unsigned i = 0; i < 2; i++)
+                free(pics[i]);
+}
+
 static void test_encoder_controls(void **state) {
         Env *env = *state;
         uint32_t v = 0, values[4];
@@ -1005,9 +1079,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_err_queue_twice, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_err_unsupported_control, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decode_after_errors, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_decode_sessions_back_to_back, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_decoder_refuses_set_control, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_encoder_session_with_controls, setup_encoder, teardown),
                 cmocka_unit_test_setup_teardown(test_encoder_controls, setup_encoder, teardown),
+                cmocka_unit_test_setup_teardown(test_encoder_sessions_back_to_back, setup_encoder, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -46,6 +46,16 @@ typedef struct Fake {
         unsigned n_held;
         VhostElem *events[64];
         unsigned n_events;
+        /* A scripted decoder (script_handle()) instead of the replies above. */
+        bool script;
+        uint32_t width, height;
+        unsigned inputs;
+        bool cleared;
+        VhostElem *outs[MAX_HELD]; /* output buffers queued, oldest first */
+        unsigned n_outs;
+        VhostElem *drain;
+        uint32_t drain_reply; /* answer STREAM_DRAIN at once with this type (0: see script_handle()) */
+        unsigned destroys;
 } Fake;
 
 static void reply(Fake *f, VhostElem *e, const void *buf, size_t len) {
@@ -72,6 +82,116 @@ static void complete_held(Fake *f) {
         f->n_held = 0;
 }
 
+static void raise_event(Fake *f, uint32_t type, uint32_t stream_id) {
+        struct virtio_video_event ev = { cpu_to_le32(type), cpu_to_le32(stream_id) };
+
+        assert_true(f->n_events > 0);
+        reply(f, f->events[--f->n_events], &ev, sizeof(ev));
+}
+
+static void complete_buffer(Fake *f, VhostElem *e, uint32_t flags, uint64_t timestamp) {
+        struct virtio_video_resource_queue_resp r = {
+                .hdr = { cpu_to_le32(VIRTIO_VIDEO_RESP_OK_RESOURCE_QUEUE), cpu_to_le32(0) },
+                .timestamp = cpu_to_le64(timestamp),
+                .flags = cpu_to_le32(flags),
+        };
+        reply(f, e, &r, sizeof(r));
+}
+
+/* Completes the oldest n queued output buffers with these flags. */
+static void complete_outs(Fake *f, unsigned n, uint32_t flags, uint64_t timestamp) {
+        assert_true(n <= f->n_outs);
+        for (unsigned i = 0; i < n; i++)
+                complete_buffer(f, f->outs[i], flags, timestamp);
+        memmove(f->outs, f->outs + n, (f->n_outs - n) * sizeof(f->outs[0]));
+        f->n_outs -= n;
+}
+
+/* A decoder that raises DECODER_RESOLUTION_CHANGED *before* it completes the last picture of the old size
+ * (events and completions travel on different queues, with no order between them, §7.3): the first input
+ * buffer gives the first geometry (32x32); the second one changes it to 64x48 at once, and the 32x32
+ * picture it still had comes back when the driver clears the output queue, as a frame before the
+ * cancelled buffers and the clear's reply (§7.7c). The drain is answered once two output buffers of the
+ * new size are queued: one 64x48 frame, then the EOS buffer. */
+static void script_handle(Fake *f, VhostElem *e, const uint8_t *req, uint32_t type) {
+        uint32_t qt, stream_id;
+        le32 v;
+
+        memcpy(&v, req + 4, sizeof(v));
+        stream_id = le32_to_cpu(v);
+        memcpy(&v, req + 8, sizeof(v));
+        qt = le32_to_cpu(v);
+        switch (type) {
+        case VIRTIO_VIDEO_CMD_GET_PARAMS_EXT: {
+                bool out = qt == VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT;
+                uint32_t size = out ? f->width * f->height * 3 / 2 : 4096;
+                struct virtio_video_get_params_ext_resp r = {
+                        .hdr = { cpu_to_le32(VIRTIO_VIDEO_RESP_OK_GET_PARAMS), cpu_to_le32(stream_id) },
+                        .params.base = {
+                                .queue_type = cpu_to_le32(qt),
+                                .format = cpu_to_le32(out ? 3 : 0x1002),
+                                .frame_width = cpu_to_le32(f->width),
+                                .frame_height = cpu_to_le32(f->height),
+                                .min_buffers = cpu_to_le32(1),
+                                .max_buffers = cpu_to_le32(32),
+                                .crop = { .width = cpu_to_le32(f->width), .height = cpu_to_le32(f->height) },
+                                .num_planes = cpu_to_le32(1),
+                                .plane_formats = { [0] = { .plane_size = cpu_to_le32(size),
+                                                           .stride = cpu_to_le32(out ? f->width : 0) } },
+                        },
+                        .params.resource_type = cpu_to_le32(VIRTIO_VIDEO_MEM_TYPE_GUEST_PAGES),
+                };
+                reply(f, e, &r, sizeof(r));
+                return;
+        }
+        case VIRTIO_VIDEO_CMD_RESOURCE_QUEUE:
+                if (qt == VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT) {
+                        assert_true(f->n_outs < MAX_HELD);
+                        f->outs[f->n_outs++] = e;
+                        if (f->drain && f->cleared && f->n_outs >= 2) {
+                                complete_outs(f, 1, 0, 2000);
+                                complete_outs(f, 1, VIRTIO_VIDEO_BUFFER_FLAG_EOS, 0);
+                                reply_type(f, f->drain, VIRTIO_VIDEO_RESP_OK_NODATA);
+                                f->drain = NULL;
+                        }
+                        return;
+                }
+                f->inputs++;
+                complete_buffer(f, e, 0, f->inputs * 1000);
+                if (f->inputs == 1) {
+                        f->width = f->height = 32;
+                        raise_event(f, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED, stream_id);
+                } else if (f->inputs == 2) {
+                        /* The new size is known before the old picture is handed out. */
+                        f->width = 64;
+                        f->height = 48;
+                        raise_event(f, VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED, stream_id);
+                }
+                return;
+        case VIRTIO_VIDEO_CMD_QUEUE_CLEAR:
+                if (qt == VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT && f->inputs == 2 && !f->cleared && f->n_outs > 0) {
+                        f->cleared = true;
+                        complete_outs(f, 1, 0, 1000); /* the last 32x32 picture */
+                }
+                complete_outs(f, f->n_outs, VIRTIO_VIDEO_BUFFER_FLAG_ERR, 0);
+                reply_type(f, e, VIRTIO_VIDEO_RESP_OK_NODATA);
+                return;
+        case VIRTIO_VIDEO_CMD_STREAM_DRAIN:
+                if (f->drain_reply)
+                        reply_type(f, e, f->drain_reply);
+                else
+                        f->drain = e;
+                return;
+        case VIRTIO_VIDEO_CMD_STREAM_DESTROY:
+                f->destroys++;
+                complete_outs(f, f->n_outs, VIRTIO_VIDEO_BUFFER_FLAG_ERR, 0);
+                reply_type(f, e, VIRTIO_VIDEO_RESP_OK_NODATA);
+                return;
+        default:
+                reply_type(f, e, VIRTIO_VIDEO_RESP_OK_NODATA);
+        }
+}
+
 static void fake_handle_elem(void *userdata, VhostElem *e) {
         Fake *f = userdata;
         uint8_t req[256] = {};
@@ -86,6 +206,10 @@ static void fake_handle_elem(void *userdata, VhostElem *e) {
         iov_to_buf(e->rd, e->n_rd, 0, req, sizeof(req));
         memcpy(&v, req, sizeof(v));
         type = le32_to_cpu(v);
+        if (f->script) {
+                script_handle(f, e, req, type);
+                return;
+        }
         if (type == f->drop_type || (type == VIRTIO_VIDEO_CMD_RESOURCE_QUEUE && f->n_held < MAX_HELD)) {
                 assert_true(f->n_held < MAX_HELD);
                 f->held[f->n_held++] = e;
@@ -129,7 +253,12 @@ static void fake_reset(void *userdata) {
                 vhost_elem_free(f->held[i]);
         for (unsigned i = 0; i < f->n_events; i++)
                 vhost_elem_free(f->events[i]);
-        f->n_held = f->n_events = 0;
+        for (unsigned i = 0; i < f->n_outs; i++)
+                vhost_elem_free(f->outs[i]);
+        if (f->drain)
+                vhost_elem_free(f->drain);
+        f->drain = NULL;
+        f->n_held = f->n_events = f->n_outs = 0;
 }
 
 static const VhostDeviceOps fake_ops = {
@@ -423,6 +552,51 @@ static void test_clear_reply_before_cancelled_buffers_is_eproto(void **state) {
         assert_int_equal(v.resource_id, 5);
 }
 
+/* A STREAM_DESTROY reply consumes its stream: completions that overtook it still belong to it (-EPROTO
+ * for the destroy, the device broke §7.7c, but nobody meets them later), and the stream's events that
+ * come after the reply (the eventq has no order with the commandq) are dropped until the id is created
+ * again. */
+static void test_destroy_consumes_late_completions_and_events(void **state) {
+        Fake *f = *state;
+        uint32_t size = 4096;
+        VcCompletion v;
+        VcEvent e;
+
+        assert_int_equal(video_client_probe(f->c), 0);
+        assert_int_equal(video_client_resource_create(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 1, &size,
+                                                      1),
+                         0);
+        assert_int_equal(video_client_resource_queue(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 5, 0, 1, &size),
+                         0);
+        assert_int_equal(video_client_resource_create(f->c, 2, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 6, 1, &size,
+                                                      1),
+                         0);
+        assert_int_equal(video_client_resource_queue(f->c, 2, VIRTIO_VIDEO_QUEUE_TYPE_INPUT, 6, 0, 1, &size),
+                         0);
+        for (int i = 0; i < 10 && f->n_held < 2 && sd_event_run(f->event, 0) >= 0; i++)
+                ;
+        assert_int_equal(f->n_held, 2);
+        /* The reply overtakes both held buffers; only stream 1's are the destroy's. */
+        assert_int_equal(video_client_stream_destroy(f->c, 1), -EPROTO);
+        complete_held(f);
+        raise_event(f, VIRTIO_VIDEO_EVENT_ERROR, 1);
+        raise_event(f, VIRTIO_VIDEO_EVENT_ERROR, 2);
+        assert_int_equal(video_client_next_completion(f->c, &v, true), 1);
+        assert_int_equal(v.stream_id, 2);
+        assert_int_equal(v.resource_id, 6);
+        assert_int_equal(video_client_next_event(f->c, &e, true), 1);
+        assert_int_equal(e.stream_id, 2);
+        assert_int_equal(video_client_poll(f->c), 0);
+        assert_int_equal(video_client_pop_completion(f->c, &v), 0);
+        assert_int_equal(video_client_pop_event(f->c, &e), 0);
+        assert_int_equal(video_client_queued(f->c, 1, VIRTIO_VIDEO_QUEUE_TYPE_INPUT), 0);
+        /* Created again: its events are delivered again. */
+        assert_int_equal(video_client_stream_create(f->c, 1, 0x1002, "again"), 0);
+        raise_event(f, VIRTIO_VIDEO_EVENT_ERROR, 1);
+        assert_int_equal(video_client_next_event(f->c, &e, true), 1);
+        assert_int_equal(e.stream_id, 1);
+}
+
 static void test_silent_device_times_out(void **state) {
         Fake *f = *state;
         VcParams p;
@@ -455,6 +629,99 @@ static void test_events_short_and_valid(void **state) {
         for (int i = 0; i < 10 && sd_event_run(f->event, 0) > 0; i++)
                 ;
         assert_int_equal(f->n_events, posted);
+}
+
+typedef struct Seen {
+        unsigned n;
+        uint32_t width[4], height[4];
+        uint64_t timestamp[4];
+} Seen;
+
+static int record_frame(void *userdata, const VcFrame *fr) {
+        Seen *x = userdata;
+
+        if (x->n >= ELEMENTSOF(x->width))
+                return -E2BIG;
+        x->width[x->n] = fr->width;
+        x->height[x->n] = fr->height;
+        x->timestamp[x->n] = fr->timestamp;
+        x->n++;
+        return 0;
+}
+
+/* A picture of the old size that completes after the resolution change event (script_handle()) is a
+ * frame of the old geometry, handed out before the output buffers are destroyed: neither rejected as a
+ * completion of an unknown buffer nor lost. */
+static void test_decode_frame_completed_after_resolution_event(void **state) {
+        Fake *f = *state;
+        static const uint8_t bitstream[20] = { 0 };
+        const size_t chunks[] = { 10, 10 };
+        Seen x = {};
+        VcDecodeResult res = {};
+
+        assert_int_equal(video_client_probe(f->c), 0);
+        f->script = true;
+        assert_int_equal(video_client_decode(f->c,
+                                             &(VcDecodeOptions){
+                                                     .stream_id = 1,
+                                                     .bitstream = bitstream,
+                                                     .size = sizeof(bitstream),
+                                                     .chunk_sizes = chunks,
+                                                     .n_chunks = ELEMENTSOF(chunks),
+                                                     .n_input_buffers = 1,
+                                                     .n_output_buffers = 3,
+                                                     .frame = record_frame,
+                                                     .userdata = &x,
+                                             },
+                                             &res),
+                         0);
+        assert_true(f->cleared);
+        assert_int_equal(res.resolution_changes, 2);
+        assert_int_equal(res.frames, 2);
+        assert_int_equal(x.n, 2);
+        assert_int_equal(x.width[0], 32);
+        assert_int_equal(x.height[0], 32);
+        assert_int_equal(x.timestamp[0], 1000);
+        assert_int_equal(x.width[1], 64);
+        assert_int_equal(x.height[1], 48);
+        assert_int_equal(x.timestamp[1], 2000);
+        /* The two other 32x32 buffers were cancelled by the clear. */
+        assert_int_equal(res.error_completions, 2);
+        assert_int_equal(res.width, 64);
+        assert_int_equal(res.height, 48);
+        assert_int_equal(res.drain_resp_type, VIRTIO_VIDEO_RESP_OK_NODATA);
+}
+
+/* A drain answered with an error produces no EOS buffer (§4.4): the session ends with -EREMOTEIO at once
+ * (not with the timeout) and destroys its stream; the next session on the client works. */
+static void test_decode_drain_error_reply_ends_session(void **state) {
+        Fake *f = *state;
+        static const uint8_t bitstream[10] = { 0 };
+        Seen x = {};
+        VcDecodeResult res = {};
+        VcDecodeOptions o = {
+                .stream_id = 2,
+                .bitstream = bitstream,
+                .size = sizeof(bitstream),
+                .n_input_buffers = 1,
+                .n_output_buffers = 2,
+                .frame = record_frame,
+                .userdata = &x,
+        };
+        VcCompletion v;
+        VcEvent e;
+
+        assert_int_equal(video_client_probe(f->c), 0);
+        f->script = true;
+        f->drain_reply = VIRTIO_VIDEO_RESP_ERR_INVALID_OPERATION;
+        assert_int_equal(video_client_decode(f->c, &o, &res), -EREMOTEIO);
+        assert_int_equal(f->destroys, 1);
+        assert_int_equal(x.n, 0);
+        /* Nothing of it is left behind. */
+        assert_int_equal(video_client_poll(f->c), 0);
+        assert_int_equal(video_client_pop_completion(f->c, &v), 0);
+        assert_int_equal(video_client_pop_event(f->c, &e), 0);
+        assert_int_equal(video_client_queued(f->c, 2, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT), 0);
 }
 
 static void test_resource_copy_bounds(void **state) {
@@ -560,8 +827,13 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_query_control_count_checked, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clear_reply_before_cancelled_buffers_is_eproto, setup,
                                                 teardown),
+                cmocka_unit_test_setup_teardown(test_destroy_consumes_late_completions_and_events, setup,
+                                                teardown),
                 cmocka_unit_test_setup_teardown(test_silent_device_times_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_events_short_and_valid, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_decode_frame_completed_after_resolution_event, setup,
+                                                teardown),
+                cmocka_unit_test_setup_teardown(test_decode_drain_error_reply_ends_session, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resource_copy_bounds, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_resource_peek_in_place_or_null, setup, teardown),
         };

@@ -375,26 +375,6 @@ static int session_start(const char *backend, const char *node, Session *s) {
         return 0;
 }
 
-/* STREAM_DESTROY completes the stream's still queued buffers (cancelled, §7.7c) before its reply, and
- * the client keeps those completions (and the stream's late events) for whoever asks next; the session
- * helpers would take them for their own stream's and fail. Drop them before the next stream starts. */
-static void session_drop_stale(Session *s) {
-        unsigned completions = 0, events = 0;
-        VcCompletion v;
-        VcEvent e;
-        int r;
-
-        r = video_client_poll(s->c);
-        while (r >= 0 && (r = video_client_next_completion(s->c, &v, false)) > 0)
-                completions++;
-        while (r >= 0 && (r = video_client_next_event(s->c, &e, false)) > 0)
-                events++;
-        if (r < 0)
-                diag("Cannot drop stale completions: %s", strerror(-r));
-        else if (completions + events > 0)
-                diag("dropped %u completions and %u events of destroyed streams", completions, events);
-}
-
 static bool caps_have(const VcCaps *caps, uint32_t format) {
         if (!caps)
                 return false;
@@ -441,7 +421,6 @@ test_decode(Session *s, uint32_t stream_id, const Clip *const *cs, unsigned n, c
         unsigned n_chunks = 0;
         int r;
 
-        session_drop_stale(s);
         for (unsigned i = 0; i < n; i++)
                 size += cs[i]->coded_size;
         bs = malloc(size);
@@ -512,6 +491,7 @@ typedef struct Dec {
         size_t pos;
         unsigned ts_base;
         bool drain_sent, eos;
+        bool changing; /* from a resolution change's QUEUE_CLEAR(OUTPUT) to its RESOURCE_DESTROY_ALL */
         uint64_t drain_tag;
         unsigned frames, bad, restart_seen_mask, restart_frames;
         uint8_t *scratch;
@@ -601,13 +581,28 @@ static int dec_queue_output(Dec *d, Buf *b) {
         return r;
 }
 
-static int dec_resolution_changed(Dec *d) {
+static int dec_completion(Dec *d, const VcCompletion *v);
+static Dec *dec_by_stream(Dec *ds, unsigned n, uint32_t stream_id);
+
+static int dec_resolution_changed(Dec *ds, unsigned n_decs, Dec *d) {
         uint32_t sizes[VC_MAX_PLANES];
         size_t total = 0;
         int r;
 
         if (d->n_out > 0) {
+                VcCompletion v;
+
+                /* No order holds between the eventq and the commandq: pictures of the old size may have
+                 * completed after the event. They are all in once the clear has answered (§7.7c): take
+                 * them (and whatever came for the other streams) while the old buffers exist. */
+                d->changing = true;
                 r = ok_or(video_client_queue_clear(d->c, d->stream_id, VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
+                while (r >= 0 && video_client_pop_completion(d->c, &v) > 0) {
+                        Dec *x = dec_by_stream(ds, n_decs, v.stream_id);
+                        if (x)
+                                r = dec_completion(x, &v);
+                }
+                d->changing = false;
                 if (r >= 0)
                         r = ok_or(video_client_resource_destroy_all(d->c, d->stream_id,
                                                                     VIRTIO_VIDEO_QUEUE_TYPE_OUTPUT));
@@ -708,7 +703,7 @@ static int dec_output_done(Dec *d, const VcCompletion *v) {
                 return 0;
         }
         if (v->flags & VIRTIO_VIDEO_BUFFER_FLAG_ERR)
-                return dec_queue_output(d, b);
+                return d->changing ? 0 : dec_queue_output(d, b);
         /* The output carries the timestamp of the bitstream buffer it was decoded from. */
         ts = v->timestamp / 1000;
         if (v->timestamp % 1000 != 0 || ts == 0 ||
@@ -741,7 +736,8 @@ static int dec_output_done(Dec *d, const VcCompletion *v) {
                 d->restart_frames++;
                 d->restart_seen_mask |= 1u << index;
         }
-        r = dec_queue_output(d, b);
+        /* During a resolution change the buffer is about to be destroyed. */
+        r = d->changing ? 0 : dec_queue_output(d, b);
         if (r < 0)
                 return r;
         if (d->clear_after > 0 && !d->cleared && d->frames == d->clear_after)
@@ -808,7 +804,8 @@ static int run_decoders(VideoClient *c, Dec *ds, unsigned n) {
                  * frames of the old geometry, and handling the event recreates the output buffers. */
                 while ((r = video_client_next_completion(c, &v, false)) > 0) {
                         Dec *d = dec_by_stream(ds, n, v.stream_id);
-                        /* Late buffers of an earlier case's stream (one that failed and was destroyed). */
+                        /* Not one of ours: the client drops a destroyed stream's completions, so this is
+                         * only a stream a failed case could not destroy. */
                         if (!d)
                                 continue;
                         r = dec_completion(d, &v);
@@ -828,7 +825,7 @@ static int run_decoders(VideoClient *c, Dec *ds, unsigned n) {
                                 return -EIO;
                         }
                         if (e.event_type == VIRTIO_VIDEO_EVENT_DECODER_RESOLUTION_CHANGED) {
-                                r = dec_resolution_changed(d);
+                                r = dec_resolution_changed(ds, n, d);
                                 if (r < 0)
                                         return r;
                         }
@@ -859,7 +856,6 @@ static void test_two_streams(Session *s) {
         };
         int r;
 
-        session_drop_stale(s);
         r = run_decoders(s->c, ds, 2);
         if (r < 0)
                 for (unsigned i = 0; i < 2; i++)
@@ -884,7 +880,6 @@ static void test_clear_restart(Session *s) {
         Dec d = { .c = s->c, .stream_id = 21, .clip = &clips[0], .clear_after = 3 };
         int r;
 
-        session_drop_stale(s);
         r = run_decoders(s->c, &d, 1);
         if (r < 0)
                 (void) video_client_stream_destroy(s->c, d.stream_id);
@@ -931,7 +926,6 @@ static void test_encode(Session *s, uint32_t stream_id, const Clip *clip) {
         VcEncodeResult res = {};
         int r;
 
-        session_drop_stale(s);
         for (unsigned i = 0; i < N_FRAMES; i++)
                 frames[i] = clip->raw + (size_t) i * clip->frame_size;
         r = video_client_encode(s->c,

@@ -23,6 +23,8 @@ for size in 640x480 1280x720; do
         check "$size: reference decode is 10 frames" size_is "dec-$size.yuv" $((w * h * 3 / 2 * 10))
 done
 
+# The worker's V4L2 backends are a module, copied next to it (run-vm-test.sh --bin).
+export VIRTIO_VIDEO_BACKEND_DIR=/opt/vv/bin
 for mode in zero-copy force-copy; do
         flag=
         [ "$mode" = force-copy ] && flag=--force-copy

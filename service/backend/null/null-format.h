@@ -16,6 +16,7 @@
 #include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NULL_FRAME_MAGIC "VVNF"
@@ -37,4 +38,22 @@ null_frame_write_header(uint8_t hdr[NULL_FRAME_HEADER_SIZE], uint16_t width, uin
         memcpy(hdr + 6, &h, 2);
         memcpy(hdr + 8, &size, 4);
         memcpy(hdr + 12, &s, 4);
+}
+
+/* A stream of `frames` pictures of width x height (even, within the limits above) whose pixels change
+ * from frame to frame, for probes, tests and benchmarks. Returns NULL on OOM; the caller frees it. */
+static inline uint8_t *null_coded_stream_new(unsigned frames, uint16_t width, uint16_t height, size_t *ret_size) {
+        size_t payload = null_frame_payload_size(width, height), frame = NULL_FRAME_HEADER_SIZE + payload;
+        uint8_t *s = malloc(frame * frames);
+
+        if (!s)
+                return NULL;
+        for (unsigned k = 0; k < frames; k++) {
+                uint8_t *p = s + k * frame;
+                null_frame_write_header(p, width, height, k);
+                for (size_t i = 0; i < payload; i++)
+                        p[NULL_FRAME_HEADER_SIZE + i] = (uint8_t) (i * 7 + k * 13);
+        }
+        *ret_size = frame * frames;
+        return s;
 }
