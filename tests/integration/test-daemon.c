@@ -2416,6 +2416,18 @@ static void test_peer_machine(void **state) {
 
 /* ---- the worker sandbox ----------------------------------------------------------------------------- */
 
+static bool has_feature(const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        char **l = NULL;
+        bool found;
+
+        assert_true(sd_bus_get_property_strv(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "Features", &e,
+                                             &l) >= 0);
+        found = g_strv_contains((const char *const *) l, name);
+        g_strfreev(l);
+        return found;
+}
+
 static void test_worker_sandbox(void **state) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         char *socket = NULL, *dev = NULL, *log;
@@ -2427,6 +2439,9 @@ static void test_worker_sandbox(void **state) {
         (void) unlink(T.daemonlog);
         T.capture_stderr = true;
         daemon_start();
+        assert_true(has_feature("worker-sandbox"));
+        assert_true(has_feature("fd-transport") && has_feature("client-transport") &&
+                    has_feature("bind-to-caller") && has_feature("peer-machine"));
         assert_int_equal(attach_null(T.client, "sb", "video0", &e, &socket), 0);
         wait_file_contains(T.workerlog, "--vm=sb --alias=video0 --sandbox");
         path_of("sb", "video0", &dev);
@@ -2445,6 +2460,7 @@ static void test_worker_sandbox(void **state) {
         (void) unlink(T.workerlog);
         write_config("WorkerSandbox=no\n");
         daemon_start();
+        assert_false(has_feature("worker-sandbox"));
         assert_int_equal(attach_null(T.client, "sb", "video1", &e, &socket), 0);
         wait_file_contains(T.workerlog, "--vm=sb --alias=video1");
         log = read_file(T.workerlog);
@@ -2460,6 +2476,7 @@ static void test_worker_sandbox(void **state) {
         write_config("");
         setenv("FAKE_WORKER_NO_SANDBOX", "1", 1);
         daemon_start();
+        assert_false(has_feature("worker-sandbox"));
         assert_int_equal(attach_null(T.client, "sb", "video2", &e, &socket), 0);
         wait_file_contains(T.workerlog, "--vm=sb --alias=video2");
         log = read_file(T.workerlog);
