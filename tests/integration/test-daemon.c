@@ -2491,6 +2491,91 @@ static void test_worker_sandbox(void **state) {
         free(dev);
 }
 
+/* ---- the fd and client transports with the real (sandboxed) worker ---------------------------------- */
+
+static void decode_four_null_frames(VuFrontend *fe) {
+        _cleanup_(video_client_freep) VideoClient *c = NULL;
+        VideoClientOptions co;
+        NullStream s = {};
+        FrameCount count = {};
+        VcDecodeResult res;
+        VcDecodeOptions o = { .stream_id = 1, .frame = count_null_frame, .userdata = &count };
+
+        for (unsigned i = 0; i < 4; i++)
+                assert_int_equal(null_stream_append(&s, 48, 32, i + 1), 0);
+        o.bitstream = s.data;
+        o.size = s.size;
+        video_client_options_init(&co);
+        co.timeout_ms = (int) (DEADLINE_USEC / 1000);
+        assert_int_equal(video_client_new(fe, &co, &c), 0);
+        assert_int_equal(video_client_probe(c), 0);
+        assert_int_equal(video_client_decode(c, &o, &res), 0);
+        assert_int_equal(res.frames, 4);
+        assert_int_equal(count.n, 4);
+        null_stream_done(&s);
+}
+
+static VuFrontend *frontend_on_fd(int fd) {
+        VuFrontendOptions fo;
+        VuFrontend *fe = NULL;
+
+        vu_frontend_options_init(&fo);
+        fo.config_size = sizeof(struct virtio_video_config);
+        fo.device_features = 1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES;
+        fo.timeout_ms = (int) (DEADLINE_USEC / 1000);
+        assert_int_equal(vu_frontend_new_from_fd(&fo, fd, &fe), 0);
+        assert_int_equal(vu_frontend_start(fe), 0);
+        return fe;
+}
+
+static void test_transports_through_real_worker(void **state) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        char qsock[256], *dev = NULL;
+        VuFrontend *fe;
+        int fd, lfd;
+
+        daemon_stop();
+        worker_in_use = arg_real_worker;
+        T.daemon = daemon_spawn_full(arg_daemon, NULL, NULL, 0, default_args);
+
+        /* fd: QEMU's end of the pair is a working vhost-user connection; OpenConnection gives another */
+        assert_int_equal(attach_with_connection("real", "video0", &e, &fd), 0);
+        path_of("real", "video0", &dev);
+        fe = frontend_on_fd(fd);
+        wait_state(dev, "connected");
+        decode_four_null_frames(fe);
+        vu_frontend_free(fe);
+        wait_state(dev, "disconnected");
+        assert_int_equal(open_connection(dev, &e, &fd), 0);
+        fe = frontend_on_fd(fd);
+        wait_state(dev, "connected");
+        decode_four_null_frames(fe);
+        vu_frontend_free(fe);
+        wait_state(dev, "disconnected");
+        assert_int_equal(detach(T.client, "real", "video0", 0, &e), 0);
+        free(dev);
+
+        /* client: the worker connects to "QEMU", and again after QEMU went away */
+        snprintf(qsock, sizeof(qsock), "%s/real-qemu.sock", T.tmp);
+        assert_true(attach_client("real", "video1", qsock, NULL, &e) >= 0);
+        path_of("real", "video1", &dev);
+        lfd = listen_unix(qsock);
+        for (unsigned round = 0; round < 2; round++) {
+                fe = frontend_on_fd(accept_within_deadline(lfd));
+                wait_state(dev, "connected");
+                decode_four_null_frames(fe);
+                vu_frontend_free(fe);
+        }
+        close(lfd);
+        wait_state(dev, "listening");
+        assert_int_equal(detach(T.client, "real", "video1", 0, &e), 0);
+        free(dev);
+
+        daemon_stop();
+        worker_in_use = arg_worker;
+        daemon_start();
+}
+
 /* ---- the command line and a bad configuration ------------------------------------------------------- */
 
 static int run_daemon_capture(char **args, char **ret_err) {
@@ -2578,6 +2663,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_bind_to_caller),
                 cmocka_unit_test(test_peer_machine),
                 cmocka_unit_test(test_worker_sandbox),
+                cmocka_unit_test(test_transports_through_real_worker),
                 cmocka_unit_test(test_command_line_and_bad_config),
                 cmocka_unit_test(test_dbus_activation_and_idle_exit),
                 cmocka_unit_test(test_socket_activation_static_unit),
