@@ -260,6 +260,10 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                                          a->spec.transport);
         if (!a->spec.protocol || !a->spec.transport)
                 return -ENOMEM;
+        /* The pair is ours, so its peer is the service itself: nothing machined could check. */
+        if (a->spec.peer_machine && strcmp(a->spec.transport, "fd") == 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "PeerMachine cannot be checked on the fd transport");
         return 0;
 }
 

@@ -2149,6 +2149,10 @@ static void test_fd_transport(void **state) {
                                         "Backend", "s", "null", "SocketPath", "s", "/tmp/x.sock",
                                         UINT64_C(0)),
                      &e, SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                        "AttachDeviceWithConnection", &e, NULL, "ssa{sv}t", "fdvm", "", 2,
+                                        "Backend", "s", "null", "PeerMachine", "s", "vm-good", UINT64_C(0)),
+                     &e, SD_BUS_ERROR_INVALID_ARGS);
         assert_int_equal(detach(T.client, "fdvm", "video1", 0, &e), 0);
 
         /* an fd device does not outlive the service: its connection ends with it */
