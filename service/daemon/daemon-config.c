@@ -18,7 +18,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(GError *, g_error_free);
 DEFINE_TRIVIAL_CLEANUP_FUNC(char **, g_strfreev);
 
 static const char *const known_keys[] = {
-        "SocketGroup", "AllowedHostDevices", "MaxDevices", "LogLevel", "IdleExitSec",
+        "SocketGroup", "AllowedHostDevices", "MaxDevices", "LogLevel", "IdleExitSec", "WorkerSandbox",
 };
 
 int daemon_config_init(DaemonConfig *c) {
@@ -26,6 +26,7 @@ int daemon_config_init(DaemonConfig *c) {
                 .max_devices = DAEMON_DEFAULT_MAX_DEVICES,
                 .log_level = LOG_INFO,
                 .idle_exit_usec = DAEMON_DEFAULT_IDLE_EXIT_SEC * UINT64_C(1000000),
+                .worker_sandbox = true,
         };
         c->allowed_host_devices = g_new0(char *, 2);
         c->allowed_host_devices[0] = g_strdup("/dev/video*");
@@ -162,6 +163,16 @@ int daemon_config_load(DaemonConfig *c, const char *path, bool must_exist, char 
                                             "%s: IdleExitSec=%s: expected seconds (0 disables idle exit)",
                                             path, v);
                         c->idle_exit_usec = u * UINT64_C(1000000);
+                } else if (strcmp(*k, "WorkerSandbox") == 0) {
+                        if (g_ascii_strcasecmp(v, "yes") == 0 || g_ascii_strcasecmp(v, "true") == 0 ||
+                            strcmp(v, "1") == 0)
+                                c->worker_sandbox = true;
+                        else if (g_ascii_strcasecmp(v, "no") == 0 || g_ascii_strcasecmp(v, "false") == 0 ||
+                                 strcmp(v, "0") == 0)
+                                c->worker_sandbox = false;
+                        else
+                                return fail(ret_error, -EINVAL, "%s: WorkerSandbox=%s: expected yes or no",
+                                            path, v);
                 }
         }
 done:

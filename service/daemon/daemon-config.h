@@ -8,6 +8,8 @@
  *   MaxDevices=         upper bound of attached devices (1..65536, default 256)
  *   LogLevel=           err, warning, notice, info, debug, or 0..7 (default info)
  *   IdleExitSec=        seconds without devices before the daemon exits; 0 disables (default 30)
+ *   WorkerSandbox=      yes|no: pass --sandbox to workers whose --print-capabilities list "sandbox"
+ *                       (default yes)
  * Unknown groups or keys and bad values are errors: the daemon refuses to start with a message naming
  * the file, the key and the value.
  */
@@ -29,6 +31,7 @@ typedef struct DaemonConfig {
         unsigned max_devices;
         int log_level;
         uint64_t idle_exit_usec; /* 0: never */
+        bool worker_sandbox;
 } DaemonConfig;
 
 /* Fills defaults. */

@@ -6,6 +6,7 @@
 
 #include "common/bus-errors.h"
 #include "common/log.h"
+#include "common/macro.h"
 #include "daemon/manager.h"
 
 int bus_device_detach(Device *d, sd_bus_message *message, uint64_t flags, sd_bus_error *error);
@@ -91,10 +92,29 @@ static int method_get_statistics(sd_bus_message *message, void *userdata, sd_bus
 
 static int method_open_connection(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Device *d = userdata;
+        _cleanup_close_ int fd = -EBADF;
+        int r;
 
-        return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                 "Device %s/%s uses the %s transport; OpenConnection needs the fd transport",
-                                 d->spec.vm, d->spec.alias, d->spec.transport);
+        if (!device_is_fd_transport(d))
+                return sd_bus_error_setf(
+                        error, SD_BUS_ERROR_NOT_SUPPORTED,
+                        "Device %s/%s uses the %s transport; OpenConnection needs the fd transport",
+                        d->spec.vm, d->spec.alias, d->spec.transport);
+        {
+                const char *details[9] = { "vm",          d->spec.vm,        "alias",
+                                           d->spec.alias, "host_device",     d->spec.host_device,
+                                           "verb",        "open-connection", NULL };
+                /* the attach action: a new connection is what attaching with one gave */
+                r = polkit_check(d->manager->polkit, message, "org.virtiovideo.video1.attach-device",
+                                 details, d->spec.owner, error);
+                if (r <= 0)
+                        return r < 0 ? r : 1;
+        }
+        r = device_open_connection(d, &fd);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to open a connection to %s/%s: %m",
+                                               d->spec.vm, d->spec.alias);
+        return sd_bus_reply_method_return(message, "h", fd);
 }
 
 static int property_get_uuid(sd_bus *bus,
@@ -157,8 +177,9 @@ static int property_get_peer_machine(sd_bus *bus,
                                      sd_bus_message *reply,
                                      void *userdata,
                                      sd_bus_error *error) {
-        /* machined lookups of peers are not implemented: never resolvable */
-        return sd_bus_message_append(reply, "s", "");
+        Device *d = userdata;
+
+        return sd_bus_message_append(reply, "s", d->peer_machine ? d->peer_machine : "");
 }
 
 _Static_assert(sizeof(mode_t) == 4 && sizeof(uid_t) == 4 && sizeof(gid_t) == 4, "u properties");

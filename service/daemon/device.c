@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +41,11 @@ const char *device_state_to_string(DeviceState s) {
         return state_names[s];
 }
 
+static char *mfree_str(char *p) {
+        free(p);
+        return NULL;
+}
+
 static uint64_t now_usec(clockid_t clock) {
         struct timespec ts;
 
@@ -55,7 +61,7 @@ int device_new(Manager *m, DeviceSpec *spec, Device **ret) {
         if (!d)
                 return -ENOMEM;
         d->manager = m;
-        d->listen_fd = d->host_fd = d->control_fd = -EBADF;
+        d->listen_fd = d->conn_fd = d->host_fd = d->control_fd = -EBADF;
         d->peer_uid = UINT32_MAX;
         d->state = DEVICE_STATE_LISTENING;
         d->spec = *spec;
@@ -105,6 +111,11 @@ Device *device_free(Device *d) {
                 return NULL;
         device_stop_worker(d, false);
         d->restart_source = sd_event_source_disable_unref(d->restart_source);
+        d->unbind_source = sd_event_source_disable_unref(d->unbind_source);
+        d->track = sd_bus_track_unref(d->track);
+        d->machine_slot = sd_bus_slot_unref(d->machine_slot);
+        free(d->peer_machine);
+        safe_close(d->conn_fd);
         if (d->stats_requests) {
                 fail_stats_requests(d, "the device is gone");
                 g_queue_free(d->stats_requests);
@@ -119,6 +130,19 @@ Device *device_free(Device *d) {
         free(d->state_file);
         free(d);
         return NULL;
+}
+
+bool device_is_fd_transport(const Device *d) {
+        return strcmp(d->spec.transport, "fd") == 0;
+}
+
+bool device_is_client_transport(const Device *d) {
+        return strcmp(d->spec.transport, "client") == 0;
+}
+
+/* What the device is when nobody is connected. */
+static DeviceState idle_state(const Device *d) {
+        return device_is_fd_transport(d) ? DEVICE_STATE_DISCONNECTED : DEVICE_STATE_LISTENING;
 }
 
 static void device_set_state(Device *d, DeviceState s) {
@@ -137,8 +161,91 @@ static void device_set_peer(Device *d, const CtlPeer *p) {
         } else {
                 d->peer_pid = 0;
                 d->peer_uid = UINT32_MAX;
+                d->machine_slot = sd_bus_slot_unref(d->machine_slot);
+                if (d->peer_machine) {
+                        d->peer_machine = mfree_str(d->peer_machine);
+                        (void) device_send_changed(d, "PeerMachine", NULL);
+                }
         }
         (void) device_send_changed(d, "PeerPID", "PeerUID", "ConnectedTimestamp", NULL);
+}
+
+/* ---- PeerMachine: machined's GetMachineByPID on the daemon's bus ---- */
+
+static void peer_accept(Device *d, const CtlPeer *p) {
+        d->manager->n_peer_connections++;
+        device_set_peer(d, p);
+        device_set_state(d, DEVICE_STATE_CONNECTED);
+}
+
+static int on_machine_reply(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {
+        Device *d = userdata;
+        const sd_bus_error *e = sd_bus_message_get_error(reply);
+        _cleanup_free_ char *name = NULL;
+        const char *path = NULL;
+        CtlPeer p = d->pending_peer;
+        int r;
+
+        d->machine_slot = sd_bus_slot_unref(d->machine_slot);
+        if (!e) {
+                r = sd_bus_message_read(reply, "o", &path);
+                if (r >= 0)
+                        r = sd_bus_path_decode(path, "/org/freedesktop/machine1/machine", &name);
+                if (r <= 0 || !name || !name[0])
+                        name = mfree_str(name);
+        }
+        if (!d->spec.peer_machine) {
+                /* No check asked for: fill in PeerMachine when resolvable. */
+                if (name && d->state == DEVICE_STATE_CONNECTED) {
+                        free(d->peer_machine);
+                        d->peer_machine = TAKE_PTR(name);
+                        (void) device_send_changed(d, "PeerMachine", NULL);
+                }
+                return 0;
+        }
+        if (name && strcmp(name, d->spec.peer_machine) == 0) {
+                log_id(LOG_INFO, LOG_MESSAGE_PEER_CONNECTED,
+                       "Peer pid %u uid %u of machine %s connected to %s/%s.", p.pid, p.uid, name,
+                       d->spec.vm, d->spec.alias);
+                d->peer_machine = TAKE_PTR(name);
+                peer_accept(d, &p);
+                (void) device_send_changed(d, "PeerMachine", NULL);
+                return 0;
+        }
+        log_warning("Refused peer pid %u uid %u on %s/%s: it belongs to %s%s%s, not to machine %s.", p.pid,
+                    p.uid, d->spec.vm, d->spec.alias, name ? "machine " : "no machine",
+                    name ? name : (e && e->message ? " (" : ""),
+                    name ? "" : (e && e->message ? e->message : ""), d->spec.peer_machine);
+        d->manager->n_peer_rejections++;
+        (void) device_disconnect_peer(d);
+        return 0;
+}
+
+/* A peer passed the worker's uid check. Without PeerMachine it is connected now and its machine is looked
+ * up for the property; with it, it is connected only once machined confirms the machine. */
+static void peer_connected(Device *d, const CtlPeer *p) {
+        Manager *m = d->manager;
+        int r = -ENOTCONN;
+
+        d->machine_slot = sd_bus_slot_unref(d->machine_slot);
+        d->pending_peer = *p;
+        if (m->bus && !device_is_fd_transport(d) && p->pid > 0)
+                r = sd_bus_call_method_async(m->bus, &d->machine_slot, "org.freedesktop.machine1",
+                                             "/org/freedesktop/machine1", "org.freedesktop.machine1.Manager",
+                                             "GetMachineByPID", on_machine_reply, d, "u", p->pid);
+        if (!d->spec.peer_machine || device_is_fd_transport(d)) {
+                log_id(LOG_INFO, LOG_MESSAGE_PEER_CONNECTED, "Peer pid %u uid %u connected to %s/%s.",
+                       p->pid, p->uid, d->spec.vm, d->spec.alias);
+                peer_accept(d, p);
+                return;
+        }
+        if (r < 0) {
+                log_warning_errno(
+                        r, "Refused peer pid %u uid %u on %s/%s: cannot ask machined for its machine: %m",
+                        p->pid, p->uid, d->spec.vm, d->spec.alias);
+                m->n_peer_rejections++;
+                (void) device_disconnect_peer(d);
+        }
 }
 
 static void reply_stats(Device *d, const CtlStats *st) {
@@ -184,14 +291,11 @@ static void handle_control_message(Device *d, const CtlMsg *msg) {
                 log_debug("Worker %u of %s/%s is up (backend %s).", msg->hello.pid, d->spec.vm,
                           d->spec.alias, msg->hello.backend);
                 d->worker_ready = true;
-                device_set_state(d, DEVICE_STATE_LISTENING);
+                /* fd transport: PEER_CONNECTED follows for the connection the worker was given */
+                device_set_state(d, idle_state(d));
                 break;
         case CTL_MSG_PEER_CONNECTED:
-                log_id(LOG_INFO, LOG_MESSAGE_PEER_CONNECTED, "Peer pid %u uid %u connected to %s/%s.",
-                       msg->peer.pid, msg->peer.uid, d->spec.vm, d->spec.alias);
-                m->n_peer_connections++;
-                device_set_peer(d, &msg->peer);
-                device_set_state(d, DEVICE_STATE_CONNECTED);
+                peer_connected(d, &msg->peer);
                 break;
         case CTL_MSG_PEER_REJECTED:
                 log_warning("Refused peer pid %u uid %u on %s/%s: uid not allowed.", msg->peer.pid,
@@ -202,7 +306,7 @@ static void handle_control_message(Device *d, const CtlMsg *msg) {
                 log_id(LOG_INFO, LOG_MESSAGE_PEER_DISCONNECTED, "Peer of %s/%s disconnected.", d->spec.vm,
                        d->spec.alias);
                 device_set_peer(d, NULL);
-                device_set_state(d, DEVICE_STATE_LISTENING);
+                device_set_state(d, idle_state(d));
                 break;
         case CTL_MSG_STATS:
                 reply_stats(d, &msg->stats);
@@ -263,7 +367,13 @@ static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void log_exit(const siginfo_t *si, int level, const char *vm, const char *alias) {
-        if (si->si_code == CLD_EXITED)
+        if (si->si_code != CLD_EXITED && si->si_status == SIGSYS)
+                log_full(
+                        level == LOG_DEBUG ? LOG_DEBUG : LOG_ERR,
+                        "Worker %d of %s/%s was killed: it was refused a system call in its sandbox (SIGSYS; "
+                        "its log names the call).",
+                        (int) si->si_pid, vm, alias);
+        else if (si->si_code == CLD_EXITED)
                 log_full(level, "Worker %d of %s/%s exited with status %d.", (int) si->si_pid, vm, alias,
                          si->si_status);
         else
@@ -292,6 +402,11 @@ static int on_worker_exit(sd_event_source *s, const siginfo_t *si, void *userdat
         (void) device_send_changed(d, "WorkerPID", NULL);
         if (d->peer_pid != 0 || d->peer_uid != UINT32_MAX)
                 device_set_peer(d, NULL);
+        if (device_is_fd_transport(d)) {
+                /* The connection died with the worker: nothing to serve until OpenConnection. */
+                device_set_state(d, DEVICE_STATE_DISCONNECTED);
+                return 0;
+        }
         device_set_state(d, DEVICE_STATE_FAILED);
 
         ran = now_usec(CLOCK_MONOTONIC) - d->worker_started_usec;
@@ -310,7 +425,12 @@ static char **worker_argv(Device *d) {
         GPtrArray *a = g_ptr_array_new();
 
         g_ptr_array_add(a, g_strdup(d->manager->worker_path));
-        g_ptr_array_add(a, g_strdup("--socket-fd=3"));
+        if (device_is_fd_transport(d))
+                g_ptr_array_add(a, g_strdup("--connection-fd=3"));
+        else if (device_is_client_transport(d))
+                g_ptr_array_add(a, g_strdup_printf("--connect-path=%s", d->spec.socket_path));
+        else
+                g_ptr_array_add(a, g_strdup("--socket-fd=3"));
         g_ptr_array_add(a, g_strdup("--control-fd=4"));
         g_ptr_array_add(a, g_strdup_printf("--backend=%s", d->worker_backend));
         if (d->host_fd >= 0)
@@ -323,6 +443,8 @@ static char **worker_argv(Device *d) {
         g_ptr_array_add(a, g_strdup_printf("--alias=%s", d->spec.alias));
         if (d->spec.host_device && d->spec.host_device[0])
                 g_ptr_array_add(a, g_strdup_printf("--host-device=%s", d->spec.host_device));
+        if (d->manager->worker_sandbox)
+                g_ptr_array_add(a, g_strdup("--sandbox"));
         if (log_get_max_level() >= LOG_DEBUG)
                 g_ptr_array_add(a, g_strdup("-v"));
         g_ptr_array_add(a, NULL);
@@ -359,6 +481,10 @@ int device_start_worker(Device *d) {
         int r;
 
         assert(d->worker_pid == 0);
+        if (device_is_fd_transport(d) && d->conn_fd < 0) {
+                device_set_state(d, DEVICE_STATE_DISCONNECTED);
+                return 0; /* nothing to serve: OpenConnection starts one */
+        }
         r = ctl_socketpair(pair);
         if (r < 0)
                 return r;
@@ -372,10 +498,13 @@ int device_start_worker(Device *d) {
                 return r;
         }
         if (pid == 0)
-                exec_worker(argv, d->listen_fd, pair[1], d->host_fd);
+                exec_worker(argv, device_is_fd_transport(d) ? d->conn_fd : d->listen_fd, pair[1],
+                            d->host_fd);
 
         g_strfreev(argv);
         safe_close(pair[1]);
+        /* The worker has the connection now; keeping a copy would hide its end from QEMU. */
+        d->conn_fd = safe_close(d->conn_fd);
         d->control_fd = pair[0];
         d->worker_pid = pid;
         d->worker_ready = false;
@@ -474,4 +603,63 @@ int device_disconnect_peer(Device *d) {
         if (d->control_fd < 0)
                 return -ESRCH;
         return ctl_send(d->control_fd, &msg);
+}
+
+int device_open_connection(Device *d, int *ret_fd) {
+        int pair[2], r;
+
+        if (!device_is_fd_transport(d))
+                return -EOPNOTSUPP;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                return -errno;
+        /* The old worker and its connection go (QEMU restarted, or wants a new one); a new worker
+         * serves the new pair. */
+        if (d->worker_pid > 0 || d->control_fd >= 0)
+                device_stop_worker(d, true);
+        if (d->peer_pid != 0 || d->peer_uid != UINT32_MAX)
+                device_set_peer(d, NULL);
+        device_set_state(d, DEVICE_STATE_DISCONNECTED);
+        safe_close(d->conn_fd);
+        d->conn_fd = pair[1];
+        d->restart_count = 0;
+        r = device_start_worker(d);
+        if (r < 0) {
+                d->conn_fd = safe_close(d->conn_fd);
+                safe_close(pair[0]);
+                return r;
+        }
+        *ret_fd = pair[0];
+        return 0;
+}
+
+static int on_unbind(sd_event_source *s, void *userdata) {
+        Device *d = userdata;
+
+        d->unbind_source = sd_event_source_disable_unref(d->unbind_source);
+        log_info("The caller that attached %s/%s left the bus (BindToCaller), detaching it.", d->spec.vm,
+                 d->spec.alias);
+        (void) manager_remove_device(d->manager, d); /* frees d */
+        return 0;
+}
+
+static int on_caller_gone(sd_bus_track *t, void *userdata) {
+        Device *d = userdata;
+
+        /* Detach outside the track's own dispatch, which still holds the track. */
+        if (d->unbind_source)
+                return 0;
+        return sd_event_add_defer(d->manager->event, &d->unbind_source, on_unbind, d);
+}
+
+int device_bind_to_caller(Device *d, sd_bus_message *m) {
+        int r;
+
+        d->track = sd_bus_track_unref(d->track);
+        r = sd_bus_track_new(sd_bus_message_get_bus(m), &d->track, on_caller_gone, d);
+        if (r < 0)
+                return r;
+        r = sd_bus_track_add_sender(d->track, m);
+        if (r < 0)
+                d->track = sd_bus_track_unref(d->track);
+        return r;
 }

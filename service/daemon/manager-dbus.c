@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,8 @@ typedef struct AttachRequest {
         DeviceRole role_requested;
         bool alias_given;
         bool socket_path_given;
+        bool bind_to_caller;
+        bool with_connection; /* AttachDeviceWithConnection: the fd transport */
         uint64_t flags;
 } AttachRequest;
 
@@ -78,7 +81,7 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                 { "PeerMachine", "s" },  { "Exclusive", "b" },
                 { "BindToCaller", "b" }, { "Backend", "s" },
         };
-        _cleanup_free_ char *role = NULL, *backend = NULL, *peer_machine = NULL;
+        _cleanup_free_ char *role = NULL, *backend = NULL;
         int r;
 
         r = sd_bus_message_enter_container(m, 'a', "{sv}");
@@ -126,7 +129,7 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                         r = read_string_option(m, key, &a->spec.socket_path, error);
                         a->socket_path_given = true;
                 } else if (strcmp(key, "PeerMachine") == 0)
-                        r = read_string_option(m, key, &peer_machine, error);
+                        r = read_string_option(m, key, &a->spec.peer_machine, error);
                 else if (strcmp(key, "VMUUID") == 0) {
                         const void *p;
                         size_t n;
@@ -205,9 +208,7 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                 } else { /* BindToCaller */
                         int b;
                         r = sd_bus_message_read(m, "v", "b", &b);
-                        if (r >= 0 && b)
-                                return sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                                        "BindToCaller is not supported by this version");
+                        a->bind_to_caller = b;
                 }
                 if (r < 0)
                         return r;
@@ -219,9 +220,12 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
         if (r < 0)
                 return r;
 
-        if (peer_machine && *peer_machine)
-                return sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                        "PeerMachine checks are not supported by this version");
+        if (a->spec.peer_machine && !a->spec.peer_machine[0]) {
+                free(a->spec.peer_machine); /* "" means no check */
+                a->spec.peer_machine = NULL;
+        } else if (a->spec.peer_machine && !vm_name_is_valid(a->spec.peer_machine))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Invalid PeerMachine '%s'",
+                                         a->spec.peer_machine);
         a->role_requested = role ? device_role_from_string(role) : DEVICE_ROLE_AUTO;
         if (a->role_requested < 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -241,21 +245,69 @@ static int parse_options(sd_bus_message *m, AttachRequest *a, sd_bus_error *erro
                                          "Protocol '%s' is not supported (this version speaks virtio-video)",
                                          a->spec.protocol);
         if (!a->spec.transport)
-                a->spec.transport = strdup("server");
-        else if (strcmp(a->spec.transport, "client") == 0 || strcmp(a->spec.transport, "fd") == 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                         "Transport '%s' is not supported by this version",
+                a->spec.transport = strdup(a->with_connection ? "fd" : "server");
+        else if (a->with_connection && strcmp(a->spec.transport, "fd") != 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "AttachDeviceWithConnection uses the fd transport, not '%s'",
                                          a->spec.transport);
-        else if (strcmp(a->spec.transport, "server") != 0)
+        else if (!a->with_connection && strcmp(a->spec.transport, "fd") == 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "The fd transport needs AttachDeviceWithConnection");
+        else if (strcmp(a->spec.transport, "server") != 0 && strcmp(a->spec.transport, "client") != 0 &&
+                 strcmp(a->spec.transport, "fd") != 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Invalid Transport '%s': expected server, client or fd",
                                          a->spec.transport);
         if (!a->spec.protocol || !a->spec.transport)
                 return -ENOMEM;
+        /* The pair is ours, so its peer is the service itself: nothing machined could check. */
+        if (a->spec.peer_machine && strcmp(a->spec.transport, "fd") == 0)
+                return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                        "PeerMachine cannot be checked on the fd transport");
         return 0;
 }
 
 static int validate_socket_path(Manager *m, AttachRequest *a, sd_bus_error *error) {
+        if (strcmp(a->spec.transport, "fd") == 0) {
+                if (a->socket_path_given && a->spec.socket_path[0])
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "The fd transport takes no SocketPath");
+                free(a->spec.socket_path);
+                a->spec.socket_path = strdup("");
+                return a->spec.socket_path ? 0 : -ENOMEM;
+        }
+        if (strcmp(a->spec.transport, "client") == 0) {
+                /* QEMU serves this path; we connect (and retry until it is there). Rules: absolute and
+                 * normalized, at most 107 bytes, its directory exists, it is a socket if it exists, and
+                 * it is not one of our own listeners below SocketDirectory. */
+                _cleanup_free_ char *dir = NULL;
+                struct stat st;
+                const char *p = a->spec.socket_path;
+
+                if (!a->socket_path_given || !p[0])
+                        return sd_bus_error_set(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                "The client transport needs a SocketPath");
+                if (p[0] != '/' || strstr(p, "//") || strstr(p, "/./") || strstr(p, "/../") ||
+                    g_str_has_suffix(p, "/.") || g_str_has_suffix(p, "/..") || g_str_has_suffix(p, "/"))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Socket path '%s' is not an absolute, normalized path", p);
+                if (strlen(p) > SOCKET_PATH_MAX)
+                        return sd_bus_error_setf(error, BUS_ERROR_SOCKET_PATH_TOO_LONG,
+                                                 "Socket path '%s' is longer than %d bytes", p,
+                                                 SOCKET_PATH_MAX);
+                if (path_is_below(p, m->socket_dir) || path_is_below(p, m->runtime_dir))
+                        return sd_bus_error_setf(error, BUS_ERROR_SOCKET_PATH_NOT_ALLOWED,
+                                                 "Socket path '%s' is below %s, where the service listens",
+                                                 p, m->runtime_dir);
+                dir = g_path_get_dirname(p);
+                if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Socket path '%s': directory %s does not exist", p, dir);
+                if (lstat(p, &st) >= 0 && !S_ISSOCK(st.st_mode))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Socket path '%s' exists and is not a socket", p);
+                return 0;
+        }
         if (a->socket_path_given) {
                 if (!path_is_below(a->spec.socket_path, m->socket_dir))
                         return sd_bus_error_setf(error, BUS_ERROR_SOCKET_PATH_NOT_ALLOWED,
@@ -312,6 +364,7 @@ static int validate_host_device(Manager *m, const char *host_device, AttachReque
 
 static bool device_matches(Device *d, const AttachRequest *a) {
         return strcmp(d->spec.host_device, a->spec.host_device) == 0 && d->spec.backend == a->spec.backend &&
+               strcmp(d->spec.transport, a->spec.transport) == 0 &&
                (a->role_requested == DEVICE_ROLE_AUTO || a->role_requested == d->spec.role);
 }
 
@@ -403,14 +456,25 @@ static int check_conflicts(Manager *m, AttachRequest *a, Device *replaced, sd_bu
 }
 
 static int reply_device(sd_bus_message *message, Device *d) {
-        return sd_bus_reply_method_return(message, "os", d->object_path, d->spec.socket_path);
+        _cleanup_close_ int qemu_fd = -EBADF;
+        int r;
+
+        if (strcmp(d->spec.transport, "fd") != 0)
+                return sd_bus_reply_method_return(message, "os", d->object_path, d->spec.socket_path);
+        /* The fd transport (IF_MISSING on an existing device too): a fresh pair, as OpenConnection. */
+        r = device_open_connection(d, &qemu_fd);
+        if (r < 0)
+                return sd_bus_reply_method_errnof(message, r, "Failed to open a connection to %s/%s: %m",
+                                                  d->spec.vm, d->spec.alias);
+        return sd_bus_reply_method_return(message, "oh", d->object_path, qemu_fd);
 }
 
-static int method_attach_device(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+static int attach_common(sd_bus_message *message, Manager *m, bool with_connection, sd_bus_error *error) {
         _cleanup_(attach_request_done) AttachRequest a = {
                 .spec = { .socket_mode = 0660, .socket_user = UID_INVALID, .socket_group = GID_INVALID },
+                .with_connection = with_connection,
         };
+        _cleanup_close_ int qemu_fd = -EBADF, worker_conn_fd = -EBADF;
         _cleanup_close_ int host_fd = -EBADF;
         const char *vm, *host_device;
         const char *details[9];
@@ -507,21 +571,42 @@ static int method_attach_device(sd_bus_message *message, void *userdata, sd_bus_
         a.spec.owner = owner;
         a.spec.created_usec = now_realtime();
 
+        if (with_connection) {
+                int pair[2];
+                if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+                        return sd_bus_error_set_errnof(error, errno, "Failed to create the connection: %m");
+                qemu_fd = pair[0];
+                worker_conn_fd = pair[1];
+        }
         if (existing) {
                 r = manager_remove_device(m, existing);
                 if (r < 0)
                         return r;
         }
-        r = manager_add_device(m, &a.spec, TAKE_FD(host_fd), -EBADF, true, &d);
+        /* fd transport: pair[1] is served by the worker, pair[0] goes to the caller (QEMU). */
+        r = manager_add_device(m, &a.spec, TAKE_FD(host_fd), TAKE_FD(worker_conn_fd), true, &d);
         if (r < 0)
                 return sd_bus_error_set_errnof(error, r, "Failed to attach %s/%s: %m", vm,
                                                a.spec.alias ? a.spec.alias : "");
+        if (a.bind_to_caller) {
+                r = device_bind_to_caller(d, message);
+                if (r < 0) {
+                        (void) manager_remove_device(m, d);
+                        return sd_bus_error_set_errnof(error, r, "Failed to track the caller of %s/%s: %m",
+                                                       vm, a.spec.alias);
+                }
+        }
+        if (with_connection)
+                return sd_bus_reply_method_return(message, "oh", d->object_path, qemu_fd);
         return reply_device(message, d);
 }
 
+static int method_attach_device(sd_bus_message *message, void *userdata, sd_bus_error *error) {
+        return attach_common(message, userdata, false, error);
+}
+
 static int method_attach_with_connection(sd_bus_message *message, void *userdata, sd_bus_error *error) {
-        return sd_bus_error_set(error, SD_BUS_ERROR_NOT_SUPPORTED,
-                                "The fd transport is not supported by this version; use AttachDevice");
+        return attach_common(message, userdata, true, error);
 }
 
 static int lookup_device(Manager *m, const char *vm, const char *alias, Device **ret, sd_bus_error *error) {
@@ -804,8 +889,11 @@ static int property_get_features(sd_bus *bus,
                                  sd_bus_message *reply,
                                  void *userdata,
                                  sd_bus_error *error) {
-        return sd_bus_message_append(reply, "as", 4, "virtio-video", "fdstore", "static-sockets",
-                                     "worker-process");
+        Manager *m = userdata;
+
+        return sd_bus_message_append(reply, "as", m->worker_sandbox ? 9 : 8, "virtio-video", "fdstore",
+                                     "static-sockets", "worker-process", "fd-transport", "client-transport",
+                                     "bind-to-caller", "peer-machine", "worker-sandbox");
 }
 
 static int property_get_allowed(sd_bus *bus,

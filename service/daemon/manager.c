@@ -25,6 +25,28 @@ static void device_free_notify(void *p) {
         device_free(p);
 }
 
+/* Asks the worker binary once whether it can sandbox itself: "sandbox" in its --print-capabilities. */
+static bool worker_has_sandbox(const char *worker_path) {
+        char *argv[] = { (char *) worker_path, (char *) "--print-capabilities", NULL };
+        _cleanup_free_ char *out = NULL;
+        GError *err = NULL;
+        int status = 0;
+
+        if (!g_spawn_sync(NULL, argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL | G_SPAWN_CLOEXEC_PIPES, NULL, NULL,
+                          &out, NULL, &status, &err)) {
+                log_warning("Cannot ask %s for its capabilities, running workers without a sandbox: %s",
+                            worker_path, err->message);
+                g_error_free(err);
+                return false;
+        }
+        if (!g_spawn_check_wait_status(status, NULL)) {
+                log_warning("%s --print-capabilities failed, running workers without a sandbox.",
+                            worker_path);
+                return false;
+        }
+        return out && strstr(out, "\"sandbox\"") != NULL;
+}
+
 int manager_new(const ManagerOptions *o, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         _cleanup_free_ char *config_error = NULL, *conf_dir = NULL;
@@ -63,6 +85,12 @@ int manager_new(const ManagerOptions *o, Manager **ret) {
                                        "Runtime directory '%s' must be an absolute, normalized path.",
                                        m->runtime_dir);
         m->use_fdstore = getenv("NOTIFY_SOCKET") != NULL;
+        if (m->config.worker_sandbox) {
+                m->worker_sandbox = worker_has_sandbox(m->worker_path);
+                log_debug("Workers run %s.", m->worker_sandbox ? "sandboxed (--sandbox)"
+                                                               : "without a sandbox: the worker lacks one");
+        } else
+                log_info("Workers run without a sandbox (WorkerSandbox=no).");
 
         r = sd_event_default(&m->event);
         if (r < 0)
@@ -229,7 +257,8 @@ static void remove_socket(const char *path) {
 int manager_add_device(
         Manager *m, DeviceSpec *spec, int host_fd, int listen_fd, bool announce, Device **ret) {
         Device *d = NULL;
-        bool adopted = listen_fd >= 0;
+        bool adopted = listen_fd >= 0, fd_transport = strcmp(spec->transport, "fd") == 0,
+             client = strcmp(spec->transport, "client") == 0;
         int r;
 
         r = device_new(m, spec, &d);
@@ -239,13 +268,22 @@ int manager_add_device(
                 return r;
         }
         d->host_fd = host_fd;
-        d->listen_fd = listen_fd;
+        if (fd_transport) {
+                /* no listener, no socket file, no state: the connection is the device's whole transport */
+                d->conn_fd = listen_fd;
+                adopted = true;
+                d->state = DEVICE_STATE_DISCONNECTED;
+        } else if (client) {
+                safe_close(listen_fd); /* nothing to listen on: the worker connects */
+                adopted = true;
+        } else
+                d->listen_fd = listen_fd;
         if (!adopted) {
                 r = create_listener(m, &d->spec, &d->listen_fd);
                 if (r < 0)
                         goto fail;
         }
-        if (!d->spec.static_instance) {
+        if (!d->spec.static_instance && !fd_transport) {
                 r = mkdir_parents(d->state_file, 0755);
                 if (r >= 0)
                         r = device_spec_save(&d->spec, d->state_file);
@@ -253,7 +291,7 @@ int manager_add_device(
                         log_error_errno(r, "Failed to write %s: %m", d->state_file);
                         goto fail_unlink;
                 }
-                /* adopted listeners are in the store already */
+                /* adopted listeners are in the store already; a client has none */
                 if (!adopted)
                         (void) fdstore_push(m, d->fdname, d->listen_fd);
         }
@@ -262,7 +300,7 @@ int manager_add_device(
         if (r < 0) {
                 log_error_errno(r, "Failed to start the worker of %s/%s: %m", d->spec.vm, d->spec.alias);
                 g_hash_table_steal(m->devices, d->key);
-                if (!d->spec.static_instance) {
+                if (!d->spec.static_instance && !fd_transport) {
                         (void) unlink(d->state_file);
                         if (!adopted)
                                 (void) manager_fdstore_remove(m, d->fdname);
@@ -272,9 +310,13 @@ int manager_add_device(
 
         m->n_attached_total++;
         if (announce) {
-                log_id(LOG_INFO, LOG_MESSAGE_DEVICE_ATTACHED, "Attached %s/%s (%s%s%s) at %s.", d->spec.vm,
+                log_id(LOG_INFO, LOG_MESSAGE_DEVICE_ATTACHED, "Attached %s/%s (%s%s%s) %s %s.", d->spec.vm,
                        d->spec.alias, d->worker_backend, d->spec.host_device[0] ? " on " : "",
-                       d->spec.host_device, d->spec.socket_path);
+                       d->spec.host_device,
+                       client         ? "connecting to"
+                       : fd_transport ? "over"
+                                      : "at",
+                       fd_transport ? "a connection" : d->spec.socket_path);
                 if (m->bus)
                         (void) sd_bus_emit_signal(m->bus, MANAGER_OBJECT_PATH, MANAGER_INTERFACE,
                                                   "DeviceNew", "sso", d->spec.vm, d->spec.alias,
@@ -288,7 +330,7 @@ int manager_add_device(
         return 0;
 
 fail_unlink:
-        if (!adopted)
+        if (!adopted && !client && !fd_transport)
                 remove_socket(d->spec.socket_path);
 fail:
         device_free(d);
@@ -302,9 +344,10 @@ int manager_remove_device(Manager *m, Device *d) {
         if (!vm || !alias || !path)
                 return -ENOMEM;
         device_stop_worker(d, true);
-        if (!d->spec.static_instance) {
-                /* a static unit's socket belongs to systemd (RemoveOnStop=) */
-                remove_socket(d->spec.socket_path);
+        if (!d->spec.static_instance && !device_is_fd_transport(d)) {
+                /* a static unit's socket belongs to systemd (RemoveOnStop=); QEMU's, to QEMU */
+                if (!device_is_client_transport(d))
+                        remove_socket(d->spec.socket_path);
                 if (unlink(d->state_file) < 0 && errno != ENOENT)
                         log_warning_errno(-errno, "Failed to remove %s, ignoring: %m", d->state_file);
                 (void) manager_fdstore_remove(m, d->fdname);
@@ -402,7 +445,8 @@ static int restore_state(Manager *m, GHashTable *stored) {
                         return -ENOMEM;
                 r = device_spec_load(path, &s, &error);
                 if (r >= 0 &&
-                    (!path_is_below(s.socket_path, m->socket_dir) || manager_find_device(m, s.vm, s.alias)))
+                    ((strcmp(s.transport, "server") == 0 && !path_is_below(s.socket_path, m->socket_dir)) ||
+                     manager_find_device(m, s.vm, s.alias)))
                         r = -EINVAL;
                 if (r < 0) {
                         log_error("Dropping bad state file %s: %s", path,
@@ -413,7 +457,9 @@ static int restore_state(Manager *m, GHashTable *stored) {
                 r = device_fdname(s.vm, s.alias, &fdname);
                 if (r < 0)
                         return r;
-                if (g_hash_table_lookup_extended(stored, fdname, &key, &value)) {
+                if (strcmp(s.transport, "client") == 0)
+                        ; /* nothing stored: the worker connects again */
+                else if (g_hash_table_lookup_extended(stored, fdname, &key, &value)) {
                         g_hash_table_steal(stored, fdname);
                         free(key);
                         listen_fd = GPOINTER_TO_INT(value);

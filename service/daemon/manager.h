@@ -15,6 +15,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "common/control.h"
 #include "common/macro.h"
 #include "daemon/daemon-config.h"
 #include "daemon/polkit.h"
@@ -71,8 +72,15 @@ struct Device {
         uint32_t peer_pid;
         uint32_t peer_uid;
 
-        int listen_fd;
+        int listen_fd; /* server transport */
+        int conn_fd;   /* fd transport: the worker's end of the current pair, until the worker has it */
         int host_fd;
+
+        sd_bus_track *track;            /* BindToCaller */
+        sd_event_source *unbind_source; /* deferred detach once the caller left */
+        sd_bus_slot *machine_slot;      /* pending machined lookup of the peer */
+        CtlPeer pending_peer;           /* the peer being looked up */
+        char *peer_machine;             /* machined name of the peer, or NULL */
 
         pid_t worker_pid;
         uint64_t worker_started_usec;
@@ -99,6 +107,7 @@ struct Manager {
         char *worker_path;
         bool no_idle_exit;
         bool use_fdstore;
+        bool worker_sandbox; /* pass --sandbox: WorkerSandbox=yes and the worker lists "sandbox" */
 
         GHashTable *devices; /* "vm/alias" → Device* (owned) */
         PolkitRegistry *polkit;
@@ -129,6 +138,8 @@ unsigned manager_n_devices(Manager *m);
  * -EBADF for software backends. listen_fd: an adopted listener, or -EBADF to create one. */
 int manager_add_device(
         Manager *m, DeviceSpec *spec, int host_fd, int listen_fd, bool announce, Device **ret);
+/* For the fd transport listen_fd is instead the worker's end of the connection (no listener, no state
+ * file, no fd store entry: such a device does not survive a daemon restart). */
 /* Detach: stop the worker, close and unlink the socket, forget state and fd store entry, signal. */
 int manager_remove_device(Manager *m, Device *d);
 
@@ -144,6 +155,12 @@ void device_stop_worker(Device *d, bool graceful);
 int device_request_stats(Device *d, sd_bus_message *m);
 int device_set_worker_log_level(Device *d, int level);
 int device_disconnect_peer(Device *d);
+/* fd transport: a new socketpair; the worker is restarted on one end, *ret_fd gets the other. */
+int device_open_connection(Device *d, int *ret_fd);
+/* BindToCaller: detach the device when the sender of m leaves the bus. */
+int device_bind_to_caller(Device *d, sd_bus_message *m);
+bool device_is_fd_transport(const Device *d);
+bool device_is_client_transport(const Device *d);
 
 /* bus glue */
 extern const sd_bus_vtable manager_vtable[];

@@ -23,6 +23,7 @@ void device_spec_done(DeviceSpec *s) {
         free(s->protocol);
         free(s->transport);
         free(s->socket_path);
+        free(s->peer_machine);
         free(s->allowed_uids);
         free(s->driver);
         free(s->card);
@@ -93,6 +94,8 @@ int device_spec_save(const DeviceSpec *s, const char *path) {
                 g_string_free(l, TRUE);
         }
         g_key_file_set_boolean(kf, GROUP, "Exclusive", s->exclusive);
+        if (s->peer_machine)
+                g_key_file_set_string(kf, GROUP, "PeerMachine", s->peer_machine);
         g_key_file_set_uint64(kf, GROUP, "Created", s->created_usec);
         g_key_file_set_string(kf, GROUP, "Driver", s->driver ? s->driver : "");
         g_key_file_set_string(kf, GROUP, "Card", s->card ? s->card : "");
@@ -211,7 +214,8 @@ int device_spec_load(const char *path, DeviceSpec *ret, char **ret_error) {
         s.card = g_key_file_get_string(kf, GROUP, "Card", NULL);
         s.static_instance = g_key_file_get_string(kf, GROUP, "StaticInstance", NULL);
         if (!s.protocol || !s.transport || !s.socket_path || s.socket_path[0] != '/' ||
-            strlen(s.socket_path) > SOCKET_PATH_MAX)
+            strlen(s.socket_path) > SOCKET_PATH_MAX ||
+            (strcmp(s.transport, "server") != 0 && strcmp(s.transport, "client") != 0))
                 return fail(ret_error, "%s: Protocol=, Transport= or SocketPath= missing or invalid", path);
         uuid = g_key_file_get_string(kf, GROUP, "VMUUID", NULL);
         if (uuid) {
@@ -241,6 +245,9 @@ int device_spec_load(const char *path, DeviceSpec *ret, char **ret_error) {
                 return fail(ret_error, "%s: Created=: invalid", path);
         s.created_usec = u;
         s.exclusive = g_key_file_get_boolean(kf, GROUP, "Exclusive", NULL);
+        s.peer_machine = g_key_file_get_string(kf, GROUP, "PeerMachine", NULL);
+        if (s.peer_machine && !s.peer_machine[0])
+                return fail(ret_error, "%s: PeerMachine=: empty", path);
         *ret = s;
         s = (DeviceSpec){};
         return 0;

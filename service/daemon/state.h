@@ -25,8 +25,9 @@ typedef struct DeviceSpec {
         BackendKind backend;
         DeviceRole role; /* resolved: decoder or encoder */
         char *protocol;
-        char *transport;
-        char *socket_path;
+        char *transport;    /* "server", "client" (we connect to socket_path) or "fd" (never persisted) */
+        char *socket_path;  /* "" for the fd transport */
+        char *peer_machine; /* PeerMachine=: the machined machine the peer must belong to, or NULL */
         uint8_t uuid[16];
         size_t uuid_size; /* 0 or 16 */
         mode_t socket_mode;

@@ -43,6 +43,7 @@ static int run(WorkerOptions *o) {
         _cleanup_(sd_event_unrefp) sd_event *event = NULL;
         char error[512] = "";
         Worker *w = NULL;
+        const char *where;
         sigset_t mask;
         int r;
 
@@ -67,6 +68,10 @@ static int run(WorkerOptions *o) {
          * own messages about it out (with --verbose everything is shown). */
         if (o->log_level < LOG_DEBUG)
                 log_set_max_level(LOG_CRIT);
+        where = o->socket_path          ? o->socket_path
+                : o->connect_path       ? o->connect_path
+                : o->connection_fd >= 0 ? "an inherited connection"
+                                        : "an inherited socket";
         r = worker_new(event, o, &w, error, sizeof(error));
         if (r >= 0)
                 r = worker_start(w, /* handle_signals= */ true, error, sizeof(error));
@@ -77,11 +82,12 @@ static int run(WorkerOptions *o) {
                 log_info("Serving a virtio-video %s (backend '%s') on %s%s.",
                          video_device_virtio_id(worker_get_device(w)) == VIDEO_DEVICE_ID_ENCODER ? "encoder"
                                                                                                  : "decoder",
-                         o->backend, o->socket_path ?: "an inherited socket",
-                         o->sandbox ? ", sandboxed" : "");
+                         o->backend, where, o->sandbox ? ", sandboxed" : "");
                 /* Everything is set up and nothing has been accepted yet: no frontend ever talks to an
                  * unsandboxed worker. (The line above also opened the journal socket, if logging there.) */
                 if (o->sandbox) {
+                        if (o->connect_path)
+                                sandbox_allow_unix_connect();
                         r = sandbox_apply(error, sizeof(error));
                         if (r < 0)
                                 fprintf(stderr, WORKER_PROGRAM_NAME ": %s\n", error);
@@ -131,7 +137,7 @@ int main(int argc, char **argv) {
 
         if (o.sandbox) {
                 /* Before any library opens anything, so only strays inherited by mistake go. */
-                const int keep[] = { o.socket_fd, o.control_fd, o.device_fd };
+                const int keep[] = { o.socket_fd, o.connection_fd, o.control_fd, o.device_fd };
 
                 r = sandbox_close_inherited_fds(keep, ELEMENTSOF(keep));
                 if (r < 0) {

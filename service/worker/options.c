@@ -32,11 +32,15 @@ enum {
         ARG_HOST_DEVICE,
         ARG_PRINT_CAPABILITIES,
         ARG_VERSION,
+        ARG_CONNECTION_FD,
+        ARG_CONNECT_PATH,
 };
 
 static const struct option long_options[] = {
         { "socket-path", required_argument, NULL, 's' },
         { "socket-fd", required_argument, NULL, ARG_SOCKET_FD },
+        { "connection-fd", required_argument, NULL, ARG_CONNECTION_FD },
+        { "connect-path", required_argument, NULL, ARG_CONNECT_PATH },
         { "v4l2-device", required_argument, NULL, 'd' },
         { "device-fd", required_argument, NULL, ARG_DEVICE_FD },
         { "backend", required_argument, NULL, 'b' },
@@ -114,13 +118,14 @@ void worker_options_done(WorkerOptions *o) {
         if (!o)
                 return;
         free(o->socket_path);
+        free(o->connect_path);
         free(o->v4l2_device);
         free(o->backend);
         free(o->allowed_uids);
         free(o->vm);
         free(o->alias);
         free(o->host_device);
-        *o = (WorkerOptions){ .socket_fd = -1, .device_fd = -1, .control_fd = -1 };
+        *o = (WorkerOptions){ .socket_fd = -1, .connection_fd = -1, .device_fd = -1, .control_fd = -1 };
 }
 
 static int parse_fd_arg(const char *flag, const char *value, int *ret, char *error, size_t size) {
@@ -168,6 +173,17 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
                 return set_string(&o->socket_path, arg);
         case ARG_SOCKET_FD:
                 return parse_fd_arg("--socket-fd", arg, &o->socket_fd, error, size);
+        case ARG_CONNECTION_FD:
+                return parse_fd_arg("--connection-fd", arg, &o->connection_fd, error, size);
+        case ARG_CONNECT_PATH:
+                if (arg[0] != '/')
+                        return fail(-EINVAL, error, size, "--connect-path '%s' is not an absolute path",
+                                    arg);
+                if (strlen(arg) > WORKER_SOCKET_PATH_MAX)
+                        return fail(-EINVAL, error, size,
+                                    "socket path '%s' is too long (%zu bytes, at most %d)", arg, strlen(arg),
+                                    WORKER_SOCKET_PATH_MAX);
+                return set_string(&o->connect_path, arg);
         case 'd':
                 if (arg[0] == '\0')
                         return fail(-EINVAL, error, size, "empty --v4l2-device");
@@ -227,12 +243,19 @@ static int parse_one(WorkerOptions *o, int c, const char *arg, char *error, size
 }
 
 static int check_combination(WorkerOptions *o, char *error, size_t size) {
+        int n;
+
         if (o->action != WORKER_ACTION_RUN)
                 return 0;
-        if (o->socket_path && o->socket_fd >= 0)
-                return fail(-EINVAL, error, size, "--socket-path and --socket-fd are mutually exclusive");
-        if (!o->socket_path && o->socket_fd < 0)
-                return fail(-EINVAL, error, size, "one of --socket-path or --socket-fd is required");
+        n = !!o->socket_path + (o->socket_fd >= 0) + (o->connection_fd >= 0) + !!o->connect_path;
+        if (n > 1)
+                return fail(
+                        -EINVAL, error, size,
+                        "--socket-path, --socket-fd, --connection-fd and --connect-path are mutually exclusive");
+        if (n == 0)
+                return fail(
+                        -EINVAL, error, size,
+                        "one of --socket-path, --socket-fd, --connection-fd or --connect-path is required");
         if (!o->backend)
                 return fail(-EINVAL, error, size, "--backend is required");
         if (o->device_fd >= 0 && !backend_is_v4l2(o->backend))
@@ -240,13 +263,20 @@ static int check_combination(WorkerOptions *o, char *error, size_t size) {
                             o->backend);
         if (o->socket_fd >= 0 && (o->socket_fd == o->control_fd || o->socket_fd == o->device_fd))
                 return fail(-EINVAL, error, size, "--socket-fd, --control-fd and --device-fd must differ");
+        if (o->connection_fd >= 0 && (o->connection_fd == o->control_fd || o->connection_fd == o->device_fd))
+                return fail(-EINVAL, error, size,
+                            "--connection-fd, --control-fd and --device-fd must differ");
         if (o->control_fd >= 0 && o->control_fd == o->device_fd)
                 return fail(-EINVAL, error, size, "--control-fd and --device-fd must differ");
         return 0;
 }
 
 int worker_options_parse(int argc, char **argv, WorkerOptions *ret, char *error, size_t size) {
-        WorkerOptions o = { .socket_fd = -1, .device_fd = -1, .control_fd = -1, .log_level = LOG_INFO };
+        WorkerOptions o = { .socket_fd = -1,
+                            .connection_fd = -1,
+                            .device_fd = -1,
+                            .control_fd = -1,
+                            .log_level = LOG_INFO };
         int c, r;
 
         if (error && size > 0)
@@ -361,6 +391,26 @@ int worker_options_check(const WorkerOptions *o, char *error, size_t size) {
                 if (r < 0)
                         return r;
         }
+        if (o->connection_fd >= 0) {
+                r = check_socket_fd(o->connection_fd, "--connection-fd", SOCK_STREAM, false, error, size);
+                if (r < 0)
+                        return r;
+        }
+        if (o->connect_path) {
+                _cleanup_free_ char *dir = strdup(o->connect_path);
+                struct stat cst;
+
+                if (!dir)
+                        return -ENOMEM;
+                *strrchr(dir, '/') = '\0';
+                /* The frontend may create the socket later (we retry), but its directory must exist. */
+                if (stat(dir[0] ? dir : "/", &cst) < 0 || !S_ISDIR(cst.st_mode))
+                        return fail(-ENOENT, error, size, "cannot connect to '%s': no directory '%s'",
+                                    o->connect_path, dir[0] ? dir : "/");
+                if (lstat(o->connect_path, &cst) == 0 && !S_ISSOCK(cst.st_mode))
+                        return fail(-ENOTSOCK, error, size, "cannot connect to '%s': it is not a socket",
+                                    o->connect_path);
+        }
         if (o->control_fd >= 0) {
                 r = check_socket_fd(o->control_fd, "--control-fd", SOCK_SEQPACKET, false, error, size);
                 if (r < 0)
@@ -392,6 +442,8 @@ void worker_print_help(FILE *f) {
                 "\n"
                 "  -s, --socket-path=PATH   listen on PATH (created; removed on exit)\n"
                 "      --socket-fd=N        serve an inherited listening socket\n"
+                "      --connection-fd=N    serve one inherited, already connected frontend socket\n"
+                "      --connect-path=PATH  connect to a frontend listening on PATH (retried)\n"
                 "  -d, --v4l2-device=PATH   V4L2 node for the v4l2 backends (default " WORKER_DEFAULT_V4L2_DEVICE
                 ")\n"
                 "      --device-fd=N        an already opened V4L2 node\n"
@@ -418,7 +470,7 @@ void worker_print_capabilities(FILE *f) {
          * name the optional flags a management layer may pass. "backends" lists what this build has. */
         fprintf(f, "{\n  \"type\": \"video\",\n  \"features\": [\n");
         fprintf(f,
-                "    \"socket-fd\",\n    \"v4l2-device\",\n    \"device-fd\",\n    \"control-fd\",\n"
+                "    \"socket-fd\",\n    \"connection-fd\",\n    \"connect-path\",\n    \"v4l2-device\",\n    \"device-fd\",\n    \"control-fd\",\n"
                 "    \"allow-uid\",\n    \"force-copy\",\n    \"threads\"%s\n  ],\n",
                 sandbox_have_seccomp() ? ",\n    \"sandbox\"" : "");
         fprintf(f, "  \"backends\": [");

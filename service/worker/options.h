@@ -34,6 +34,8 @@ typedef struct WorkerOptions {
         WorkerAction action;
         char *socket_path;   /* --socket-path, or NULL */
         int socket_fd;       /* --socket-fd, or -1 */
+        int connection_fd;   /* --connection-fd: an already connected frontend (fd transport), or -1 */
+        char *connect_path;  /* --connect-path: connect to a frontend's server socket (client), or NULL */
         char *v4l2_device;   /* --v4l2-device (default /dev/video0) */
         int device_fd;       /* --device-fd, or -1 */
         char *backend;       /* --backend */
@@ -48,7 +50,8 @@ typedef struct WorkerOptions {
 } WorkerOptions;
 
 /* Fills *ret (always initialised, free with worker_options_done()). Returns 0, or -EINVAL with a message in
- * error[] for a bad flag, a bad value, an unknown backend, both or neither of --socket-path/--socket-fd.
+ * error[] for a bad flag, a bad value, an unknown backend, not exactly one of --socket-path, --socket-fd,
+ * --connection-fd, --connect-path.
  * Uses getopt_long(), so it resets optind itself. */
 int worker_options_parse(int argc, char **argv, WorkerOptions *ret, char *error, size_t error_size);
 void worker_options_done(WorkerOptions *o);

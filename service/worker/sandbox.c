@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -25,6 +26,12 @@
 #if HAVE_SECCOMP
 #include <seccomp.h>
 #endif
+
+static bool allow_unix_connect;
+
+void sandbox_allow_unix_connect(void) {
+        allow_unix_connect = true;
+}
 
 bool sandbox_have_seccomp(void) {
         return HAVE_SECCOMP;
@@ -358,7 +365,8 @@ static int add_rules(scmp_filter_ctx ctx) {
         if ((r = rule(ctx, SCMP_ACT_ALLOW, "prlimit64", 1, SCMP_A2(SCMP_CMP_EQ, 0))) < 0)
                 return r;
         for (unsigned i = 0; i < ELEMENTSOF(refused_eacces); i++)
-                if ((r = rule(ctx, SCMP_ACT_ERRNO(EACCES), refused_eacces[i], 0)) < 0)
+                if (!(allow_unix_connect && strcmp(refused_eacces[i], "socket") == 0) &&
+                    (r = rule(ctx, SCMP_ACT_ERRNO(EACCES), refused_eacces[i], 0)) < 0)
                         return r;
 #else
         for (unsigned i = 0; i < ELEMENTSOF(allowed_sanitizers); i++)
@@ -369,6 +377,8 @@ static int add_rules(scmp_filter_ctx ctx) {
                 const char *n = refused_eacces[i];
                 unsigned flags_arg = strcmp(n, "open") == 0 ? 1 : 2;
 
+                if (allow_unix_connect && strcmp(n, "socket") == 0)
+                        continue;
                 if (strcmp(n, "open") != 0 && strcmp(n, "openat") != 0) {
                         if (!in_list(n, allowed_sanitizers, ELEMENTSOF(allowed_sanitizers)) &&
                             (r = rule(ctx, SCMP_ACT_ERRNO(EACCES), n, 0)) < 0)
@@ -394,6 +404,13 @@ static int add_rules(scmp_filter_ctx ctx) {
                 }
         }
 #endif
+        /* --connect-path: new unix stream sockets to reconnect to the frontend; other families stay
+         * refused. connect() reaches only what the worker's (unprivileged) credentials can. */
+        if (allow_unix_connect &&
+            ((r = rule(ctx, SCMP_ACT_ALLOW, "socket", 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX))) < 0 ||
+             (r = rule(ctx, SCMP_ACT_ERRNO(EACCES), "socket", 1, SCMP_A0(SCMP_CMP_NE, AF_UNIX))) < 0 ||
+             (r = rule(ctx, SCMP_ACT_ALLOW, "connect", 0)) < 0))
+                return r;
         for (unsigned i = 0; i < ELEMENTSOF(ioctl_types); i++)
                 if ((r = rule(ctx, SCMP_ACT_ALLOW, "ioctl", 1,
                               SCMP_A1(SCMP_CMP_MASKED_EQ, 0xff00, ioctl_types[i] << 8))) < 0)

@@ -34,6 +34,10 @@ bool sandbox_have_seccomp(void);
 /* Closes every fd above 2 that is not in keep[] (negative entries are ignored). Returns 0 or -errno. */
 int sandbox_close_inherited_fds(const int *keep, size_t n_keep);
 
+/* Before sandbox_apply(): also allow socket(AF_UNIX, ...) and connect(), which --connect-path needs to
+ * reconnect to its frontend. Other socket families stay refused. */
+void sandbox_allow_unix_connect(void);
+
 /* no_new_privs, capabilities, resource limits, seccomp filter; irreversible. Returns 0, or a negative
  * errno with a one-line message in error[] (nothing is logged). -EOPNOTSUPP: a build without seccomp. */
 int sandbox_apply(char *error, size_t error_size);

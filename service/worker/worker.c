@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <systemd/sd-event.h>
@@ -18,12 +19,20 @@
 #include "video/device.h"
 #include "worker/worker.h"
 
+/* --connect-path back-off: 100 ms doubling up to 5 s; reset by a successful connection. */
+#define WORKER_RECONNECT_MIN_USEC (100 * UINT64_C(1000))
+#define WORKER_RECONNECT_MAX_USEC (5 * UINT64_C(1000000))
+
 struct Worker {
         sd_event *event;
         Backend *backend;
         VideoDevice *device;
-        int socket_fd;  /* inherited listening socket until handed to the transport */
-        int control_fd; /* -1 without a manager */
+        int socket_fd;      /* inherited listening socket until handed to the transport */
+        int control_fd;     /* -1 without a manager */
+        int connection_fd;  /* --connection-fd until handed to the transport */
+        char *connect_path; /* --connect-path: we are the client of a frontend's server socket */
+        sd_event_source *reconnect_source;
+        uint64_t reconnect_delay_usec;
         sd_event_source *control_source;
         sd_event_source *sigterm_source, *sigint_source;
         char *socket_path;
@@ -37,6 +46,7 @@ Worker *worker_free(Worker *w) {
         if (!w)
                 return NULL;
         sd_event_source_disable_unref(w->control_source);
+        sd_event_source_disable_unref(w->reconnect_source);
         sd_event_source_disable_unref(w->sigterm_source);
         sd_event_source_disable_unref(w->sigint_source);
         /* Drop a connected frontend first, while the whole device is alive to reset its streams; then
@@ -48,8 +58,10 @@ Worker *worker_free(Worker *w) {
         }
         backend_free(w->backend);
         safe_close(w->socket_fd);
+        safe_close(w->connection_fd);
         safe_close(w->control_fd);
         free(w->socket_path);
+        free(w->connect_path);
         free(w->allowed_uids);
         sd_event_unref(w->event);
         free(w);
@@ -93,9 +105,68 @@ static void worker_control_send(Worker *w, const CtlMsg *m) {
                                   ctl_msg_type_to_string(m->type));
 }
 
+static void worker_schedule_connect(Worker *w);
+
+/* --connect-path: one attempt; on failure the next one is scheduled with back-off. */
+static void worker_try_connect(Worker *w) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -EBADF;
+        int r;
+
+        if (vhost_dev_is_connected(video_device_get_vhost(w->device)))
+                return;
+        memcpy(sa.sun_path, w->connect_path, strlen(w->connect_path)); /* length checked by the options */
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+                log_warning_errno(-errno, "Failed to create a socket to connect to %s: %m", w->connect_path);
+                worker_schedule_connect(w);
+                return;
+        }
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                log_debug_errno(-errno, "Cannot connect to %s yet, retrying in %llu ms: %m", w->connect_path,
+                                (unsigned long long) (w->reconnect_delay_usec / 1000));
+                worker_schedule_connect(w);
+                return;
+        }
+        log_info("Connected to the frontend at %s.", w->connect_path);
+        /* A refused peer (uid policy) comes back through worker_on_peer(), which schedules a retry. */
+        r = vhost_dev_serve_fd(video_device_get_vhost(w->device), TAKE_FD(fd));
+        if (r >= 0)
+                w->reconnect_delay_usec = WORKER_RECONNECT_MIN_USEC;
+        else if (r != -EPERM)
+                worker_schedule_connect(w);
+}
+
+static int worker_on_reconnect(sd_event_source *s, uint64_t usec, void *userdata) {
+        Worker *w = userdata;
+
+        w->reconnect_source = sd_event_source_disable_unref(w->reconnect_source);
+        worker_try_connect(w);
+        return 0;
+}
+
+static void worker_schedule_connect(Worker *w) {
+        uint64_t delay = w->reconnect_delay_usec;
+        int r;
+
+        if (w->reconnect_source || sd_event_get_state(w->event) == SD_EVENT_EXITING)
+                return;
+        w->reconnect_delay_usec = MIN(delay * 2, WORKER_RECONNECT_MAX_USEC);
+        r = sd_event_add_time_relative(w->event, &w->reconnect_source, CLOCK_MONOTONIC, delay, 0,
+                                       worker_on_reconnect, w);
+        if (r < 0) {
+                log_error_errno(r, "Failed to schedule a reconnection to %s, exiting: %m", w->connect_path);
+                (void) sd_event_exit(w->event, r);
+        }
+}
+
 static void worker_on_peer(void *userdata, bool connected, bool accepted, const struct ucred *cred) {
         Worker *w = userdata;
         CtlMsg m = {};
+
+        /* Client transport: QEMU went away (or refused us); connect again once it is back. */
+        if (w->connect_path && (!connected || !accepted))
+                worker_schedule_connect(w);
 
         if (connected && accepted)
                 m.type = CTL_MSG_PEER_CONNECTED;
@@ -208,7 +279,16 @@ int worker_new(sd_event *event, WorkerOptions *o, Worker **ret, char *error, siz
         /* Take the fds first, so they are closed on every failure below. */
         w->socket_fd = TAKE_FD(o->socket_fd);
         w->control_fd = TAKE_FD(o->control_fd);
+        w->connection_fd = TAKE_FD(o->connection_fd);
+        w->reconnect_delay_usec = WORKER_RECONNECT_MIN_USEC;
         o->device_fd = -EBADF;
+        if (o->connect_path) {
+                w->connect_path = strdup(o->connect_path);
+                if (!w->connect_path) {
+                        safe_close(bc.device_fd);
+                        return startup_error(-ENOMEM, error, error_size, "cannot allocate the worker");
+                }
+        }
         if (o->socket_path) {
                 w->socket_path = strdup(o->socket_path);
                 if (!w->socket_path) {
@@ -271,7 +351,7 @@ int worker_start(Worker *w, bool handle_signals, char *error, size_t error_size)
                 r = vhost_dev_listen_path(v, w->socket_path);
                 if (r < 0)
                         return startup_error(r, error, error_size, "cannot listen on '%s'", w->socket_path);
-        } else {
+        } else if (w->socket_fd >= 0) {
                 r = vhost_dev_listen_fd(v, TAKE_FD(w->socket_fd));
                 if (r < 0)
                         return startup_error(r, error, error_size, "cannot serve the inherited socket");
@@ -293,6 +373,14 @@ int worker_start(Worker *w, bool handle_signals, char *error, size_t error_size)
                 if (r < 0)
                         return startup_error(r, error, error_size, "cannot send HELLO to the manager");
         }
+
+        /* The frontend comes after HELLO, so the manager sees HELLO, then PEER_CONNECTED. */
+        if (w->connection_fd >= 0) {
+                r = vhost_dev_serve_fd(v, TAKE_FD(w->connection_fd));
+                if (r < 0)
+                        return startup_error(r, error, error_size, "cannot serve the inherited connection");
+        } else if (w->connect_path)
+                worker_try_connect(w);
 
         return 0;
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/control.h"
@@ -46,6 +47,43 @@ static void drop_peer(void) {
         send_msg(&m);
 }
 
+/* Reports a new frontend on fd (accepted, or connected to us) after the --allow-uid check. */
+static void new_peer(int fd, const unsigned *uids, unsigned n_uids) {
+        struct ucred cred;
+        socklen_t len = sizeof(cred);
+        bool ok;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                close(fd);
+                return;
+        }
+        ok = n_uids == 0 || cred.uid == 0;
+        for (unsigned i = 0; i < n_uids; i++)
+                ok = ok || uids[i] == cred.uid;
+        CtlMsg m = { .type = ok ? CTL_MSG_PEER_CONNECTED : CTL_MSG_PEER_REJECTED };
+        m.peer = (CtlPeer){ .pid = (uint32_t) cred.pid, .uid = cred.uid, .gid = cred.gid };
+        if (ok) {
+                conn_fd = fd;
+                stats.connections++;
+        } else
+                close(fd);
+        send_msg(&m);
+}
+
+static int try_connect(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return -1;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                close(fd);
+                return -1;
+        }
+        return fd;
+}
+
 static int parse_fd(const char *s) {
         char *end;
         long v = strtol(s, &end, 10);
@@ -67,11 +105,15 @@ int main(int argc, char **argv) {
                 { "alias", required_argument, NULL, 'a' },
                 { "host-device", required_argument, NULL, 'h' },
                 { "verbose", no_argument, NULL, 'v' },
+                { "connection-fd", required_argument, NULL, 'C' },
+                { "connect-path", required_argument, NULL, 'P' },
+                { "sandbox", no_argument, NULL, 'S' },
+                { "print-capabilities", no_argument, NULL, 'K' },
                 {},
         };
         unsigned uids[MAX_UIDS], n_uids = 0;
-        const char *backend = NULL, *log = getenv("FAKE_WORKER_LOG");
-        int c;
+        const char *backend = NULL, *log = getenv("FAKE_WORKER_LOG"), *connect_path = NULL;
+        int c, first_conn = -1, retry_ms = 10;
 
         if (log) {
                 FILE *f = fopen(log, "ae");
@@ -101,6 +143,21 @@ int main(int argc, char **argv) {
                                 die("too many --allow-uid");
                         uids[n_uids++] = (unsigned) strtoul(optarg, NULL, 10);
                         break;
+                case 'C':
+                        first_conn = parse_fd(optarg);
+                        break;
+                case 'P':
+                        connect_path = optarg;
+                        break;
+                case 'K':
+                        /* like vhost-user-video; $FAKE_WORKER_NO_SANDBOX plays a build without seccomp */
+                        printf("{\n  \"type\": \"video\",\n  \"features\": [\n    \"socket-fd\"%s\n  ]\n}\n",
+                               getenv("FAKE_WORKER_NO_SANDBOX") ? "" : ",\n    \"sandbox\"");
+                        return 0;
+                case 'S':
+                        if (getenv("FAKE_WORKER_NO_SANDBOX"))
+                                die("--sandbox is not available");
+                        break;
                 case 'm':
                 case 'a':
                 case 'h':
@@ -110,8 +167,9 @@ int main(int argc, char **argv) {
                         die("bad option");
                 }
         }
-        if (listen_fd < 0 || ctl_fd < 0 || !backend)
-                die("--socket-fd, --control-fd and --backend are required");
+        if ((listen_fd >= 0) + (first_conn >= 0) + (connect_path != NULL) != 1 || ctl_fd < 0 || !backend)
+                die("one of --socket-fd, --connection-fd, --connect-path, and --control-fd and --backend are "
+                    "required");
         if (strcmp(backend, "null") != 0 && strcmp(backend, "null-encoder") != 0 &&
             strcmp(backend, "ffmpeg-decoder") != 0 && strcmp(backend, "ffmpeg-encoder") != 0 &&
             strcmp(backend, "v4l2-decoder") != 0 && strcmp(backend, "v4l2-encoder") != 0)
@@ -121,14 +179,24 @@ int main(int argc, char **argv) {
         hello.hello.pid = (uint32_t) getpid();
         snprintf(hello.hello.backend, sizeof(hello.hello.backend), "%s", backend);
         send_msg(&hello);
+        if (first_conn >= 0)
+                new_peer(first_conn, uids, n_uids);
 
         for (;;) {
+                if (connect_path && conn_fd < 0) {
+                        int fd = try_connect(connect_path);
+                        if (fd >= 0) {
+                                new_peer(fd, uids, n_uids);
+                                retry_ms = 10;
+                        } else if (retry_ms < 1000)
+                                retry_ms *= 2;
+                }
                 struct pollfd p[3] = {
                         { .fd = ctl_fd, .events = POLLIN },
                         { .fd = conn_fd < 0 ? listen_fd : -1, .events = POLLIN },
                         { .fd = conn_fd, .events = POLLIN },
                 };
-                if (poll(p, 3, -1) < 0) {
+                if (poll(p, 3, connect_path && conn_fd < 0 ? retry_ms : -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         die("poll");
@@ -160,28 +228,10 @@ int main(int argc, char **argv) {
                         }
                 }
                 if (p[1].revents & POLLIN) {
-                        struct ucred cred;
-                        socklen_t len = sizeof(cred);
-                        bool ok = false;
                         int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 
-                        if (fd < 0)
-                                continue;
-                        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-                                close(fd);
-                                continue;
-                        }
-                        ok = n_uids == 0 || cred.uid == 0;
-                        for (unsigned i = 0; i < n_uids; i++)
-                                ok = ok || uids[i] == cred.uid;
-                        CtlMsg m = { .type = ok ? CTL_MSG_PEER_CONNECTED : CTL_MSG_PEER_REJECTED };
-                        m.peer = (CtlPeer){ .pid = (uint32_t) cred.pid, .uid = cred.uid, .gid = cred.gid };
-                        if (ok) {
-                                conn_fd = fd;
-                                stats.connections++;
-                        } else
-                                close(fd);
-                        send_msg(&m);
+                        if (fd >= 0)
+                                new_peer(fd, uids, n_uids);
                 }
                 if (conn_fd >= 0 && p[2].revents) {
                         char buf[4096];

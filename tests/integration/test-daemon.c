@@ -281,13 +281,69 @@ static const sd_bus_vtable pk_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
+/* A fake machined on the same connection: GetMachineByPID answers from a one-entry script. */
+static struct {
+        pthread_mutex_t lock;
+        uint32_t pid;
+        char name[64];
+        unsigned calls;
+} mach = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int mach_get_machine_by_pid(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        _cleanup_free_ char *path = NULL;
+        uint32_t pid;
+        int r;
+
+        r = sd_bus_message_read(m, "u", &pid);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&mach.lock);
+        mach.calls++;
+        if (pid == mach.pid && mach.name[0])
+                r = sd_bus_path_encode("/org/freedesktop/machine1/machine", mach.name, &path);
+        else
+                r = 0;
+        pthread_mutex_unlock(&mach.lock);
+        if (r < 0)
+                return r;
+        if (!path)
+                return sd_bus_error_setf(error, "org.freedesktop.machine1.NoMachineForPID",
+                                         "PID %u does not belong to any known machine", pid);
+        return sd_bus_reply_method_return(m, "o", path);
+}
+
+static const sd_bus_vtable mach_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+        SD_BUS_METHOD("GetMachineByPID", "u", "o", mach_get_machine_by_pid, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_VTABLE_END,
+};
+
+static void mach_script(pid_t pid, const char *name) {
+        pthread_mutex_lock(&mach.lock);
+        mach.pid = (uint32_t) pid;
+        snprintf(mach.name, sizeof(mach.name), "%s", name ? name : "");
+        pthread_mutex_unlock(&mach.lock);
+}
+
+static unsigned mach_calls(void) {
+        unsigned n;
+
+        pthread_mutex_lock(&mach.lock);
+        n = mach.calls;
+        pthread_mutex_unlock(&mach.lock);
+        return n;
+}
+
 static void *pk_thread(void *arg) {
         sd_bus *bus = bus_connect(pk.address);
 
         /* no cmocka asserts off the main thread */
         if (sd_bus_add_object_vtable(bus, NULL, "/org/freedesktop/PolicyKit1/Authority",
                                      "org.freedesktop.PolicyKit1.Authority", pk_vtable, NULL) < 0 ||
-            sd_bus_request_name(bus, "org.freedesktop.PolicyKit1", 0) < 0) {
+            sd_bus_request_name(bus, "org.freedesktop.PolicyKit1", 0) < 0 ||
+            sd_bus_add_object_vtable(bus, NULL, "/org/freedesktop/machine1",
+                                     "org.freedesktop.machine1.Manager", mach_vtable, NULL) < 0 ||
+            sd_bus_request_name(bus, "org.freedesktop.machine1", 0) < 0) {
                 fprintf(stderr, "The fake polkit authority failed to start\n");
                 abort();
         }
@@ -338,7 +394,8 @@ typedef struct StoredFd {
 
 static struct {
         char tmp[64];
-        char run[128], conf[128], confdir[128], devdir[128], notify[128], workerlog[128];
+        char run[128], conf[128], confdir[128], devdir[128], notify[128], workerlog[128], daemonlog[128];
+        bool capture_stderr; /* the daemons started now write their log to daemonlog */
         PrivateBus bus;
         int notify_fd;
         GPtrArray *store;   /* StoredFd*, what the daemon pushed with FDSTORE=1 */
@@ -565,6 +622,11 @@ static pid_t daemon_spawn_full(const char *exe, int *fds, char **names, size_t n
                 setenv("NOTIFY_SOCKET", T.notify, 1);
                 setenv("VIRTIO_VIDEOD_WORKER", worker_in_use, 1);
                 setenv("FAKE_WORKER_LOG", T.workerlog, 1);
+                if (T.capture_stderr) {
+                        int lfd = open(T.daemonlog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                        if (lfd < 0 || dup2(lfd, STDERR_FILENO) < 0)
+                                _exit(126);
+                }
                 /* keep ASan's quarantine small so VmRSS reflects live memory in the leak check */
                 setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1:quarantine_size_mb=1", 1);
                 if (n > 0) {
@@ -636,6 +698,7 @@ static int env_setup(void **state) {
         snprintf(T.devdir, sizeof(T.devdir), "%s/dev", T.tmp);
         snprintf(T.notify, sizeof(T.notify), "%s/notify", T.tmp);
         snprintf(T.workerlog, sizeof(T.workerlog), "%s/worker.log", T.tmp);
+        snprintf(T.daemonlog, sizeof(T.daemonlog), "%s/daemon.log", T.tmp);
         snprintf(busdir, sizeof(busdir), "%s/bus", T.tmp);
         assert_int_equal(mkdir(T.confdir, 0755), 0);
         assert_int_equal(mkdir(T.devdir, 0755), 0);
@@ -1287,12 +1350,15 @@ static void test_errors(void **state) {
                      SD_BUS_ERROR_INVALID_ARGS);
         expect_error(detach(T.client, "err", "video0", 2, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
         expect_error(detach(T.client, "err", "Bad Alias", 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
-        /* NotSupported for what this version does not do */
-        expect_error(attach_opts1("err", "", "Transport", "s", "fd", 0, &e), &e, SD_BUS_ERROR_NOT_SUPPORTED);
-        expect_error(attach_opts1("err", "", "BindToCaller", "b", &b, 0, &e), &e,
-                     SD_BUS_ERROR_NOT_SUPPORTED);
-        expect_error(attach_opts1("err", "", "PeerMachine", "s", "qemu-1-foo", 0, &e), &e,
-                     SD_BUS_ERROR_NOT_SUPPORTED);
+        /* the fd transport is AttachDeviceWithConnection's; client needs a SocketPath (test_client_*) */
+        expect_error(attach_opts1("err", "", "Transport", "s", "fd", 0, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(attach_opts1("err", "", "Transport", "s", "client", 0, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(attach_opts1("err", "", "Transport", "s", "carrier-pigeon", 0, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(attach_opts1("err", "", "PeerMachine", "s", "bad/machine", 0, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
+        (void) b;
         /* DeviceConnected is covered in test_attach_list_properties_detach */
 
         /* IF_MISSING returns the existing device; with other parameters it is DeviceExists */
@@ -1945,6 +2011,575 @@ static void test_session_through_real_worker(void **state) {
         free(dev);
 }
 
+/* ---- transports: fd (AttachDeviceWithConnection, OpenConnection) and client ------------------------- */
+
+static int attach_with_connection(const char *vm, const char *alias, sd_bus_error *e, int *ret_fd) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *o;
+        int fd, r;
+
+        r = sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDeviceWithConnection", e,
+                               &reply, "ssa{sv}t", vm, "", 2, "Backend", "s", "null", "Alias", "s", alias,
+                               UINT64_C(0));
+        if (r < 0)
+                return r;
+        assert_true(sd_bus_message_read(reply, "oh", &o, &fd) > 0);
+        *ret_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        assert_true(*ret_fd >= 0);
+        return 0;
+}
+
+static int open_connection(const char *dev, sd_bus_error *e, int *ret_fd) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int fd, r;
+
+        r = sd_bus_call_method(T.client, DEST, dev, DEVICE_IFACE, "OpenConnection", e, &reply, "");
+        if (r < 0)
+                return r;
+        assert_true(sd_bus_message_read(reply, "h", &fd) > 0);
+        *ret_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        assert_true(*ret_fd >= 0);
+        return 0;
+}
+
+static void wait_worker_pid_not(const char *dev, uint32_t old) {
+        uint64_t deadline = now_usec() + DEADLINE_USEC;
+
+        for (;;) {
+                uint32_t pid = get_u32(dev, DEVICE_IFACE, "WorkerPID");
+                if (pid != 0 && pid != old)
+                        return;
+                assert_true(now_usec() < deadline);
+                client_step(200 * 1000);
+        }
+}
+
+static bool device_exists(const char *vm, const char *alias);
+
+static void test_fd_transport(void **state) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        char *dev = NULL, *s, *sock = NULL;
+        uint32_t pid1, pid2;
+        int fd = -1, fd2 = -1;
+
+        assert_int_equal(attach_with_connection("fdvm", "video0", &e, &fd), 0);
+        path_of("fdvm", "video0", &dev);
+        wait_state(dev, "connected");
+        s = get_string(dev, "Transport");
+        assert_string_equal(s, "fd");
+        free(s);
+        s = get_string(dev, "SocketPath");
+        assert_string_equal(s, "");
+        free(s);
+        wait_file_contains(T.workerlog, "--connection-fd=3 --control-fd=4 --backend=null");
+        /* no socket, no state file, no fd store entry for this transport */
+        assert_false(stored("dev-fdvm.video0"));
+
+        /* QEMU's end closes: disconnected, and nothing listens */
+        pid1 = get_u32(dev, DEVICE_IFACE, "WorkerPID");
+        close(fd);
+        wait_state(dev, "disconnected");
+        assert_int_equal(get_u32(dev, DEVICE_IFACE, "PeerUID"), UINT32_MAX);
+
+        /* OpenConnection: a new pair, served by a new worker */
+        assert_int_equal(open_connection(dev, &e, &fd), 0);
+        wait_worker_pid_not(dev, pid1);
+        wait_state(dev, "connected");
+        pid2 = get_u32(dev, DEVICE_IFACE, "WorkerPID");
+        /* the worker dies: the connection died with it, so no restart until OpenConnection */
+        assert_int_equal(kill((pid_t) pid2, SIGKILL), 0);
+        wait_state(dev, "disconnected");
+        {
+                char buf[1];
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
+                assert_int_equal(read(fd, buf, 1), 0); /* QEMU sees the hang-up */
+        }
+        close(fd);
+        assert_int_equal(open_connection(dev, &e, &fd2), 0);
+        wait_worker_pid_not(dev, pid2);
+        wait_state(dev, "connected");
+        /* IF_MISSING on the existing device: the same device with a new connection, the old one closed */
+        {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                const char *o;
+                int nfd;
+                char buf[1];
+                struct pollfd p = { .fd = fd2, .events = POLLIN };
+
+                pid1 = get_u32(dev, DEVICE_IFACE, "WorkerPID");
+                assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                               "AttachDeviceWithConnection", &e, &reply, "ssa{sv}t", "fdvm",
+                                               "", 2, "Backend", "s", "null", "Alias", "s", "video0",
+                                               UINT64_C(2)) >= 0);
+                assert_true(sd_bus_message_read(reply, "oh", &o, &nfd) > 0);
+                assert_string_equal(o, dev);
+                assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
+                assert_int_equal(read(fd2, buf, 1), 0);
+                close(fd2);
+                fd2 = fcntl(nfd, F_DUPFD_CLOEXEC, 3);
+                assert_true(fd2 >= 0);
+                wait_worker_pid_not(dev, pid1);
+                wait_state(dev, "connected");
+        }
+
+        /* a connected device needs FORCE; then the worker's end closes */
+        expect_error(detach(T.client, "fdvm", "video0", 0, &e), &e,
+                     "org.virtiovideo.video1.DeviceConnected");
+        assert_int_equal(detach(T.client, "fdvm", "video0", 1, &e), 0);
+        {
+                char buf[1];
+                struct pollfd p = { .fd = fd2, .events = POLLIN };
+                assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
+                assert_int_equal(read(fd2, buf, 1), 0);
+        }
+        close(fd2);
+
+        /* OpenConnection is for the fd transport only; AttachDevice cannot make one */
+        assert_int_equal(attach_null(T.client, "fdvm", "video1", &e, &sock), 0);
+        free(dev);
+        path_of("fdvm", "video1", &dev);
+        expect_error(open_connection(dev, &e, &fd), &e, SD_BUS_ERROR_NOT_SUPPORTED);
+        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                        "AttachDeviceWithConnection", &e, NULL, "ssa{sv}t", "fdvm", "", 2,
+                                        "Backend", "s", "null", "Transport", "s", "server", UINT64_C(0)),
+                     &e, SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                        "AttachDeviceWithConnection", &e, NULL, "ssa{sv}t", "fdvm", "", 2,
+                                        "Backend", "s", "null", "SocketPath", "s", "/tmp/x.sock",
+                                        UINT64_C(0)),
+                     &e, SD_BUS_ERROR_INVALID_ARGS);
+        expect_error(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE,
+                                        "AttachDeviceWithConnection", &e, NULL, "ssa{sv}t", "fdvm", "", 2,
+                                        "Backend", "s", "null", "PeerMachine", "s", "vm-good", UINT64_C(0)),
+                     &e, SD_BUS_ERROR_INVALID_ARGS);
+        assert_int_equal(detach(T.client, "fdvm", "video1", 0, &e), 0);
+
+        /* an fd device does not outlive the service: its connection ends with it */
+        assert_int_equal(attach_with_connection("fdvm", "video2", &e, &fd), 0);
+        free(dev);
+        path_of("fdvm", "video2", &dev);
+        wait_state(dev, "connected");
+        daemon_stop();
+        daemon_start();
+        assert_false(device_exists("fdvm", "video2"));
+        {
+                char buf[1];
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
+                assert_int_equal(read(fd, buf, 1), 0);
+        }
+        close(fd);
+        g_free(sock);
+        free(dev);
+}
+
+static int
+attach_client(const char *vm, const char *alias, const char *path, const char *machine, sd_bus_error *e) {
+        if (machine)
+                return sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", e,
+                                          NULL, "ssa{sv}t", vm, "", 5, "Backend", "s", "null", "Alias", "s",
+                                          alias, "Transport", "s", "client", "SocketPath", "s", path,
+                                          "PeerMachine", "s", machine, UINT64_C(0));
+        return sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", e, NULL,
+                                  "ssa{sv}t", vm, "", 4, "Backend", "s", "null", "Alias", "s", alias,
+                                  "Transport", "s", "client", "SocketPath", "s", path, UINT64_C(0));
+}
+
+static int listen_unix(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        strcpy(sa.sun_path, path);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(fd, 4), 0);
+        return fd;
+}
+
+static int accept_within_deadline(int lfd) {
+        struct pollfd p = { .fd = lfd, .events = POLLIN };
+        int fd;
+
+        assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        assert_true(fd >= 0);
+        return fd;
+}
+
+static void test_client_transport(void **state) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        char qdir[192], qsock[256], bad[300], *dev = NULL, *s;
+        int lfd, cfd;
+
+        snprintf(qdir, sizeof(qdir), "%s/qemu", T.tmp);
+        assert_int_equal(mkdir(qdir, 0755), 0);
+        snprintf(qsock, sizeof(qsock), "%s/vm.sock", qdir);
+
+        /* the path rules: absolute and normalized, the directory exists, a socket if it exists, not ours */
+        expect_error(attach_client("cl", "video0", "relative.sock", NULL, &e), &e,
+                     SD_BUS_ERROR_INVALID_ARGS);
+        snprintf(bad, sizeof(bad), "%s/../qemu/vm.sock", qdir);
+        expect_error(attach_client("cl", "video0", bad, NULL, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
+        snprintf(bad, sizeof(bad), "%s/missing/vm.sock", qdir);
+        expect_error(attach_client("cl", "video0", bad, NULL, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
+        snprintf(bad, sizeof(bad), "%s/plain", qdir);
+        write_file(bad, "not a socket");
+        expect_error(attach_client("cl", "video0", bad, NULL, &e), &e, SD_BUS_ERROR_INVALID_ARGS);
+        snprintf(bad, sizeof(bad), "%s/vm/x.sock", T.run);
+        expect_error(attach_client("cl", "video0", bad, NULL, &e), &e,
+                     "org.virtiovideo.video1.SocketPathNotAllowed");
+
+        /* QEMU is not there yet: the worker keeps trying; the device says listening */
+        assert_true(attach_client("cl", "video0", qsock, NULL, &e) >= 0);
+        path_of("cl", "video0", &dev);
+        wait_file_contains(T.workerlog, "--connect-path=");
+        s = get_string(dev, "Transport");
+        assert_string_equal(s, "client");
+        free(s);
+        s = get_string(dev, "SocketPath");
+        assert_string_equal(s, qsock);
+        free(s);
+        s = get_string(dev, "State");
+        assert_string_equal(s, "listening");
+        free(s);
+
+        /* QEMU comes up: the worker connects; the peer is QEMU (us) */
+        lfd = listen_unix(qsock);
+        cfd = accept_within_deadline(lfd);
+        wait_state(dev, "connected");
+        assert_int_equal(get_u32(dev, DEVICE_IFACE, "PeerPID"), (uint32_t) getpid());
+        /* QEMU drops the connection (restart): the worker connects again */
+        close(cfd);
+        cfd = accept_within_deadline(lfd);
+        wait_state(dev, "connected");
+        close(cfd);
+        /* a restart of the service keeps the device, which connects again */
+        daemon_stop();
+        daemon_start();
+        cfd = accept_within_deadline(lfd);
+        wait_state(dev, "connected");
+        close(cfd);
+        close(lfd);
+        (void) unlink(qsock);
+        wait_state(dev, "listening");
+
+        /* detach leaves QEMU's socket path alone */
+        lfd = listen_unix(qsock);
+        cfd = accept_within_deadline(lfd);
+        wait_state(dev, "connected");
+        assert_int_equal(detach(T.client, "cl", "video0", 1, &e), 0);
+        assert_true(path_exists(qsock));
+        close(cfd);
+        close(lfd);
+        free(dev);
+}
+
+/* ---- BindToCaller ----------------------------------------------------------------------------------- */
+
+static bool device_exists(const char *vm, const char *alias) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        int r = sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetDevice", &e, NULL, "ss",
+                                   vm, alias);
+        if (r < 0)
+                assert_string_equal(e.name, "org.virtiovideo.video1.NoSuchDevice");
+        return r >= 0;
+}
+
+static void test_bind_to_caller(void **state) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        uint64_t deadline = now_usec() + DEADLINE_USEC;
+        sd_bus *other = bus_connect(T.bus.address);
+        unsigned removed;
+
+        assert_true(sd_bus_call_method(other, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, NULL,
+                                       "ssa{sv}t", "bound", "", 3, "Backend", "s", "null", "Alias", "s",
+                                       "video0", "BindToCaller", "b", 1, UINT64_C(0)) >= 0);
+        assert_true(sd_bus_call_method(other, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, NULL,
+                                       "ssa{sv}t", "bound", "", 3, "Backend", "s", "null", "Alias", "s",
+                                       "video1", "BindToCaller", "b", 0, UINT64_C(0)) >= 0);
+        assert_true(device_exists("bound", "video0"));
+        removed = T.device_removed;
+        /* the caller leaves the bus: its bound device goes, the other stays */
+        other = sd_bus_flush_close_unref(other);
+        while (device_exists("bound", "video0")) {
+                assert_true(now_usec() < deadline);
+                client_step(200 * 1000);
+        }
+        while (T.device_removed == removed) {
+                assert_true(now_usec() < deadline);
+                client_step(200 * 1000);
+        }
+        assert_non_null(strstr(T.last_removed, "bound"));
+        assert_true(device_exists("bound", "video1"));
+        assert_int_equal(detach(T.client, "bound", "video1", 0, &e), 0);
+}
+
+/* ---- PeerMachine ------------------------------------------------------------------------------------ */
+
+static void wait_peer_dropped(int fd) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char buf[1];
+
+        assert_int_equal(poll(&p, 1, (int) (DEADLINE_USEC / 1000)), 1);
+        assert_int_equal(read(fd, buf, 1), 0);
+}
+
+static uint64_t manager_stat(const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *key;
+        uint64_t v = UINT64_MAX;
+
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "GetStatistics", &e,
+                                       &reply, "") >= 0);
+        assert_true(sd_bus_message_enter_container(reply, 'a', "{sv}") > 0);
+        while (sd_bus_message_enter_container(reply, 'e', "sv") > 0) {
+                assert_true(sd_bus_message_read(reply, "s", &key) > 0);
+                if (strcmp(key, name) == 0)
+                        assert_true(sd_bus_message_read(reply, "v", "t", &v) > 0);
+                else
+                        assert_true(sd_bus_message_skip(reply, "v") >= 0);
+                assert_true(sd_bus_message_exit_container(reply) >= 0);
+        }
+        assert_true(v != UINT64_MAX);
+        return v;
+}
+
+static void test_peer_machine(void **state) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        char *socket = NULL, *dev = NULL, *s;
+        uint64_t rejections;
+        unsigned calls;
+        int peer;
+
+        /* PeerMachine=vm-good: a peer of that machine gets in, PeerMachine is filled */
+        assert_true(sd_bus_call_method(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "AttachDevice", &e, NULL,
+                                       "ssa{sv}t", "pm", "", 3, "Backend", "s", "null", "Alias", "s",
+                                       "video0", "PeerMachine", "s", "vm-good", UINT64_C(0)) >= 0);
+        path_of("pm", "video0", &dev);
+        socket = get_string(dev, "SocketPath");
+        mach_script(getpid(), "vm-good");
+        peer = connect_unix(socket);
+        wait_state(dev, "connected");
+        s = get_string(dev, "PeerMachine");
+        assert_string_equal(s, "vm-good");
+        free(s);
+        close(peer);
+        wait_state(dev, "listening");
+        s = get_string(dev, "PeerMachine");
+        assert_string_equal(s, "");
+        free(s);
+
+        /* a peer of another machine, or of none, is dropped and counted */
+        rejections = manager_stat("PeerRejections");
+        mach_script(getpid(), "vm-evil");
+        peer = connect_unix(socket);
+        wait_peer_dropped(peer);
+        close(peer);
+        assert_int_equal(manager_stat("PeerRejections"), rejections + 1);
+        mach_script(0, NULL);
+        peer = connect_unix(socket);
+        wait_peer_dropped(peer);
+        close(peer);
+        assert_int_equal(manager_stat("PeerRejections"), rejections + 2);
+        s = get_string(dev, "State");
+        assert_string_equal(s, "listening");
+        free(s);
+        assert_int_equal(detach(T.client, "pm", "video0", 0, &e), 0);
+        free(socket);
+        free(dev);
+
+        /* without the option the machine is only looked up for the property */
+        assert_int_equal(attach_null(T.client, "pm", "video1", &e, &socket), 0);
+        path_of("pm", "video1", &dev);
+        mach_script(getpid(), "vm-other");
+        calls = mach_calls();
+        peer = connect_unix(socket);
+        wait_state(dev, "connected");
+        {
+                uint64_t deadline = now_usec() + DEADLINE_USEC;
+                for (;;) {
+                        s = get_string(dev, "PeerMachine");
+                        bool ok = strcmp(s, "vm-other") == 0;
+                        free(s);
+                        if (ok)
+                                break;
+                        assert_true(now_usec() < deadline);
+                        client_step(200 * 1000);
+                }
+        }
+        assert_true(mach_calls() > calls);
+        close(peer);
+        wait_state(dev, "listening");
+        assert_int_equal(detach(T.client, "pm", "video1", 0, &e), 0);
+        mach_script(0, NULL);
+        g_free(socket);
+        free(dev);
+}
+
+/* ---- the worker sandbox ----------------------------------------------------------------------------- */
+
+static bool has_feature(const char *name) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        char **l = NULL;
+        bool found;
+
+        assert_true(sd_bus_get_property_strv(T.client, DEST, MANAGER_PATH, MANAGER_IFACE, "Features", &e,
+                                             &l) >= 0);
+        found = g_strv_contains((const char *const *) l, name);
+        g_strfreev(l);
+        return found;
+}
+
+static void test_worker_sandbox(void **state) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        char *socket = NULL, *dev = NULL, *log;
+        uint32_t pid1;
+
+        /* the fake worker lists "sandbox": every worker gets --sandbox; SIGSYS is logged and restarted */
+        daemon_stop();
+        (void) unlink(T.workerlog);
+        (void) unlink(T.daemonlog);
+        T.capture_stderr = true;
+        daemon_start();
+        assert_true(has_feature("worker-sandbox"));
+        assert_true(has_feature("fd-transport") && has_feature("client-transport") &&
+                    has_feature("bind-to-caller") && has_feature("peer-machine"));
+        assert_int_equal(attach_null(T.client, "sb", "video0", &e, &socket), 0);
+        wait_file_contains(T.workerlog, "--vm=sb --alias=video0 --sandbox");
+        path_of("sb", "video0", &dev);
+        wait_state(dev, "listening");
+        pid1 = get_u32(dev, DEVICE_IFACE, "WorkerPID");
+        assert_int_equal(kill((pid_t) pid1, SIGSYS), 0);
+        wait_file_contains(T.daemonlog, "refused a system call in its sandbox");
+        wait_worker_pid_not(dev, pid1);
+        wait_state(dev, "listening");
+        assert_int_equal(detach(T.client, "sb", "video0", 0, &e), 0);
+        g_free(socket);
+        socket = NULL;
+
+        /* WorkerSandbox=no */
+        daemon_stop();
+        (void) unlink(T.workerlog);
+        write_config("WorkerSandbox=no\n");
+        daemon_start();
+        assert_false(has_feature("worker-sandbox"));
+        assert_int_equal(attach_null(T.client, "sb", "video1", &e, &socket), 0);
+        wait_file_contains(T.workerlog, "--vm=sb --alias=video1");
+        log = read_file(T.workerlog);
+        assert_null(strstr(log, "--sandbox"));
+        g_free(log);
+        assert_int_equal(detach(T.client, "sb", "video1", 0, &e), 0);
+        g_free(socket);
+        socket = NULL;
+
+        /* a worker without "sandbox" in --print-capabilities runs without it */
+        daemon_stop();
+        (void) unlink(T.workerlog);
+        write_config("");
+        setenv("FAKE_WORKER_NO_SANDBOX", "1", 1);
+        daemon_start();
+        assert_false(has_feature("worker-sandbox"));
+        assert_int_equal(attach_null(T.client, "sb", "video2", &e, &socket), 0);
+        wait_file_contains(T.workerlog, "--vm=sb --alias=video2");
+        log = read_file(T.workerlog);
+        assert_null(strstr(log, "--sandbox"));
+        g_free(log);
+        assert_int_equal(detach(T.client, "sb", "video2", 0, &e), 0);
+        unsetenv("FAKE_WORKER_NO_SANDBOX");
+        g_free(socket);
+        daemon_stop();
+        T.capture_stderr = false;
+        daemon_start();
+        free(dev);
+}
+
+/* ---- the fd and client transports with the real (sandboxed) worker ---------------------------------- */
+
+static void decode_four_null_frames(VuFrontend *fe) {
+        _cleanup_(video_client_freep) VideoClient *c = NULL;
+        VideoClientOptions co;
+        NullStream s = {};
+        FrameCount count = {};
+        VcDecodeResult res;
+        VcDecodeOptions o = { .stream_id = 1, .frame = count_null_frame, .userdata = &count };
+
+        for (unsigned i = 0; i < 4; i++)
+                assert_int_equal(null_stream_append(&s, 48, 32, i + 1), 0);
+        o.bitstream = s.data;
+        o.size = s.size;
+        video_client_options_init(&co);
+        co.timeout_ms = (int) (DEADLINE_USEC / 1000);
+        assert_int_equal(video_client_new(fe, &co, &c), 0);
+        assert_int_equal(video_client_probe(c), 0);
+        assert_int_equal(video_client_decode(c, &o, &res), 0);
+        assert_int_equal(res.frames, 4);
+        assert_int_equal(count.n, 4);
+        null_stream_done(&s);
+}
+
+static VuFrontend *frontend_on_fd(int fd) {
+        VuFrontendOptions fo;
+        VuFrontend *fe = NULL;
+
+        vu_frontend_options_init(&fo);
+        fo.config_size = sizeof(struct virtio_video_config);
+        fo.device_features = 1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES;
+        fo.timeout_ms = (int) (DEADLINE_USEC / 1000);
+        assert_int_equal(vu_frontend_new_from_fd(&fo, fd, &fe), 0);
+        assert_int_equal(vu_frontend_start(fe), 0);
+        return fe;
+}
+
+static void test_transports_through_real_worker(void **state) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        char qsock[256], *dev = NULL;
+        VuFrontend *fe;
+        int fd, lfd;
+
+        daemon_stop();
+        worker_in_use = arg_real_worker;
+        T.daemon = daemon_spawn_full(arg_daemon, NULL, NULL, 0, default_args);
+
+        /* fd: QEMU's end of the pair is a working vhost-user connection; OpenConnection gives another */
+        assert_int_equal(attach_with_connection("real", "video0", &e, &fd), 0);
+        path_of("real", "video0", &dev);
+        fe = frontend_on_fd(fd);
+        wait_state(dev, "connected");
+        decode_four_null_frames(fe);
+        vu_frontend_free(fe);
+        wait_state(dev, "disconnected");
+        assert_int_equal(open_connection(dev, &e, &fd), 0);
+        fe = frontend_on_fd(fd);
+        wait_state(dev, "connected");
+        decode_four_null_frames(fe);
+        vu_frontend_free(fe);
+        wait_state(dev, "disconnected");
+        assert_int_equal(detach(T.client, "real", "video0", 0, &e), 0);
+        free(dev);
+
+        /* client: the worker connects to "QEMU", and again after QEMU went away */
+        snprintf(qsock, sizeof(qsock), "%s/real-qemu.sock", T.tmp);
+        assert_true(attach_client("real", "video1", qsock, NULL, &e) >= 0);
+        path_of("real", "video1", &dev);
+        lfd = listen_unix(qsock);
+        for (unsigned round = 0; round < 2; round++) {
+                fe = frontend_on_fd(accept_within_deadline(lfd));
+                wait_state(dev, "connected");
+                decode_four_null_frames(fe);
+                vu_frontend_free(fe);
+        }
+        close(lfd);
+        wait_state(dev, "listening");
+        assert_int_equal(detach(T.client, "real", "video1", 0, &e), 0);
+        free(dev);
+
+        daemon_stop();
+        worker_in_use = arg_worker;
+        daemon_start();
+}
+
 /* ---- the command line and a bad configuration ------------------------------------------------------- */
 
 static int run_daemon_capture(char **args, char **ret_err) {
@@ -2027,6 +2662,12 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_restart_keeps_attachments),
                 cmocka_unit_test(test_attach_detach_cycles_do_not_leak),
                 cmocka_unit_test(test_session_through_real_worker),
+                cmocka_unit_test(test_fd_transport),
+                cmocka_unit_test(test_client_transport),
+                cmocka_unit_test(test_bind_to_caller),
+                cmocka_unit_test(test_peer_machine),
+                cmocka_unit_test(test_worker_sandbox),
+                cmocka_unit_test(test_transports_through_real_worker),
                 cmocka_unit_test(test_command_line_and_bad_config),
                 cmocka_unit_test(test_dbus_activation_and_idle_exit),
                 cmocka_unit_test(test_socket_activation_static_unit),

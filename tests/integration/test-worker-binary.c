@@ -337,7 +337,8 @@ static void test_bad_flags_exit_1_with_one_line(void **state) {
         }
         {
                 const char *a[] = { "--backend=null", NULL };
-                expect_usage_error(a, "one of --socket-path or --socket-fd");
+                expect_usage_error(a,
+                                   "one of --socket-path, --socket-fd, --connection-fd or --connect-path");
         }
         {
                 const char *a[] = { "--backend=null", "-s", ok, "--socket-fd=4", NULL };
@@ -713,6 +714,123 @@ static void test_inherited_socket_fd(void **state) {
         unlink(path);
 }
 
+/* --connection-fd (the fd transport): the worker serves one connected socket, reports it after HELLO, and
+ * stays up without a listener when it ends. */
+static void test_connection_fd(void **state) {
+        const char *args[] = { "--backend=null", "--connection-fd=4", "--control-fd=3", NULL };
+        VuFrontendOptions o;
+        VuFrontend *fe = NULL;
+        int pair[2], fds[2];
+        Child c;
+        CtlMsg m;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        assert_int_equal(ctl_socketpair(fds), 0);
+        c = spawn(args, fds[1], pair[1]);
+        close(fds[1]);
+        close(pair[1]);
+        assert_int_equal(ctl_wait_recv(fds[0], &m), 1);
+        assert_int_equal(m.type, CTL_MSG_HELLO);
+        assert_int_equal(ctl_wait_recv(fds[0], &m), 1);
+        assert_int_equal(m.type, CTL_MSG_PEER_CONNECTED);
+        assert_int_equal(m.peer.pid, (uint32_t) getpid()); /* the socketpair's creator */
+
+        vu_frontend_options_init(&o);
+        o.config_size = sizeof(struct virtio_video_config);
+        o.device_features = 1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES;
+        o.timeout_ms = SAFETY_TIMEOUT_MS;
+        assert_int_equal(vu_frontend_new_from_fd(&o, pair[0], &fe), 0);
+        assert_int_equal(vu_frontend_start(fe), 0);
+        decode_session(fe, 3);
+        vu_frontend_free(fe);
+        assert_int_equal(ctl_wait_recv(fds[0], &m), 1);
+        assert_int_equal(m.type, CTL_MSG_PEER_DISCONNECTED);
+        /* still running, serving nothing; SHUTDOWN ends it */
+        assert_int_equal(ctl_send(fds[0], &(CtlMsg){ .type = CTL_MSG_SHUTDOWN }), 0);
+        child_wait(&c);
+        assert_int_equal(child_exit_status(&c), 0);
+        child_done(&c);
+        close(fds[0]);
+}
+
+static bool build_has_sandbox(void);
+
+static int accept_safely(int lfd) {
+        struct pollfd p = { .fd = lfd, .events = POLLIN };
+        int fd;
+
+        assert_int_equal(poll(&p, 1, SAFETY_TIMEOUT_MS), 1);
+        fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        assert_true(fd >= 0);
+        return fd;
+}
+
+/* --connect-path (the client transport), sandboxed when the build can: the worker retries until the
+ * frontend listens, serves it, and connects again after the frontend went away. */
+static void test_connect_path_reconnects(void **state) {
+        char path[100];
+        const char *args[] = { "--backend=null", "--connect-path", path, "--control-fd=3", NULL, NULL };
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        VuFrontendOptions o;
+        VuFrontend *fe = NULL;
+        int fds[2], lfd, cfd;
+        Child c;
+        CtlMsg m;
+
+        sock_path(path, sizeof(path), "qemu-server.sock");
+        if (build_has_sandbox())
+                args[4] = "--sandbox";
+        assert_int_equal(ctl_socketpair(fds), 0);
+        c = spawn(args, fds[1], -1);
+        close(fds[1]);
+        assert_int_equal(ctl_wait_recv(fds[0], &m), 1);
+        assert_int_equal(m.type, CTL_MSG_HELLO);
+
+        /* the "QEMU" comes up after the worker */
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(lfd >= 0);
+        assert_int_equal(bind(lfd, (struct sockaddr *) &sa, sizeof(sa)), 0);
+        assert_int_equal(listen(lfd, 4), 0);
+        for (unsigned round = 0; round < 2; round++) {
+                cfd = accept_safely(lfd);
+                assert_int_equal(ctl_wait_recv(fds[0], &m), 1);
+                assert_int_equal(m.type, CTL_MSG_PEER_CONNECTED);
+                vu_frontend_options_init(&o);
+                o.config_size = sizeof(struct virtio_video_config);
+                o.device_features = 1u << VIRTIO_VIDEO_F_RESOURCE_GUEST_PAGES;
+                o.timeout_ms = SAFETY_TIMEOUT_MS;
+                assert_int_equal(vu_frontend_new_from_fd(&o, cfd, &fe), 0);
+                assert_int_equal(vu_frontend_start(fe), 0);
+                decode_session(fe, 5);
+                vu_frontend_free(fe); /* QEMU restarts */
+                assert_int_equal(ctl_wait_recv(fds[0], &m), 1);
+                assert_int_equal(m.type, CTL_MSG_PEER_DISCONNECTED);
+        }
+        close(lfd);
+        unlink(path);
+        assert_int_equal(kill(c.pid, SIGTERM), 0);
+        child_wait(&c);
+        assert_int_equal(child_exit_status(&c), 0);
+        child_done(&c);
+        close(fds[0]);
+}
+
+/* The manager exits with messages of ours unread: the next read gives ECONNRESET, which is EOF too. */
+static void test_control_reset_exits_0(void **state) {
+        Running r = {};
+        struct pollfd p;
+
+        start_worker(&r, "reset.sock", NULL);
+        /* ask for statistics and close without reading the answer */
+        assert_int_equal(ctl_send(r.ctl, &(CtlMsg){ .type = CTL_MSG_STATS_REQUEST, .stats_cookie = 1 }), 0);
+        p = (struct pollfd){ .fd = r.ctl, .events = POLLIN };
+        assert_int_equal(poll(&p, 1, SAFETY_TIMEOUT_MS), 1);
+        r.ctl = safe_close(r.ctl);
+        assert_int_equal(stop_worker(&r), 0);
+        assert_false(exists(r.path));
+}
+
 static bool build_has_backend(const char *name) {
         const char *args[] = { "--print-capabilities", NULL };
         char quoted[64];
@@ -725,6 +843,10 @@ static bool build_has_backend(const char *name) {
         found = strstr(c.out, quoted) != NULL;
         child_done(&c);
         return found;
+}
+
+static bool build_has_sandbox(void) {
+        return build_has_backend("sandbox"); /* a quoted feature name, like a backend's */
 }
 
 /* The codec flags reach the backends: ffmpeg takes --threads, v4l2 takes the manager's --device-fd. */
@@ -853,6 +975,9 @@ int main(void) {
                 cmocka_unit_test(test_inherited_socket_fd),
                 cmocka_unit_test(test_allow_uid_rejects_other_peers),
                 cmocka_unit_test(test_backend_flags),
+                cmocka_unit_test(test_connection_fd),
+                cmocka_unit_test(test_connect_path_reconnects),
+                cmocka_unit_test(test_control_reset_exits_0),
         };
 
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

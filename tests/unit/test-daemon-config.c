@@ -48,6 +48,7 @@ static void test_defaults(void **state) {
         assert_null(c.socket_group);
         assert_string_equal(c.allowed_host_devices[0], "/dev/video*");
         assert_null(c.allowed_host_devices[1]);
+        assert_true(c.worker_sandbox);
         assert_true(daemon_config_host_device_allowed(&c, "/dev/video3"));
         assert_false(daemon_config_host_device_allowed(&c, "/dev/media0"));
         assert_false(daemon_config_host_device_allowed(&c, "/dev/v4l/video3"));
@@ -59,7 +60,7 @@ static void test_full_file(void **state) {
         char *e;
 
         assert_int_equal(load("[Daemon]\nSocketGroup=0\nAllowedHostDevices=/dev/video1*;/tmp/x/*\n"
-                              "MaxDevices=7\nLogLevel=debug\nIdleExitSec=0\n",
+                              "MaxDevices=7\nLogLevel=debug\nIdleExitSec=0\nWorkerSandbox=no\n",
                               &c, &e),
                          0);
         assert_null(e);
@@ -68,12 +69,33 @@ static void test_full_file(void **state) {
         assert_int_equal(c.max_devices, 7);
         assert_int_equal(c.log_level, LOG_DEBUG);
         assert_int_equal(c.idle_exit_usec, 0);
+        assert_false(c.worker_sandbox);
         assert_true(daemon_config_host_device_allowed(&c, "/dev/video12"));
         assert_false(daemon_config_host_device_allowed(&c, "/dev/video2"));
         assert_true(daemon_config_host_device_allowed(&c, "/tmp/x/dev"));
         assert_false(daemon_config_host_device_allowed(&c, "/tmp/x/a/dev"));
         assert_non_null(c.path);
         daemon_config_done(&c);
+}
+
+static void test_worker_sandbox_values(void **state) {
+        static const struct {
+                const char *content;
+                bool want;
+        } cases[] = {
+                { "[Daemon]\nWorkerSandbox=yes\n", true },    { "[Daemon]\nWorkerSandbox=true\n", true },
+                { "[Daemon]\nWorkerSandbox=1\n", true },      { "[Daemon]\nWorkerSandbox=no\n", false },
+                { "[Daemon]\nWorkerSandbox=false\n", false }, { "[Daemon]\nWorkerSandbox=0\n", false },
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                DaemonConfig c;
+                char *e;
+
+                assert_int_equal(load(cases[i].content, &c, &e), 0);
+                assert_int_equal(c.worker_sandbox, cases[i].want);
+                daemon_config_done(&c);
+        }
 }
 
 static void test_group_by_name(void **state) {
@@ -96,6 +118,7 @@ static void test_bad_values_are_reported(void **state) {
                 { "[Daemon]\nMaxDevices=99999999999999999999\n", "MaxDevices=" },
                 { "[Daemon]\nLogLevel=chatty\n", "LogLevel=chatty" },
                 { "[Daemon]\nIdleExitSec=soon\n", "IdleExitSec=soon" },
+                { "[Daemon]\nWorkerSandbox=maybe\n", "WorkerSandbox=maybe" },
                 { "[Daemon]\nSocketGroup=no-such-group-here\n", "SocketGroup=no-such-group-here" },
                 { "[Daemon]\nAllowedHostDevices=video*\n", "AllowedHostDevices=video*" },
                 { "[Daemon]\nFrobnicate=yes\n", "Frobnicate" },
@@ -140,8 +163,9 @@ static void test_state_round_trip(void **state) {
                 .backend = BACKEND_V4L2,
                 .role = DEVICE_ROLE_ENCODER,
                 .protocol = (char *) "virtio-video",
-                .transport = (char *) "server",
+                .transport = (char *) "client",
                 .socket_path = (char *) "/run/vv/vm/x/video3.sock",
+                .peer_machine = (char *) "qemu-1-vm",
                 .uuid = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 },
                 .uuid_size = 16,
                 .socket_mode = 0640,
@@ -167,6 +191,8 @@ static void test_state_round_trip(void **state) {
         assert_int_equal(l.backend, BACKEND_V4L2);
         assert_int_equal(l.role, DEVICE_ROLE_ENCODER);
         assert_string_equal(l.socket_path, s.socket_path);
+        assert_string_equal(l.transport, "client");
+        assert_string_equal(l.peer_machine, "qemu-1-vm");
         assert_int_equal(l.uuid_size, 16);
         assert_memory_equal(l.uuid, s.uuid, 16);
         assert_int_equal(l.socket_mode, 0640);
@@ -192,6 +218,9 @@ static void test_state_rejects_bad_files(void **state) {
                 "[Device]\nVM=a\nAlias=video0\nBackend=null\nProtocol=virtio-video\nTransport=server\nSocketPath=/x\nSocketMode=01777\n",
                 "[Device]\nVM=a\nAlias=video0\nBackend=null\nProtocol=virtio-video\nTransport=server\nSocketPath=/x\nVMUUID=zz\n",
                 "[Device]\nVM=a\nAlias=video0\nBackend=null\nProtocol=virtio-video\nTransport=server\nSocketPath=/x\nAllowedPeerUIDs=1;x\n",
+                /* the fd transport is never persisted; an empty PeerMachine is not a machine */
+                "[Device]\nVM=a\nAlias=video0\nBackend=null\nProtocol=virtio-video\nTransport=fd\nSocketPath=/x\n",
+                "[Device]\nVM=a\nAlias=video0\nBackend=null\nProtocol=virtio-video\nTransport=server\nSocketPath=/x\nPeerMachine=\n",
                 "garbage",
         };
 
@@ -242,6 +271,7 @@ int main(void) {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_full_file),
                 cmocka_unit_test(test_group_by_name),
+                cmocka_unit_test(test_worker_sandbox_values),
                 cmocka_unit_test(test_bad_values_are_reported),
                 cmocka_unit_test(test_missing_file),
                 cmocka_unit_test(test_state_round_trip),

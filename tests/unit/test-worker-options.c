@@ -124,7 +124,8 @@ static void test_refusals(void **state) {
         expect_refused("needs an argument", "-s", NULL);
         expect_refused("unknown backend 'h264'", "-b", "h264", "-s", "/x", NULL);
         expect_refused("null", "-b", "h264", "-s", "/x", NULL); /* the message lists what exists */
-        expect_refused("one of --socket-path or --socket-fd", "-b", "null", NULL);
+        expect_refused("one of --socket-path, --socket-fd, --connection-fd or --connect-path", "-b", "null",
+                       NULL);
         expect_refused("mutually exclusive", "-b", "null", "-s", "/x", "--socket-fd=3", NULL);
         expect_refused("--backend is required", "-s", "/x", NULL);
         expect_refused("too long", "-b", "null", "-s", long_path, NULL);
@@ -141,6 +142,14 @@ static void test_refusals(void **state) {
                        "--device-fd=5", NULL);
         expect_refused("must differ", "-b", "null", "--socket-fd=5", "--control-fd=5", NULL);
         expect_refused("unexpected argument 'extra'", "-b", "null", "-s", "/x", "extra", NULL);
+        /* the fd and client transports */
+        expect_refused("mutually exclusive", "-b", "null", "-s", "/x", "--connect-path=/y", NULL);
+        expect_refused("mutually exclusive", "-b", "null", "--connection-fd=3", "--socket-fd=4", NULL);
+        expect_refused("mutually exclusive", "-b", "null", "--connection-fd=3", "--connect-path=/y", NULL);
+        expect_refused("not an absolute path", "-b", "null", "--connect-path=rel/q.sock", NULL);
+        expect_refused("too long", "-b", "null", "--connect-path", long_path, NULL);
+        expect_refused("invalid --connection-fd 'x'", "-b", "null", "--connection-fd=x", NULL);
+        expect_refused("must differ", "-b", "null", "--connection-fd=5", "--control-fd=5", NULL);
 }
 
 static void test_path_of_exactly_107_bytes_is_accepted(void **state) {
