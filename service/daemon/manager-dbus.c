@@ -626,7 +626,7 @@ static int lookup_device(Manager *m, const char *vm, const char *alias, Device *
 static int method_get_device(sd_bus_message *message, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         const char *vm, *alias;
-        Device *d;
+        Device *d = NULL;
         int r;
 
         r = sd_bus_message_read(message, "ss", &vm, &alias);
@@ -773,7 +773,7 @@ static int method_detach_device(sd_bus_message *message, void *userdata, sd_bus_
         Manager *m = userdata;
         const char *vm, *alias;
         uint64_t flags;
-        Device *d;
+        Device *d = NULL;
         int r;
 
         r = sd_bus_message_read(message, "sst", &vm, &alias, &flags);

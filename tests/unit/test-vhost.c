@@ -778,7 +778,8 @@ static int connect_path(const char *path) {
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
         assert_true(fd >= 0);
-        strncpy(sa.sun_path, path, sizeof(sa.sun_path) - 1);
+        assert_true(strlen(path) < sizeof(sa.sun_path));
+        memcpy(sa.sun_path, path, strlen(path) + 1);
         assert_int_equal(connect(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
         return fd;
 }
